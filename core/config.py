@@ -1,0 +1,236 @@
+"""Typed configs, one dataclass per stage, with presets and `validate()`.
+
+Every field has a docstring (the string right below it). `validate()` raises `ConfigError`
+naming the field and the allowed range *before* any training starts, so a student who types an
+impossible value sees why at once instead of a traceback from deep inside torch.
+
+Presets:
+  tiny  -- for tests: a whole stage in seconds.
+  small -- the CPU default: a fluent model in a few minutes on 2 cores. Also the "strong" model of
+           the weak-to-strong experiment. Same shape as the TRL reference setting (4 layers, 128 wide,
+           vocab 1024) so speed comparisons are like for like.
+  weak  -- a deliberately weaker, smaller model (the supervisor in weak-to-strong).
+  gpu   -- GPT-2-small shaped (12 layers, 768 wide); same code, meant for a CUDA device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import torch
+
+
+class ConfigError(ValueError):
+    """An impossible configuration value. The message names the field and the allowed range."""
+
+
+# ----------------------------------------------------------------------------- small checks
+# One line per rule so that every validate() reads as a list of constraints.
+
+def check_positive(cfg, name: str) -> None:
+    value = getattr(cfg, name)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise ConfigError(f"{type(cfg).__name__}.{name} must be > 0, got {value!r}")
+
+
+def check_non_negative(cfg, name: str) -> None:
+    value = getattr(cfg, name)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+        raise ConfigError(f"{type(cfg).__name__}.{name} must be >= 0, got {value!r}")
+
+
+def check_range(cfg, name: str, low: float, high: float, low_open=False, high_open=False) -> None:
+    value = getattr(cfg, name)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        lb = "(" if low_open else "["
+        rb = ")" if high_open else "]"
+        raise ConfigError(f"{type(cfg).__name__}.{name} must be in {lb}{low}, {high}{rb}, got {value!r}")
+
+
+def check_choice(cfg, name: str, choices) -> None:
+    value = getattr(cfg, name)
+    if value not in choices:
+        raise ConfigError(f"{type(cfg).__name__}.{name} must be one of {sorted(choices)}, got {value!r}")
+
+
+# ----------------------------------------------------------------------------- devices and seeds
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """cuda > mps > cpu for "auto"; an explicit choice that this machine lacks is an error."""
+    if name is None:
+        name = "auto"
+    name = str(name)
+    base = name.split(":")[0]
+    if base not in DEVICES:
+        raise ConfigError(f"device must be one of {list(DEVICES)} (optionally cuda:N), got {name!r}")
+    if base == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if base == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for but this machine has no CUDA GPU; use --device cpu or auto")
+    if base == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("device 'mps' was asked for but this machine has no Apple GPU; use --device cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices) so that a run is repeatable on one machine."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- model shape
+
+@dataclass
+class ModelConfig:
+    """The GPT-2 shape of a model. The tokenizer decides `vocab_size`."""
+
+    n_layer: int = 4
+    """Transformer blocks."""
+    n_embd: int = 128
+    """Width of the residual stream; must be divisible by n_head."""
+    n_head: int = 4
+    """Attention heads per block."""
+    n_positions: int = 64
+    """Context length in tokens (prompt + response must fit)."""
+    vocab_size: int = 1024
+    """Tokenizer vocabulary size (including the special tokens)."""
+    dropout: float = 0.0
+    """Dropout during pretraining. RL stages always switch dropout off."""
+
+    def validate(self) -> "ModelConfig":
+        for name in ("n_layer", "n_embd", "n_head", "n_positions", "vocab_size"):
+            check_positive(self, name)
+        if self.n_embd % self.n_head:
+            raise ConfigError(
+                f"ModelConfig.n_head must divide n_embd: n_embd={self.n_embd} is not a multiple of n_head={self.n_head}"
+            )
+        if self.vocab_size < 64:
+            raise ConfigError(f"ModelConfig.vocab_size must be >= 64, got {self.vocab_size}")
+        check_range(self, "dropout", 0.0, 1.0, high_open=True)
+        return self
+
+    def n_params(self) -> int:
+        """Rough parameter count (weights tied), for display."""
+        d = self.n_embd
+        return self.n_layer * 12 * d * d + (self.vocab_size + self.n_positions) * d
+
+
+PRESET_MODELS = {
+    "tiny": ModelConfig(n_layer=2, n_embd=32, n_head=2, n_positions=64, vocab_size=256),
+    "weak": ModelConfig(n_layer=1, n_embd=32, n_head=2, n_positions=128, vocab_size=1024),
+    "small": ModelConfig(n_layer=4, n_embd=128, n_head=4, n_positions=128, vocab_size=1024),
+    "gpu": ModelConfig(n_layer=12, n_embd=768, n_head=12, n_positions=128, vocab_size=1024),
+}
+PRESETS = tuple(PRESET_MODELS)
+
+
+def preset_model(preset: str) -> ModelConfig:
+    if preset not in PRESET_MODELS:
+        raise ConfigError(f"preset must be one of {list(PRESETS)}, got {preset!r}")
+    return dataclasses.replace(PRESET_MODELS[preset])
+
+
+# ----------------------------------------------------------------------------- stage 1: pretraining
+
+@dataclass
+class PretrainConfig:
+    """Pretraining a GPT-2 language model on a corpus from scratch."""
+
+    preset: str = "small"
+    """Model size and training schedule preset: tiny, small, weak or gpu."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The model shape (filled from the preset)."""
+    steps: int = 1500
+    """Optimizer steps."""
+    batch_size: int = 32
+    """Documents per step."""
+    lr: float = 3e-3
+    """Peak AdamW learning rate (cosine decay to 10% after a linear warm-up)."""
+    warmup_steps: int = 50
+    """Linear learning-rate warm-up steps."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0 = off)."""
+    corpus_size: int = 20000
+    """Reviews generated for the synthetic corpus (ignored when `corpus_file` is set)."""
+    corpus_file: str | None = None
+    """Path of a user's own text file, one document a line (UTF-8). None = the synthetic corpus."""
+    val_fraction: float = 0.05
+    """Share of documents held out for the validation loss."""
+    eval_every: int = 100
+    """Steps between validation losses."""
+    sample_every: int = 250
+    """Steps between sample generations written to samples.jsonl."""
+    checkpoint_every: int = 500
+    """Steps between checkpoints (one is always written at the end)."""
+    seed: int = 0
+    """Seeds the corpus split, the initialisation and the batches."""
+    device: str = "auto"
+    """auto (cuda > mps > cpu), cpu, cuda or mps."""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)."""
+
+    def validate(self) -> "PretrainConfig":
+        check_choice(self, "preset", PRESETS)
+        self.model.validate()
+        for name in ("steps", "batch_size", "lr", "corpus_size", "eval_every", "sample_every", "checkpoint_every"):
+            check_positive(self, name)
+        for name in ("warmup_steps", "weight_decay", "grad_clip", "threads"):
+            check_non_negative(self, name)
+        check_range(self, "val_fraction", 0.0, 0.5, low_open=True)
+        if self.corpus_file is not None and not os.path.isfile(self.corpus_file):
+            raise ConfigError(f"PretrainConfig.corpus_file: no such file {self.corpus_file!r}")
+        check_choice(self, "device", [d for d in DEVICES] + [f"cuda:{i}" for i in range(16)])
+        return self
+
+
+PRESET_PRETRAIN = {
+    "tiny": dict(steps=60, batch_size=16, lr=5e-3, warmup_steps=5, corpus_size=1500,
+                 eval_every=20, sample_every=30, checkpoint_every=60),
+    "weak": dict(steps=300, batch_size=32, lr=3e-3, warmup_steps=30, corpus_size=20000),
+    "small": dict(steps=1500, batch_size=32, lr=3e-3, warmup_steps=50, corpus_size=20000),
+    "gpu": dict(steps=3000, batch_size=128, lr=6e-4, warmup_steps=200, corpus_size=100000,
+                eval_every=250, sample_every=500, checkpoint_every=1000),
+}
+
+
+def pretrain_preset(preset: str = "small", **overrides) -> PretrainConfig:
+    """A PretrainConfig for a preset with optional field overrides (None values are ignored)."""
+    model = preset_model(preset)
+    values = dict(PRESET_PRETRAIN[preset])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return PretrainConfig(preset=preset, model=model, **values)
+
+
+# ----------------------------------------------------------------------------- (de)serialisation
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls, data: dict):
+    """Rebuild a config dataclass from `to_dict` output; unknown keys are an error."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}")
+    values = dict(data)
+    if "model" in values and isinstance(values["model"], dict):
+        values["model"] = ModelConfig(**values["model"])
+    return cls(**values)

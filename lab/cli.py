@@ -1,0 +1,120 @@
+"""`rlhf-lab`: the command line. With no arguments it launches the app.
+
+Each stage lives in its own module that defines `register(subparsers)`; this file lists them.
+Every command runs through the same `core` generators as the app and the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from core.config import ConfigError
+from core.runs import DEFAULT_ROOT, Run, RunError, drive, list_runs
+
+# Stage modules, each with register(subparsers). Later stages add their module here.
+STAGE_COMMANDS = (
+    "lab.cli_pretrain",
+)
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit code 2, no traceback."""
+
+
+def progress(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, dynamic_ncols=True, leave=True, file=sys.stderr)
+
+
+def run_stage(run: Run, steps, total: int, desc: str, postfix) -> dict | None:
+    """Drive a stage generator with a progress bar; `postfix(metrics)` -> dict shown on the bar."""
+    bar = progress(total, desc)
+
+    def tick(m):
+        bar.update(1)
+        bar.set_postfix(postfix(m), refresh=False)
+
+    try:
+        return drive(run, steps, on_metrics=tick)
+    finally:
+        bar.close()
+
+
+def out_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--out", help="run folder to create (must not hold another run)")
+    group.add_argument("--runs", default=None, help=f"root folder for a new run id (default ./{DEFAULT_ROOT})")
+
+
+def cmd_runs(args) -> int:
+    rows = list_runs(args.runs or DEFAULT_ROOT)
+    if not rows:
+        print(f"no runs under {args.runs or DEFAULT_ROOT}")
+        return 0
+    print(f"{'run':40s} {'stage':12s} {'state':9s} {'iter':>6s}  key metric")
+    for r in rows:
+        key = "" if r["key_metric"] is None else f"{r['key_metric']}={r['key_value']:.4g}"
+        if r["state"] in ("failed", "corrupt") and r["error"]:
+            key = f"{key}  error: {r['error']}".strip()
+        print(f"{r['run_id']:40s} {str(r['stage']):12s} {str(r['state']):9s} {r['iteration']:>6}  {key}")
+    return 0
+
+
+def cmd_app(args) -> int:
+    app = Path(__file__).resolve().parent / "app.py"
+    if not app.exists():
+        raise CLIError("the browser app is not part of this version yet; use the CLI stages "
+                       "(rlhf-lab --help)")
+    from streamlit.web import cli as stcli
+
+    argv = ["streamlit", "run", str(app), "--server.address", "127.0.0.1",
+            "--server.port", str(args.port), "--browser.gatherUsageStats", "false",
+            "--server.headless", "true" if args.no_browser else "false"]
+    argv += ["--", "--runs", args.runs or DEFAULT_ROOT]
+    sys.argv = argv
+    return stcli.main()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlhf-lab", description="RLHF Lab: every stage of RLHF on a small GPT.")
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("app", help="launch the lab in the browser (the default)")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--runs", default=None, help=f"runs root (default ./{DEFAULT_ROOT})")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
+    p.set_defaults(func=cmd_app)
+
+    p = sub.add_parser("runs", help="list runs (stage, state, last key metric)")
+    p.add_argument("--runs", default=None, help=f"runs root (default ./{DEFAULT_ROOT})")
+    p.set_defaults(func=cmd_runs)
+
+    for name in STAGE_COMMANDS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if not argv:
+        argv = ["app"]
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (CLIError, ConfigError, RunError, ValueError, FileNotFoundError) as e:
+        print(f"rlhf-lab {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""`rlhf-lab pretrain`: stage 1 from the command line."""
+
+from __future__ import annotations
+
+from core.config import PRESETS, pretrain_preset, to_dict
+from core.corpus import load_text_file
+from core.pretrain import pretrain
+from core.runs import Run
+
+
+def register(sub) -> None:
+    from lab.cli import out_args
+
+    p = sub.add_parser("pretrain", help="pretrain a small GPT on the corpus")
+    p.add_argument("--preset", default="small", choices=PRESETS)
+    p.add_argument("--corpus", default=None, help="your own UTF-8 text file, one document a line")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--batch", type=int, default=None, help="documents per step")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    out_args(p)
+    p.set_defaults(func=cmd_pretrain)
+
+
+def cmd_pretrain(args) -> int:
+    from lab.cli import run_stage
+
+    cfg = pretrain_preset(args.preset, steps=args.steps, batch_size=args.batch, lr=args.lr, seed=args.seed,
+                          device=args.device, corpus_file=args.corpus, threads=args.threads)
+    cfg.validate()
+    docs = load_text_file(args.corpus) if args.corpus else None  # fail on a bad file before a run exists
+    run = Run.create("pretrain", to_dict(cfg), out=args.out, root=args.runs)
+    print(f"run folder: {run.path}")
+    last = run_stage(run, pretrain(cfg, run, docs=docs), cfg.steps, f"pretrain {cfg.preset}",
+                     lambda m: {"loss": f"{m['lm/loss']:.3f}"})
+    print(f"done: {cfg.steps} steps, train loss {last['lm/loss']:.3f}, val loss {last['lm/val_loss']:.3f}, "
+          f"checkpoint {run.checkpoint_dir}")
+    return 0
