@@ -280,6 +280,8 @@ def generate_texts(model, tokenizer, prompts: list[str], max_new_tokens: int = 4
 def join_text(prompt: str, continuation: str) -> str:
     if not continuation:
         return prompt
+    if not prompt:
+        return continuation
     if continuation[0] in ".,!?;:":
         return prompt + continuation
     return f"{prompt} {continuation}"

@@ -1,0 +1,26 @@
+"""Shared fixtures. Everything runs on the CPU, offline, with few threads (the CI machine has 2 cores)."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory):
+    """A tiny base LM pretrained once per test session (seconds): a run folder whose checkpoint/
+    holds model + tokenizer. Stages that need "a base model" in tests start from it."""
+    from core.config import pretrain_preset, to_dict
+    from core.pretrain import pretrain
+    from core.runs import Run, drive
+
+    cfg = pretrain_preset("tiny", steps=120, device="cpu")
+    run = Run.create("pretrain", to_dict(cfg), out=tmp_path_factory.mktemp("tiny_base") / "run")
+    drive(run, pretrain(cfg, run))
+    return run.path
