@@ -1,0 +1,429 @@
+"""Charts for the PPO and weak-to-strong pages: pure functions, data in -> Plotly figure out.
+
+Every chart has a title, axis labels with units, and a one-line "what healthy looks like" caption
+in `CAPTIONS` (the page shows it under the chart). Nothing here reads files or touches Streamlit,
+so each function is tested on a DataFrame built in the test.
+
+Inputs follow the run store (DESIGN.md): `df` is `read_metrics(run)` (one row per PPO iteration,
+column "step" plus the TRL-style metric names), sample rows come from samples.jsonl and
+`inspect.json` rows from the PPO trainer ("one PPO step, slowly").
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+ITERATION = "PPO iteration (count)"
+PROXY_COLOR = "#1f77b4"
+GOLD_COLOR = "#d4a017"
+KL_COLOR = "#9467bd"
+MARK_COLORS = {"params/kl_coef": "#d62728", "params/clip_eps": "#2ca02c"}
+MARK_NAMES = {"params/kl_coef": "λ", "params/clip_eps": "ε"}
+MAX_MARKS = 12  # beyond this the chart is a barcode; the newest changes matter most
+
+CAPTIONS = {
+    "reward": "Healthy: proxy and gold rise together. Proxy still rising while gold falls is reward "
+              "hacking — the reward model is being exploited.",
+    "kl": "Healthy: KL grows slowly and levels off (near the target with adaptive λ). A steep climb "
+          "means the policy is drifting far from the base model.",
+    "ratio": "Healthy: the ratio stays near 1; mass outside the shaded band [1-ε, 1+ε] is what "
+             "clipping stops.",
+    "value_loss": "Healthy: falls over the first iterations and then stays low; a spike follows a sudden "
+                  "change in rewards (e.g. a new λ).",
+    "entropy": "Healthy: declines slowly. A collapse towards 0 means the policy repeats one answer "
+               "(mode collapse); a rise means it is babbling.",
+    "kl_heatmap": "Healthy: a few bright tokens where the policy chose differently from the base "
+                  "model; bright everywhere means it has left the base model's language.",
+    "step_tokens": "Healthy: advantages of both signs, ratios near 1, few clipped tokens (×). The reward "
+                   "model's score arrives only at the last token; the KL penalty on every token.",
+    "overoptimization": "Gao et al. 2022: the proxy keeps rising with √KL while gold peaks and falls; "
+                        "the gold peak is where to stop (or a larger λ keeps you before it).",
+    "w2s": "Healthy: the student lands between the weak supervisor and the ceiling; PGR = (student − "
+           "weak) / (ceiling − weak), 1 means the whole gap recovered.",
+}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _has(df: pd.DataFrame | None, col: str) -> bool:
+    return df is not None and not df.empty and col in df.columns and df[col].notna().any()
+
+
+def _empty(title: str, x: str, y: str, note: str = "waiting for the first iteration…") -> go.Figure:
+    """An empty chart that still says what it will show (pages never show a blank box)."""
+    fig = go.Figure()
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="plotly_white", height=320,
+                      annotations=[dict(text=note, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
+                                        font=dict(color="gray"))])
+    return fig
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 320) -> go.Figure:
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="plotly_white", height=height,
+                      margin=dict(l=60, r=30, t=60, b=50),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
+    return fig
+
+
+def param_changes(df: pd.DataFrame, column: str) -> list[tuple[int, float, float]]:
+    """(step, old, new) for every iteration where `column` differs from the iteration before.
+
+    With adaptive KL the controller moves λ every iteration; those are not the student's changes, so
+    rows with a truthy "params/adaptive_kl" (on both sides of the change) are skipped for λ, but the
+    switch between fixed and adaptive is itself a change worth marking.
+    """
+    if not _has(df, column) or "step" not in df.columns:
+        return []
+    rows = df[["step", column] + (["params/adaptive_kl"] if "params/adaptive_kl" in df.columns else [])]
+    rows = rows.dropna(subset=[column]).sort_values("step")
+    out = []
+    prev_value, prev_adaptive = None, None
+    for row in rows.itertuples(index=False):
+        step, value = int(row[0]), float(row[1])
+        adaptive = bool(row[2]) if len(row) > 2 and row[2] == row[2] and row[2] is not None else False
+        if prev_value is not None and not math.isclose(value, prev_value, rel_tol=1e-6, abs_tol=1e-12):
+            if not (column == "params/kl_coef" and adaptive and prev_adaptive):
+                out.append((step, prev_value, value))
+        elif prev_value is not None and column == "params/kl_coef" and adaptive != prev_adaptive:
+            out.append((step, prev_value, value))
+        prev_value, prev_adaptive = value, adaptive
+    return out
+
+
+def mark_param_changes(fig: go.Figure, df: pd.DataFrame, columns=("params/kl_coef", "params/clip_eps"),
+                       row=None, col=None) -> int:
+    """Draw a labelled vertical line at every live change of λ or ε. Returns how many were drawn."""
+    marks = []
+    for column in columns:
+        for step, old, new in param_changes(df, column):
+            marks.append((step, column, old, new))
+    marks = sorted(marks)[-MAX_MARKS:]
+    for i, (step, column, old, new) in enumerate(marks):
+        label = f"{MARK_NAMES.get(column, column)} {old:.3g}→{new:.3g}"
+        kw = {} if row is None else dict(row=row, col=col)
+        fig.add_vline(x=step, line=dict(color=MARK_COLORS.get(column, "gray"), dash="dash", width=1),
+                      annotation=dict(text=label, textangle=-90, font=dict(size=10, color=MARK_COLORS.get(column)),
+                                      yanchor="top", xanchor="right"),
+                      annotation_position="top left", **kw)
+    return len(marks)
+
+
+def _line(df, col, name, color, dash=None, **kw):
+    d = df.dropna(subset=[col]).sort_values("step")
+    return go.Scatter(x=d["step"], y=d[col], name=name, mode="lines+markers", marker=dict(size=5),
+                      line=dict(color=color, dash=dash), **kw)
+
+
+# ----------------------------------------------------------------------------- live PPO charts
+
+def reward_chart(df: pd.DataFrame) -> go.Figure:
+    """Proxy (reward-model) score and gold utility of the same responses, one chart, two y-axes
+    (their scales differ: the RM score is a logit, the gold utility is the annotator's scale)."""
+    title = "Reward: proxy (reward model) vs gold (hidden annotator)"
+    if not (_has(df, "objective/scores") or _has(df, "objective/gold")):
+        return _empty(title, ITERATION, "proxy RM score (logit)")
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    if _has(df, "objective/scores"):
+        fig.add_trace(_line(df, "objective/scores", "proxy: RM score", PROXY_COLOR), secondary_y=False)
+    if _has(df, "objective/rlhf_reward"):
+        fig.add_trace(_line(df, "objective/rlhf_reward", "proxy − λ·KL (what PPO maximises)", PROXY_COLOR,
+                            dash="dot", opacity=0.6), secondary_y=False)
+    if _has(df, "objective/gold"):
+        fig.add_trace(_line(df, "objective/gold", "gold utility", GOLD_COLOR), secondary_y=True)
+    _layout(fig, title, ITERATION, "proxy RM score (logit)", height=360)
+    fig.update_yaxes(title_text="gold utility (annotator units)", secondary_y=True, showgrid=False)
+    mark_param_changes(fig, df)
+    return fig
+
+
+def kl_chart(df: pd.DataFrame, target_kl: float | None = None) -> go.Figure:
+    """Summed per-token KL(policy || base) per response, with λ on a second axis and the target KL
+    as a horizontal line when the adaptive controller is on."""
+    title = "KL from the base model"
+    if not _has(df, "objective/kl"):
+        return _empty(title, ITERATION, "KL per response (nats)")
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(_line(df, "objective/kl", "KL(π‖π_ref) per response", KL_COLOR), secondary_y=False)
+    if _has(df, "params/kl_coef"):
+        fig.add_trace(_line(df, "params/kl_coef", "λ (kl_coef)", MARK_COLORS["params/kl_coef"], dash="dot",
+                            opacity=0.7), secondary_y=True)
+    if target_kl is not None:
+        fig.add_hline(y=float(target_kl), line=dict(color="gray", dash="dot"),
+                      annotation_text=f"target KL {target_kl:g}", annotation_position="bottom right")
+    _layout(fig, title, ITERATION, "KL per response (nats)")
+    fig.update_yaxes(title_text="λ (reward units per nat)", secondary_y=True, showgrid=False, rangemode="tozero")
+    fig.update_yaxes(rangemode="tozero", secondary_y=False)
+    mark_param_changes(fig, df)
+    return fig
+
+
+def value_loss_chart(df: pd.DataFrame) -> go.Figure:
+    title = "Value (critic) loss"
+    if not _has(df, "loss/value_avg"):
+        return _empty(title, ITERATION, "value loss (reward units²)")
+    fig = go.Figure(_line(df, "loss/value_avg", "value loss", "#8c564b"))
+    _layout(fig, title, ITERATION, "value loss (reward units²)")
+    fig.update_yaxes(rangemode="tozero")
+    mark_param_changes(fig, df)
+    return fig
+
+
+def entropy_chart(df: pd.DataFrame) -> go.Figure:
+    title = "Policy entropy"
+    if not _has(df, "objective/entropy"):
+        return _empty(title, ITERATION, "entropy (nats per token)")
+    fig = go.Figure(_line(df, "objective/entropy", "entropy", "#17becf"))
+    _layout(fig, title, ITERATION, "entropy (nats per token)")
+    fig.update_yaxes(rangemode="tozero")
+    mark_param_changes(fig, df)
+    return fig
+
+
+def _latest_with(df: pd.DataFrame | None, col: str):
+    if df is None or df.empty or col not in df.columns:
+        return None
+    rows = df[df[col].apply(lambda v: isinstance(v, (list, tuple)) and len(v) > 0)]
+    return None if rows.empty else rows.sort_values("step").iloc[-1]
+
+
+def ratio_share_outside(edges, counts, clip_eps: float) -> float:
+    """Share of tokens whose ratio falls outside [1-eps, 1+eps], from a histogram.
+
+    A bin counts as outside when its centre is outside the band (bins are narrow next to eps)."""
+    edges = np.asarray(edges, dtype=float)
+    counts = np.asarray(counts, dtype=float)
+    if counts.sum() <= 0:
+        return 0.0
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    outside = (centres < 1 - clip_eps) | (centres > 1 + clip_eps)
+    return float(counts[outside].sum() / counts.sum())
+
+
+def ratio_histogram(edges, counts, clip_eps: float, clipfrac: float | None = None, step=None) -> go.Figure:
+    """The per-token policy ratio π_θ/π_old of one iteration's updates as a histogram, with the clip
+    band [1-ε, 1+ε] shaded. `clipfrac` (policy/clipfrac_avg) is the share where the clipped term was
+    the active one (outside the band *and* on the side the advantage pushes), shown next to the
+    plain share outside the band."""
+    title = "Policy ratio π_θ/π_old" + (f" (iteration {int(step)})" if step is not None else "")
+    x_label, y_label = "ratio π_θ/π_old (1 = unchanged)", "tokens (% of the iteration's updates)"
+    if edges is None or counts is None or len(counts) == 0:
+        return _empty(title, x_label, y_label)
+    edges = np.asarray(edges, dtype=float)
+    counts = np.asarray(counts, dtype=float)
+    if len(edges) != len(counts) + 1:
+        raise ValueError(f"histogram needs len(edges) == len(counts) + 1, got {len(edges)} and {len(counts)}")
+    total = counts.sum()
+    share = 100 * counts / total if total > 0 else counts
+    outside = ratio_share_outside(edges, counts, clip_eps)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    colors = ["#d62728" if (c < 1 - clip_eps or c > 1 + clip_eps) else PROXY_COLOR for c in centres]
+    fig = go.Figure(go.Bar(x=centres, y=share, width=np.diff(edges), marker_color=colors, name="tokens",
+                           hovertemplate="ratio %{x:.3f}: %{y:.2f}%<extra></extra>"))
+    fig.add_vrect(x0=1 - clip_eps, x1=1 + clip_eps, fillcolor="#2ca02c", opacity=0.12, line_width=0,
+                  annotation_text=f"clip band 1±{clip_eps:g}", annotation_position="top left")
+    fig.add_vline(x=1.0, line=dict(color="gray", dash="dot", width=1))
+    full_title = f"{title} — {100 * outside:.1f}% outside the band"
+    if clipfrac is not None and not (isinstance(clipfrac, float) and math.isnan(clipfrac)):
+        full_title += f", {100 * float(clipfrac):.1f}% clipped"
+    _layout(fig, full_title, x_label, y_label)
+    fig.update_layout(showlegend=False, bargap=0)
+    return fig
+
+
+def ratio_histogram_from_metrics(df: pd.DataFrame) -> go.Figure:
+    """The ratio histogram of the newest iteration that logged one."""
+    row = _latest_with(df, "hist/ratio_counts")
+    if row is None:
+        return ratio_histogram(None, None, 0.2)
+    eps = float(row["params/clip_eps"]) if "params/clip_eps" in row and row["params/clip_eps"] == row["params/clip_eps"] else 0.2
+    clipfrac = row.get("policy/clipfrac_avg") if hasattr(row, "get") else None
+    return ratio_histogram(row["hist/ratio_edges"], row["hist/ratio_counts"], eps, clipfrac=clipfrac, step=row["step"])
+
+
+# ----------------------------------------------------------------------------- per-token views
+
+def kl_heatmap(tokens: list[str], kl: list[float], title: str = "Per-token KL", per_row: int = 12) -> go.Figure:
+    """One cell per response token, coloured by its KL estimate log π(a|s) − log π_ref(a|s), the
+    token text written in the cell; long responses wrap into rows of `per_row` tokens."""
+    x_label, y_label = "token position in the row", "row of tokens"
+    if not tokens:
+        return _empty(title, x_label, y_label, note="no tokens")
+    if len(kl) != len(tokens):
+        raise ValueError(f"need one KL value per token, got {len(kl)} values for {len(tokens)} tokens")
+    n_rows = (len(tokens) + per_row - 1) // per_row
+    z = np.full((n_rows, per_row), np.nan)
+    text = [["" for _ in range(per_row)] for _ in range(n_rows)]
+    for i, (tok, v) in enumerate(zip(tokens, kl)):
+        r, c = divmod(i, per_row)
+        z[r, c] = np.nan if v is None else float(v)
+        text[r][c] = str(tok).replace("Ġ", "·").replace("\n", "⏎")
+    span = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
+    span = max(span, 1e-3)
+    fig = go.Figure(go.Heatmap(
+        z=z, text=text, texttemplate="%{text}", textfont=dict(size=11), colorscale="RdBu", reversescale=True,
+        zmin=-span, zmax=span, zmid=0.0, xgap=2, ygap=2,
+        colorbar=dict(title=dict(text="KL (nats)", side="right")),
+        hovertemplate="%{text}: %{z:.3f} nats<extra></extra>"))
+    _layout(fig, f"{title} (total {np.nansum(z):.2f} nats)", x_label, y_label, height=90 + 45 * n_rows)
+    fig.update_yaxes(autorange="reversed", showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
+    return fig
+
+
+STEP_COLUMNS = ("tokens", "logprobs", "ref_logprobs", "kl", "rewards", "values", "advantages", "returns",
+                "ratio", "clipped")
+
+
+def ppo_step_table(row: dict) -> pd.DataFrame:
+    """One row of inspect.json as a per-token table: the quantities of one PPO iteration, in order."""
+    missing = [c for c in STEP_COLUMNS if c not in row]
+    if missing:
+        raise ValueError(f"inspect row lacks {missing}")
+    n = len(row["tokens"])
+    bad = [c for c in STEP_COLUMNS if len(row[c]) != n]
+    if bad:
+        raise ValueError(f"inspect row: {bad} do not have one value per token ({n})")
+    return pd.DataFrame({
+        "token": row["tokens"],
+        "log π (policy)": row["logprobs"],
+        "log π_ref (base)": row["ref_logprobs"],
+        "KL = log π − log π_ref": row["kl"],
+        "reward (shaped)": row["rewards"],
+        "value V(s)": row["values"],
+        "advantage Â": row["advantages"],
+        "return R = Â + V": row["returns"],
+        "ratio π_θ/π_old": row["ratio"],
+        "clipped": [bool(c) for c in row["clipped"]],
+    })
+
+
+def ppo_step_figure(row: dict) -> go.Figure:
+    """The per-token signals of one response in one iteration: the shaped reward (−λ·KL on every
+    token, plus the RM score at the last), the critic's value, the GAE advantage and the ratio, with
+    clipped tokens marked. Shares the token axis so a student can read a column top to bottom."""
+    table = ppo_step_table(row)
+    n = len(table)
+    x = list(range(n))
+    labels = [f"{i}:{t}" for i, t in enumerate(table["token"])]
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
+                        subplot_titles=("shaped reward and value (reward units)", "advantage Â (whitened units)",
+                                        "ratio π_θ/π_old"))
+    fig.add_trace(go.Bar(x=x, y=table["reward (shaped)"], name="reward", marker_color=GOLD_COLOR), row=1, col=1)
+    fig.add_trace(go.Scatter(x=x, y=table["value V(s)"], name="value", mode="lines+markers",
+                             line=dict(color="#8c564b")), row=1, col=1)
+    fig.add_trace(go.Scatter(x=x, y=table["return R = Â + V"], name="return", mode="lines",
+                             line=dict(color="#8c564b", dash="dot")), row=1, col=1)
+    adv = table["advantage Â"]
+    fig.add_trace(go.Bar(x=x, y=adv, name="advantage", marker_color=["#2ca02c" if a >= 0 else "#d62728" for a in adv]),
+                  row=2, col=1)
+    fig.add_trace(go.Scatter(x=x, y=table["ratio π_θ/π_old"], name="ratio", mode="lines+markers",
+                             line=dict(color=PROXY_COLOR)), row=3, col=1)
+    clipped = table[table["clipped"]]
+    if not clipped.empty:
+        fig.add_trace(go.Scatter(x=list(clipped.index), y=clipped["ratio π_θ/π_old"], name="clipped", mode="markers",
+                                 marker=dict(symbol="x", size=11, color="#d62728")), row=3, col=1)
+    eps = row.get("clip_eps")
+    if eps is not None:
+        fig.add_hrect(y0=1 - eps, y1=1 + eps, fillcolor="#2ca02c", opacity=0.12, line_width=0, row=3, col=1)
+    title = "One PPO step, token by token"
+    if row.get("score") is not None:
+        title += f" — RM score {float(row['score']):.2f}"
+    if row.get("kl_coef") is not None:
+        title += f", λ={float(row['kl_coef']):.3g}"
+    _layout(fig, title, "", "", height=620)
+    fig.update_xaxes(tickmode="array", tickvals=x, ticktext=labels, tickangle=-60, row=3, col=1)
+    fig.update_xaxes(title_text="response token (position:text)", row=3, col=1)
+    fig.update_yaxes(title_text="reward units", row=1, col=1)
+    fig.update_yaxes(title_text="Â", row=2, col=1)
+    fig.update_yaxes(title_text="ratio", row=3, col=1)
+    return fig
+
+
+# ----------------------------------------------------------------------------- across runs
+
+def overoptimization_points(runs: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Long table run, step, sqrt_kl, proxy, gold from each run's metrics (rows with all three)."""
+    parts = []
+    for name, df in runs.items():
+        if not all(_has(df, c) for c in ("objective/kl", "objective/scores", "objective/gold")):
+            continue
+        d = df.dropna(subset=["objective/kl", "objective/scores", "objective/gold"]).sort_values("step")
+        parts.append(pd.DataFrame({"run": name, "step": d["step"].to_numpy(),
+                                   "sqrt_kl": np.sqrt(np.clip(d["objective/kl"].to_numpy(dtype=float), 0, None)),
+                                   "proxy": d["objective/scores"].to_numpy(dtype=float),
+                                   "gold": d["objective/gold"].to_numpy(dtype=float)}))
+    if not parts:
+        return pd.DataFrame(columns=["run", "step", "sqrt_kl", "proxy", "gold"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def overoptimization_chart(runs: dict[str, pd.DataFrame]) -> go.Figure:
+    """Gold and proxy reward against √KL, one colour per run (Gao et al. 2022, "Scaling laws for
+    reward model overoptimization"): proxy solid on the left axis, gold dashed on the right axis."""
+    title = "Over-optimisation: proxy and gold reward vs √KL"
+    x_label = "√KL from the base model (√nats)"
+    pts = overoptimization_points(runs)
+    if pts.empty:
+        return _empty(title, x_label, "proxy RM score (logit)", note="no run with KL, proxy and gold yet")
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+    for i, (name, d) in enumerate(pts.groupby("run", sort=False)):
+        color = palette[i % len(palette)]
+        fig.add_trace(go.Scatter(x=d["sqrt_kl"], y=d["proxy"], name=f"{name}: proxy", mode="lines+markers",
+                                 marker=dict(size=5), line=dict(color=color)), secondary_y=False)
+        fig.add_trace(go.Scatter(x=d["sqrt_kl"], y=d["gold"], name=f"{name}: gold", mode="lines+markers",
+                                 marker=dict(size=5, symbol="diamond"), line=dict(color=color, dash="dash")),
+                      secondary_y=True)
+    _layout(fig, title, x_label, "proxy RM score (logit, solid)", height=420)
+    fig.update_yaxes(title_text="gold utility (annotator units, dashed)", secondary_y=True, showgrid=False)
+    return fig
+
+
+# ----------------------------------------------------------------------------- weak-to-strong
+
+W2S_BARS = (("weak", "weak supervisor"), ("xent", "student, cross-entropy"),
+            ("confidence", "student, + confidence loss"), ("ceiling", "strong ceiling (gold labels)"))
+
+
+def pgr(weak: float, student: float, ceiling: float) -> float:
+    """Performance gap recovered (Burns et al. 2023): (student − weak) / (ceiling − weak)."""
+    gap = ceiling - weak
+    return float("nan") if abs(gap) < 1e-12 else (student - weak) / gap
+
+
+def w2s_chart(accuracy: dict, pgrs: dict | None = None, metric: str = "accuracy") -> go.Figure:
+    """Bars weak / student (xent) / student (confidence) / ceiling, test accuracy in %, with each
+    student's PGR written on its bar. `accuracy` maps "weak", "xent", "confidence", "ceiling" to a
+    number in [0, 1] (missing bars are left out); PGR is computed when not given."""
+    title = "Weak-to-strong: does the strong student beat its weak supervisor?"
+    y_label = f"test {metric} on gold labels (%)"
+    present = [(k, label) for k, label in W2S_BARS if accuracy.get(k) is not None]
+    if not present:
+        return _empty(title, "model", y_label, note="no results yet")
+    pgrs = dict(pgrs or {})
+    weak, ceiling = accuracy.get("weak"), accuracy.get("ceiling")
+    for k in ("xent", "confidence"):
+        if k not in pgrs and accuracy.get(k) is not None and weak is not None and ceiling is not None:
+            pgrs[k] = pgr(weak, accuracy[k], ceiling)
+    colors = {"weak": "#7f7f7f", "xent": PROXY_COLOR, "confidence": "#ff7f0e", "ceiling": "#2ca02c"}
+    xs = [label for _, label in present]
+    ys = [100 * float(accuracy[k]) for k, _ in present]
+    text = []
+    for (k, _), y in zip(present, ys):
+        t = f"{y:.1f}%"
+        if k in pgrs and pgrs[k] is not None and not math.isnan(pgrs[k]):
+            t += f"<br>PGR {pgrs[k]:.2f}"
+        text.append(t)
+    fig = go.Figure(go.Bar(x=xs, y=ys, text=text, textposition="outside",
+                           marker_color=[colors[k] for k, _ in present]))
+    low = min(ys)
+    fig.update_yaxes(range=[max(0.0, low - 10), min(100.0, max(ys) + 10)])
+    parts = [f"PGR ({k}) = {pgrs[k]:.2f}" for k in ("xent", "confidence") if k in pgrs and not math.isnan(pgrs[k])]
+    _layout(fig, title + (" — " + ", ".join(parts) if parts else ""), "model", y_label, height=400)
+    fig.update_layout(showlegend=False)
+    return fig

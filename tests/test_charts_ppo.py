@@ -1,0 +1,187 @@
+"""The PPO and weak-to-strong charts, on DataFrames built here (no training, no files)."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lab import charts_ppo as C
+
+
+def ppo_df(n=8, kl_coef=None, clip_eps=None, adaptive=None):
+    rng = np.random.default_rng(0)
+    edges = list(np.linspace(0.5, 1.5, 21))
+    rows = []
+    for i in range(n):
+        counts = [0] * 20
+        counts[9], counts[10], counts[3], counts[17] = 50, 40, 5 + i, 3
+        rows.append({
+            "step": i + 1, "time": 1000.0 + i,
+            "objective/scores": 0.1 * i + rng.normal(0, 0.01), "objective/gold": 0.05 * i,
+            "objective/rlhf_reward": 0.08 * i, "objective/kl": 0.3 * i, "objective/entropy": 3.0 - 0.1 * i,
+            "loss/value_avg": 1.0 / (i + 1), "policy/clipfrac_avg": 0.04,
+            "params/kl_coef": (kl_coef or [0.1] * n)[i], "params/clip_eps": (clip_eps or [0.2] * n)[i],
+            "params/adaptive_kl": (adaptive or [False] * n)[i],
+            "hist/ratio_edges": edges, "hist/ratio_counts": counts,
+        })
+    return pd.DataFrame(rows)
+
+
+def assert_labelled(fig):
+    """Every chart has a title and axis labels that say their units."""
+    lay = fig.layout
+    assert lay.title.text, "chart has no title"
+    assert lay.xaxis.title.text, "x axis has no label"
+    assert lay.yaxis.title.text, "y axis has no label"
+
+
+def test_every_chart_has_a_caption():
+    for key in ("reward", "kl", "ratio", "value_loss", "entropy", "kl_heatmap", "step_tokens",
+                "overoptimization", "w2s"):
+        assert C.CAPTIONS[key].startswith(("Healthy", "Gao")), key
+
+
+@pytest.mark.parametrize("fn", [C.reward_chart, C.kl_chart, C.value_loss_chart, C.entropy_chart,
+                                C.ratio_histogram_from_metrics])
+def test_live_charts_on_metrics_and_on_nothing(fn):
+    fig = fn(ppo_df())
+    assert_labelled(fig)
+    assert len(fig.data) >= 1
+    # A fresh run has no rows yet: the chart still renders with its labels and says it is waiting.
+    empty = fn(pd.DataFrame())
+    assert_labelled(empty)
+    assert len(empty.data) == 0
+    assert "waiting" in empty.layout.annotations[0].text
+
+
+def test_reward_chart_puts_proxy_and_gold_on_one_chart():
+    fig = C.reward_chart(ppo_df())
+    names = [t.name for t in fig.data]
+    assert any("proxy" in n for n in names) and any("gold" in n for n in names)
+    gold = next(t for t in fig.data if t.name == "gold utility")
+    assert gold.yaxis == "y2"  # its own scale on the right
+    assert list(gold.y) == pytest.approx([0.05 * i for i in range(8)])
+
+
+def test_param_changes_are_found_and_marked():
+    kl = [0.1, 0.1, 0.1, 0.5, 0.5, 0.5, 0.0, 0.0]
+    eps = [0.2] * 5 + [0.1] * 3
+    df = ppo_df(kl_coef=kl, clip_eps=eps)
+    assert C.param_changes(df, "params/kl_coef") == [(4, 0.1, 0.5), (7, 0.5, 0.0)]
+    assert C.param_changes(df, "params/clip_eps") == [(6, 0.2, 0.1)]
+    fig = C.reward_chart(df)
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert sorted(s.x0 for s in lines) == [4, 6, 7]
+    labels = [a.text for a in fig.layout.annotations]
+    assert "λ 0.1→0.5" in labels and "ε 0.2→0.1" in labels and "λ 0.5→0" in labels
+    # the same marks on every time-axis chart
+    for fn in (C.kl_chart, C.value_loss_chart, C.entropy_chart):
+        assert sorted(s.x0 for s in fn(df).layout.shapes if s.type == "line") == [4, 6, 7]
+
+
+def test_adaptive_controller_moves_are_not_marked_but_switching_it_on_is():
+    kl = [0.1, 0.1, 0.12, 0.13, 0.11, 0.1, 0.1, 0.1]
+    adaptive = [False, True, True, True, True, True, True, True]
+    df = ppo_df(kl_coef=kl, adaptive=adaptive)
+    assert C.param_changes(df, "params/kl_coef") == [(2, 0.1, 0.1)]
+    assert C.param_changes(ppo_df(kl_coef=kl), "params/kl_coef") != []  # fixed λ: every change is the student's
+
+
+def test_ratio_histogram_shades_the_band_and_counts_what_is_outside():
+    edges = np.linspace(0.5, 1.5, 11)  # bins of 0.1; centres 0.55 ... 1.45
+    counts = np.zeros(10)
+    counts[4], counts[5] = 80, 10  # centres 0.95, 1.05: inside 1 +- 0.2
+    counts[0], counts[9] = 6, 4  # centres 0.55, 1.45: outside
+    assert C.ratio_share_outside(edges, counts, 0.2) == pytest.approx(0.10)
+    assert C.ratio_share_outside(edges, counts, 0.5) == pytest.approx(0.0)
+    fig = C.ratio_histogram(edges, counts, 0.2, clipfrac=0.04, step=3)
+    assert_labelled(fig)
+    band = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert len(band) == 1 and band[0].x0 == pytest.approx(0.8) and band[0].x1 == pytest.approx(1.2)
+    assert "10.0% outside the band" in fig.layout.title.text and "4.0% clipped" in fig.layout.title.text
+    assert sum(fig.data[0].y) == pytest.approx(100.0)  # shares in %
+    with pytest.raises(ValueError):
+        C.ratio_histogram(edges[:-2], counts, 0.2)
+
+
+def test_ratio_histogram_from_metrics_uses_newest_row_and_its_eps():
+    df = ppo_df(clip_eps=[0.2] * 7 + [0.05])
+    fig = C.ratio_histogram_from_metrics(df)
+    band = next(s for s in fig.layout.shapes if s.type == "rect")
+    assert band.x0 == pytest.approx(0.95)
+    assert "iteration 8" in fig.layout.title.text
+
+
+def test_kl_chart_shows_target_when_adaptive():
+    fig = C.kl_chart(ppo_df(), target_kl=2.0)
+    assert any(s.type == "line" and s.y0 == 2.0 for s in fig.layout.shapes)
+
+
+def test_kl_heatmap_one_cell_per_token_and_wraps():
+    tokens = [f"t{i}" for i in range(15)]
+    kl = [0.1 * i for i in range(15)]
+    fig = C.kl_heatmap(tokens, kl, per_row=12)
+    assert_labelled(fig)
+    z = np.array(fig.data[0].z, dtype=float)
+    assert z.shape == (2, 12)
+    assert z[1, 2] == pytest.approx(1.4)
+    assert np.isnan(z[1, 3])  # padding after the last token
+    assert fig.data[0].text[1][2] == "t14"
+    assert "total 10.50 nats" in fig.layout.title.text
+    with pytest.raises(ValueError):
+        C.kl_heatmap(tokens, kl[:-1])
+
+
+def inspect_row(n=5):
+    return {"tokens": [f"w{i}" for i in range(n)], "logprobs": [-1.0] * n, "ref_logprobs": [-1.2] * n,
+            "kl": [0.2] * n, "rewards": [-0.02] * (n - 1) + [0.98], "values": [0.5] * n,
+            "advantages": [0.3, -0.1, 0.2, -0.4, 0.1][:n], "returns": [0.8, 0.4, 0.7, 0.1, 0.6][:n],
+            "ratio": [1.0, 1.05, 0.7, 1.3, 1.0][:n], "clipped": [False, False, True, True, False][:n],
+            "score": 1.0, "kl_coef": 0.1, "clip_eps": 0.2}
+
+
+def test_ppo_step_table_and_figure():
+    row = inspect_row()
+    table = C.ppo_step_table(row)
+    assert list(table["token"]) == ["w0", "w1", "w2", "w3", "w4"]
+    assert table["clipped"].sum() == 2
+    assert table["KL = log π − log π_ref"].tolist() == [0.2] * 5
+    fig = C.ppo_step_figure(row)
+    assert fig.layout.title.text.startswith("One PPO step")
+    assert "λ=0.1" in fig.layout.title.text
+    clipped = next(t for t in fig.data if t.name == "clipped")
+    assert list(clipped.x) == [2, 3]
+    assert fig.layout.xaxis3.title.text  # the shared token axis is labelled
+    bad = dict(row, kl=[0.1])
+    with pytest.raises(ValueError, match="one value per token"):
+        C.ppo_step_table(bad)
+
+
+def test_overoptimization_chart_across_runs():
+    a = ppo_df()
+    b = ppo_df()
+    b["objective/kl"] = b["objective/kl"] / 4
+    pts = C.overoptimization_points({"λ=0": a, "λ=0.5": b, "empty": pd.DataFrame()})
+    assert set(pts["run"]) == {"λ=0", "λ=0.5"}
+    assert pts[pts.run == "λ=0"]["sqrt_kl"].tolist() == pytest.approx(np.sqrt(0.3 * np.arange(8)))
+    fig = C.overoptimization_chart({"λ=0": a, "λ=0.5": b})
+    assert_labelled(fig)
+    assert len(fig.data) == 4  # proxy and gold per run
+    assert "√KL" in fig.layout.xaxis.title.text
+    assert len(C.overoptimization_chart({}).data) == 0
+
+
+def test_pgr_and_w2s_bars():
+    assert C.pgr(0.6, 0.7, 0.8) == pytest.approx(0.5)
+    assert math.isnan(C.pgr(0.7, 0.7, 0.7))
+    fig = C.w2s_chart({"weak": 0.6, "xent": 0.7, "confidence": 0.75, "ceiling": 0.8})
+    assert_labelled(fig)
+    bar = fig.data[0]
+    assert list(bar.y) == pytest.approx([60, 70, 75, 80])
+    assert "PGR 0.50" in bar.text[1] and "PGR 0.75" in bar.text[2]
+    assert "PGR (xent) = 0.50" in fig.layout.title.text
+    # given PGRs win over computed ones; a missing bar is left out
+    fig = C.w2s_chart({"weak": 0.6, "xent": 0.7, "ceiling": 0.8}, pgrs={"xent": 0.42})
+    assert len(fig.data[0].x) == 3 and "PGR 0.42" in fig.data[0].text[1]
+    assert len(C.w2s_chart({}).data) == 0
