@@ -234,3 +234,147 @@ def from_dict(cls, data: dict):
     if "model" in values and isinstance(values["model"], dict):
         values["model"] = ModelConfig(**values["model"])
     return cls(**values)
+
+
+# ----------------------------------------------------------------------------- stage 2: preferences and the reward model
+
+ANNOTATORS = ("simulated", "human")
+
+
+def _check_int(cfg, name: str, low: int) -> None:
+    value = getattr(cfg, name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"{type(cfg).__name__}.{name} must be an integer >= {low}, got {value!r}")
+
+
+@dataclass
+class PreferenceConfig:
+    """Collecting comparisons: K samples per prompt from a base model, labelled in pairs."""
+
+    preset: str = "small"
+    """Size preset (tiny for tests; small/gpu sample more pairs)."""
+    base: str = "small"
+    """The base model that writes the responses: shipped name, checkpoint folder or run folder."""
+    annotator: str = "simulated"
+    """simulated: the gold annotator labels every pair at once; human: pairs wait for the student."""
+    profile: str = "positive"
+    """The gold annotator's preference: positive, negative or concise (core/annotators.py)."""
+    tau: float = 0.1
+    """Bradley-Terry noise: P(a preferred) = sigmoid((u(a) - u(b)) / tau). Small = a careful annotator."""
+    pairs: int = 2000
+    """Number of labelled pairs to produce (pairs of identical responses are skipped and redrawn)."""
+    responses_per_prompt: int = 4
+    """K: responses sampled per prompt; every two of them form a pair (K*(K-1)/2 pairs a prompt)."""
+    prompt_words_min: int = 2
+    """Fewest opening words of a held-out review used as a prompt."""
+    prompt_words_max: int = 4
+    """Most opening words of a held-out review used as a prompt."""
+    max_new_tokens: int = 48
+    """Longest response in tokens (also cut to fit the model's context)."""
+    temperature: float = 1.0
+    """Sampling temperature of the base model (1 = its own distribution)."""
+    top_k: int = 0
+    """Sample only from the k most likely tokens (0 = off)."""
+    batch_size: int = 64
+    """Prompts per sampling batch."""
+    import_file: str | None = None
+    """A JSONL or CSV file of pairs (prompt, chosen, rejected) to import instead of sampling."""
+    seed: int = 0
+    """Seeds the prompts, the sampling and the annotator's noise."""
+    device: str = "auto"
+    """auto (cuda > mps > cpu), cpu, cuda or mps."""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)."""
+
+    def validate(self) -> "PreferenceConfig":
+        check_choice(self, "preset", PRESETS)
+        if not isinstance(self.base, str) or not self.base:
+            raise ConfigError(f"PreferenceConfig.base must be a checkpoint spec (shipped name or folder), "
+                              f"got {self.base!r}")
+        check_choice(self, "annotator", ANNOTATORS)
+        check_choice(self, "profile", ("positive", "negative", "concise"))
+        if isinstance(self.tau, bool) or not isinstance(self.tau, (int, float)) or not self.tau > 0:
+            raise ConfigError(f"PreferenceConfig.tau must be > 0 (the annotator's noise; small = careful), "
+                              f"got {self.tau!r}")
+        _check_int(self, "pairs", 1)
+        _check_int(self, "responses_per_prompt", 2)
+        _check_int(self, "prompt_words_min", 1)
+        _check_int(self, "prompt_words_max", 1)
+        if self.prompt_words_max < self.prompt_words_min:
+            raise ConfigError(f"PreferenceConfig.prompt_words_max must be >= prompt_words_min "
+                              f"({self.prompt_words_min}), got {self.prompt_words_max}")
+        _check_int(self, "max_new_tokens", 1)
+        check_range(self, "temperature", 0.0, 10.0, low_open=True)
+        _check_int(self, "top_k", 0)
+        _check_int(self, "batch_size", 1)
+        if self.import_file is not None and not os.path.isfile(self.import_file):
+            raise ConfigError(f"PreferenceConfig.import_file: no such file {self.import_file!r}")
+        _check_int(self, "seed", 0)
+        _check_int(self, "threads", 0)
+        check_choice(self, "device", [d for d in DEVICES] + [f"cuda:{i}" for i in range(16)])
+        return self
+
+
+@dataclass
+class RewardConfig:
+    """Training a reward model on preference pairs with the pairwise (Bradley-Terry) loss."""
+
+    preset: str = "small"
+    """Size preset (tiny for tests)."""
+    preferences: str | None = None
+    """The comparisons: a preferences run folder, or a JSONL/CSV file of (prompt, chosen, rejected)."""
+    base: str = "small"
+    """The RM starts from this base model's backbone, and is normalised on this model's samples."""
+    profile: str | None = None
+    """Gold profile for rm/gold_agreement (None = the preference run's profile, else positive)."""
+    epochs: int = 2
+    """Passes over the training pairs."""
+    batch_size: int = 32
+    """Pairs per optimizer step."""
+    lr: float = 1e-4
+    """Peak AdamW learning rate (linear warm-up over 10% of the steps, then linear decay to 0)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    margin: float = 0.0
+    """Margin m of the loss -log sigmoid(r_chosen - r_rejected - m) (0 = the plain pairwise loss)."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0 = off)."""
+    val_fraction: float = 0.1
+    """Share of prompts (with all their pairs) held out for rm/val_accuracy."""
+    eval_every: int = 20
+    """Steps between validation and gold-agreement evaluations (one is always made at the end)."""
+    gold_pairs: int = 200
+    """Fresh base-model pairs of distinct gold utility, never trained on, for rm/gold_agreement."""
+    gold_gap: float = 0.05
+    """Pairs whose gold utilities differ by less than this are not 'distinct' and are not used."""
+    norm_samples: int = 256
+    """Base-model samples the finished RM is normalised on (mean 0, std 1)."""
+    max_new_tokens: int = 48
+    """Longest sampled response for the gold pairs and the normalisation samples."""
+    seed: int = 0
+    """Seeds the split, the score head, the batches and the fresh samples."""
+    device: str = "auto"
+    """auto (cuda > mps > cpu), cpu, cuda or mps."""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)."""
+
+    def validate(self) -> "RewardConfig":
+        check_choice(self, "preset", PRESETS)
+        if not isinstance(self.preferences, str) or not self.preferences:
+            raise ConfigError("RewardConfig.preferences must name a preferences run folder or a JSONL/CSV "
+                              f"file of pairs, got {self.preferences!r}")
+        if not isinstance(self.base, str) or not self.base:
+            raise ConfigError(f"RewardConfig.base must be a checkpoint spec (shipped name or folder), got {self.base!r}")
+        if self.profile is not None:
+            check_choice(self, "profile", ("positive", "negative", "concise"))
+        for name in ("epochs", "batch_size", "eval_every", "gold_pairs", "max_new_tokens"):
+            _check_int(self, name, 1)
+        _check_int(self, "norm_samples", 2)
+        check_positive(self, "lr")
+        for name in ("weight_decay", "margin", "grad_clip", "gold_gap"):
+            check_non_negative(self, name)
+        check_range(self, "val_fraction", 0.0, 0.5, low_open=True)
+        _check_int(self, "seed", 0)
+        _check_int(self, "threads", 0)
+        check_choice(self, "device", [d for d in DEVICES] + [f"cuda:{i}" for i in range(16)])
+        return self
