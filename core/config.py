@@ -236,6 +236,105 @@ def from_dict(cls, data: dict):
     return cls(**values)
 
 
+# ----------------------------------------------------------------------------- weak-to-strong
+
+W2S_TASKS = ("classify", "preference")
+W2S_PRESETS = ("tiny", "default", "gpu")
+
+
+@dataclass
+class W2SConfig:
+    """Weak-to-strong generalisation (Burns et al. 2023): a small model's labels train a bigger one."""
+
+    preset: str = "default"
+    """Data size and schedule preset: tiny (tests, seconds), default (2 CPU cores, minutes) or gpu."""
+    task: str = "classify"
+    """classify: is this review positive (by the gold utility); preference: which of two texts the
+    gold annotator prefers (a reward-modelling task, the hardest in the paper)."""
+    profile: str = "positive"
+    """The gold annotator's profile whose utility defines the labels (core.annotators.PROFILES)."""
+    weak_model: str = "weak"
+    """The supervisor's pretrained base (shipped name, checkpoint folder or run folder)."""
+    strong_model: str = "small"
+    """The student's pretrained base; must be at least as large as the weak one."""
+    n_train: int = 2000
+    """Labelled training examples; split into two disjoint halves (supervisor / student)."""
+    n_test: int = 1000
+    """Held-out test examples (the same for every seed)."""
+    seeds: int = 3
+    """How many seeds to repeat the experiment with (seed, seed+1, ...): mean and spread."""
+    seed: int = 0
+    """First seed; seeds change the halves, the heads' initialisation and the batch order."""
+    text_seed: int = 1
+    """Seed of the held-out synthetic reviews (the shipped models were pretrained on seed 0; texts
+    that also occur in that corpus are dropped, so no example was seen in pretraining)."""
+    epochs: int = 2
+    """Epochs over half 2 for the strong ceiling and the students."""
+    weak_epochs: int = 3
+    """Epochs over half 1 for the weak supervisor."""
+    batch_size: int = 32
+    """Examples (or pairs) per step. The confidence loss balances its hardened labels per batch."""
+    lr: float = 5e-4
+    """AdamW learning rate of the strong models (linear decay to 0)."""
+    weak_lr: float = 2e-3
+    """AdamW learning rate of the weak supervisor (linear decay to 0)."""
+    alpha_max: float = 0.75
+    """Final weight of the confidence term (the paper's 0.75); alpha = 0 is plain cross-entropy."""
+    warmup_frac: float = 0.2
+    """Fraction of the student's training over which alpha rises linearly from 0 to alpha_max."""
+    n_examples: int = 6
+    """Test examples to keep per kind (student corrected / copied the supervisor) for the app."""
+    device: str = "auto"
+    """auto (cuda > mps > cpu), cpu, cuda or mps."""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)."""
+
+    def validate(self) -> "W2SConfig":
+        check_choice(self, "preset", W2S_PRESETS)
+        check_choice(self, "task", W2S_TASKS)
+        from core.annotators import PROFILES  # lazy: annotators reads the corpus
+
+        check_choice(self, "profile", PROFILES)
+        for name in ("weak_model", "strong_model"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(f"W2SConfig.{name} must be a checkpoint spec (shipped name or folder), "
+                                  f"got {getattr(self, name)!r}")
+        for name in ("seeds", "n_train", "n_test", "epochs", "weak_epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"W2SConfig.{name} must be an integer >= 1, got {value!r}")
+        if self.n_train < 4:
+            raise ConfigError(f"W2SConfig.n_train must be >= 4 (two halves of two classes), got {self.n_train}")
+        if self.n_test < 2:
+            raise ConfigError(f"W2SConfig.n_test must be >= 2, got {self.n_test}")
+        for name in ("lr", "weak_lr"):
+            check_positive(self, name)
+        check_range(self, "alpha_max", 0.0, 1.0)
+        check_range(self, "warmup_frac", 0.0, 1.0)
+        for name in ("seed", "text_seed", "n_examples", "threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"W2SConfig.{name} must be an integer >= 0, got {value!r}")
+        check_choice(self, "device", [d for d in DEVICES] + [f"cuda:{i}" for i in range(16)])
+        return self
+
+
+PRESET_W2S = {
+    "tiny": dict(n_train=160, n_test=80, seeds=2, epochs=1, weak_epochs=2, batch_size=16, n_examples=3),
+    "default": dict(),
+    "gpu": dict(n_train=8000, n_test=2000, seeds=5, batch_size=64),
+}
+
+
+def w2s_preset(preset: str = "default", **overrides) -> W2SConfig:
+    """A W2SConfig for a preset with optional field overrides (None values are ignored)."""
+    if preset not in PRESET_W2S:
+        raise ConfigError(f"preset must be one of {list(W2S_PRESETS)}, got {preset!r}")
+    values = dict(PRESET_W2S[preset])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return W2SConfig(preset=preset, **values)
+
+
 # ----------------------------------------------------------------------------- stage 2: preferences and the reward model
 
 ANNOTATORS = ("simulated", "human")
@@ -378,3 +477,146 @@ class RewardConfig:
         _check_int(self, "threads", 0)
         check_choice(self, "device", [d for d in DEVICES] + [f"cuda:{i}" for i in range(16)])
         return self
+
+
+# ----------------------------------------------------------------------------- stage 3: PPO
+
+KL_ESTIMATORS = ("k1", "k3")
+VALUE_MODELS = ("separate", "shared")
+
+
+@dataclass
+class PPOConfig:
+    """PPO fine-tuning of the policy against a reward model, with a KL penalty to the base model."""
+
+    preset: str = "small"
+    """Size preset: tiny (tests), small (the CPU default) or gpu."""
+    policy: str = "small"
+    """The starting policy and the frozen reference: a shipped name, a checkpoint folder or a run folder."""
+    reward: str = "reward"
+    """The reward model (proxy): a shipped name, a checkpoint folder or a reward run folder."""
+    value_model: str = "separate"
+    """separate: a critic initialised from the reward model (InstructGPT); shared: a value head on the policy."""
+    profile: str = "positive"
+    """Gold annotator profile for objective/gold (the hidden utility the student compares with the proxy)."""
+    iterations: int = 30
+    """PPO iterations (one rollout batch + its updates each)."""
+    batch_size: int = 64
+    """Prompts (and responses) per rollout."""
+    prompt_length: int = 8
+    """Longest prompt in tokens (prompts are cut to this; <bos> counts)."""
+    response_length: int = 24
+    """Most tokens generated per response."""
+    stop_at_eos: bool = True
+    """Stop a response at <eos> (False: always generate response_length tokens, as TRL's benchmark does)."""
+    ppo_epochs: int = 4
+    """Passes over each rollout batch."""
+    minibatches: int = 4
+    """Minibatches per pass (batch_size must be divisible by it); ppo_epochs * minibatches optimizer steps."""
+    lr: float = 5e-5
+    """AdamW learning rate of the policy and the value model (live control)."""
+    kl_coef: float = 0.05
+    """lambda in reward = score - lambda * KL (live control; the start value when adaptive_kl is on)."""
+    kl_estimator: str = "k1"
+    """Per-token KL estimator: k1 = log pi - log pi_ref, or k3 (non-negative, lower variance)."""
+    adaptive_kl: bool = False
+    """Adapt kl_coef toward target_kl (Ziegler et al. 2019) instead of keeping it fixed (live control)."""
+    target_kl: float = 3.0
+    """Target of the adaptive controller: KL per response, summed over its tokens (live control)."""
+    kl_horizon: int = 1000
+    """Horizon of the adaptive controller, in samples: larger = slower adaptation."""
+    clip_eps: float = 0.2
+    """PPO's clip range epsilon on the policy ratio: the ratio is clipped to [1-eps, 1+eps] (live control)."""
+    clip_value: float = 0.2
+    """Clip range of the value update around the rollout's values."""
+    vf_coef: float = 0.1
+    """Weight of the value loss in the total loss."""
+    gamma: float = 1.0
+    """Discount factor of GAE (1.0: no discount inside a short response)."""
+    lam: float = 0.95
+    """GAE lambda (bias/variance trade-off of the advantage)."""
+    temperature: float = 1.0
+    """Sampling temperature; log-probs of policy and reference use the same scaled logits (live control)."""
+    whiten_rewards: bool = False
+    """Whiten the shaped rewards before GAE (advantages are always whitened)."""
+    missing_eos_penalty: float = 0.0
+    """Subtracted from the score of a response that did not end with <eos> (0 = off)."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0 = off)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    sample_every: int = 5
+    """Iterations between policy samples on the fixed evaluation prompts (samples.jsonl)."""
+    eval_prompts: int = 6
+    """Number of fixed evaluation prompts for the side-by-side samples."""
+    checkpoint_every: int = 10
+    """Iterations between checkpoints (one is always written at the end or on stop)."""
+    bf16: bool = True
+    """bf16 autocast for forwards on a CUDA device (ignored on the CPU, which always runs fp32)."""
+    seed: int = 0
+    """Seeds the prompts, the sampling and the value head."""
+    device: str = "auto"
+    """auto (cuda > mps > cpu), cpu, cuda or mps."""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)."""
+
+    def validate(self, n_positions: int | None = None) -> "PPOConfig":
+        """Raise ConfigError for an impossible value. With `n_positions` (the policy's context, known
+        once it is loaded) also check that prompt + response fit in it."""
+        check_choice(self, "preset", tuple(PRESET_PPO))
+        for name in ("policy", "reward"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(f"PPOConfig.{name} must be a checkpoint spec (shipped name, checkpoint folder "
+                                  f"or run folder), got {getattr(self, name)!r}")
+        check_choice(self, "value_model", VALUE_MODELS)
+        check_choice(self, "profile", ("positive", "negative", "concise"))
+        check_choice(self, "kl_estimator", KL_ESTIMATORS)
+        for name in ("iterations", "batch_size", "prompt_length", "response_length", "ppo_epochs", "minibatches",
+                     "kl_horizon", "sample_every", "eval_prompts", "checkpoint_every"):
+            _check_int(self, name, 1)
+        _check_int(self, "prompt_length", 2)  # <bos> + at least one word
+        if self.batch_size % self.minibatches:
+            raise ConfigError(f"PPOConfig.minibatches must divide batch_size: {self.batch_size} prompts cannot "
+                              f"be split into {self.minibatches} equal minibatches")
+        check_range(self, "clip_eps", 0.0, 1.0, low_open=True, high_open=True)
+        check_non_negative(self, "kl_coef")
+        check_positive(self, "target_kl")
+        check_positive(self, "lr")
+        check_positive(self, "temperature")
+        check_positive(self, "clip_value")
+        for name in ("vf_coef", "missing_eos_penalty", "grad_clip", "weight_decay"):
+            check_non_negative(self, name)
+        check_range(self, "gamma", 0.0, 1.0)
+        check_range(self, "lam", 0.0, 1.0)
+        for name in ("adaptive_kl", "stop_at_eos", "whiten_rewards", "bf16"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"PPOConfig.{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("kl_coef", "target_kl", "lr", "temperature", "clip_eps"):
+            if getattr(self, name) != getattr(self, name) or getattr(self, name) in (float("inf"), float("-inf")):
+                raise ConfigError(f"PPOConfig.{name} must be a finite number, got {getattr(self, name)!r}")
+        limit = n_positions if n_positions is not None else 1024
+        if self.prompt_length + self.response_length > limit:
+            where = "the policy's context" if n_positions is not None else "the largest supported context"
+            raise ConfigError(f"PPOConfig.response_length: prompt_length + response_length = "
+                              f"{self.prompt_length} + {self.response_length} exceeds {where} of {limit} tokens")
+        _check_int(self, "seed", 0)
+        _check_int(self, "threads", 0)
+        check_choice(self, "device", [d for d in DEVICES] + [f"cuda:{i}" for i in range(16)])
+        return self
+
+
+PRESET_PPO = {
+    "tiny": dict(iterations=6, batch_size=16, prompt_length=8, response_length=12, ppo_epochs=2, minibatches=2,
+                 lr=3e-4, sample_every=2, eval_prompts=3, checkpoint_every=3),
+    "small": dict(),
+    "gpu": dict(batch_size=256, response_length=32, minibatches=8, lr=1e-5),
+}
+
+
+def ppo_preset(preset: str = "small", **overrides) -> PPOConfig:
+    """A PPOConfig for a preset with optional field overrides (None values are ignored)."""
+    if preset not in PRESET_PPO:
+        raise ConfigError(f"preset must be one of {list(PRESET_PPO)}, got {preset!r}")
+    values = dict(PRESET_PPO[preset])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return PPOConfig(preset=preset, **values)
