@@ -18,6 +18,8 @@ from core.runs import DEFAULT_ROOT, Run, RunError, drive, list_runs
 # Stage modules, each with register(subparsers). Later stages add their module here.
 STAGE_COMMANDS = (
     "lab.cli_pretrain",
+    "lab.cli_reward",
+    "lab.cli_pipeline",
 )
 
 

@@ -1,0 +1,99 @@
+"""`rlhf-lab pipeline`: every stage built so far, end to end, each in a sub-folder of --out.
+
+    rlhf-lab pipeline --preset tiny --out /tmp/lab      # seconds
+    rlhf-lab pipeline --preset small --out runs/full    # minutes on a laptop CPU
+
+STAGES is the ordered tuple of (name, function). Each function gets the options (preset, seed,
+device) and the folders of the stages before it, runs its stage into `out/<name>` and returns that
+run folder.
+A later stage adds itself with one line. A stage whose folder already holds a finished run is
+reused, so re-running the command continues where it stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.config import PRESETS, pretrain_preset, to_dict
+from core.runs import Run
+
+
+@dataclass
+class PipelineOptions:
+    preset: str = "small"
+    seed: int = 0
+    device: str = "auto"
+
+
+def _pretrain(opts: PipelineOptions, folders: dict[str, Path], out: Path) -> Path:
+    from core.pretrain import pretrain
+    from lab.cli import run_stage
+
+    cfg = pretrain_preset(opts.preset, seed=opts.seed, device=opts.device).validate()
+    run = Run.create("pretrain", to_dict(cfg), out=out)
+    run_stage(run, pretrain(cfg, run), cfg.steps, f"pretrain {opts.preset}", lambda m: {"loss": f"{m['lm/loss']:.3f}"})
+    return run.path
+
+
+def _preferences(opts: PipelineOptions, folders: dict[str, Path], out: Path) -> Path:
+    from core.preferences import preference_preset
+    from lab.cli_reward import run_preferences
+
+    cfg = preference_preset(opts.preset, base=str(folders["pretrain"]), seed=opts.seed,
+                            device=opts.device).validate()
+    return run_preferences(cfg, out=out)[0].path
+
+
+def _reward(opts: PipelineOptions, folders: dict[str, Path], out: Path) -> Path:
+    from core.reward import reward_preset
+    from lab.cli_reward import run_reward
+
+    cfg = reward_preset(opts.preset, preferences=str(folders["preferences"]), base=str(folders["pretrain"]),
+                        seed=opts.seed, device=opts.device).validate()
+    return run_reward(cfg, out=out)[0].path
+
+
+STAGES = (
+    ("pretrain", _pretrain),
+    ("preferences", _preferences),
+    ("reward", _reward),
+)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("pipeline", help="run the stages end to end into sub-folders of --out")
+    p.add_argument("--preset", default="small", choices=PRESETS)
+    p.add_argument("--out", required=True, help="folder for the pipeline; each stage gets a sub-folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--until", default=None, choices=[name for name, _ in STAGES],
+                   help="stop after this stage (default: run them all)")
+    p.set_defaults(func=cmd_pipeline)
+
+
+def run_pipeline(preset: str, out, seed: int = 0, until: str | None = None, device: str = "auto") -> dict[str, Path]:
+    """Run STAGES in order up to `until`; returns {stage name: run folder}."""
+    opts = PipelineOptions(preset, seed, device)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    folders: dict[str, Path] = {}
+    for name, run_one in STAGES:
+        folder = out / name
+        if (folder / "config.json").exists() and Run.open(folder).status().get("state") == "done":
+            print(f"{name}: already done in {folder}, reusing it")
+            folders[name] = folder
+        else:
+            print(f"== {name}")
+            folders[name] = run_one(opts, folders, folder)
+        if name == until:
+            break
+    return folders
+
+
+def cmd_pipeline(args) -> int:
+    folders = run_pipeline(args.preset, args.out, args.seed, args.until, args.device)
+    print("pipeline done:")
+    for name, folder in folders.items():
+        print(f"  {name:12s} {folder}")
+    return 0
