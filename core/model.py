@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
+from transformers.utils import logging as hf_logging
 
 from core.config import ModelConfig
 from core.tokenizer import TokenizerError, load_tokenizer
@@ -118,6 +119,7 @@ def read_lab_json(path: str | os.PathLike) -> dict:
 
 def _load(cls, spec, device):
     path = resolve_checkpoint(spec)
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per model is noise in a CLI and the app
     try:
         tokenizer = load_tokenizer(path)
     except TokenizerError as e:

@@ -1,0 +1,20 @@
+from core.corpus import synthetic_reviews
+from core.tokenizer import load_tokenizer, same_tokenizer, show_tokens, train_tokenizer
+
+
+def test_round_trip_and_special_tokens(tmp_path):
+    docs = synthetic_reviews(2000, seed=0)
+    tok = train_tokenizer(docs, vocab_size=512)
+    specials = {tok.pad_token_id, tok.bos_token_id, tok.eos_token_id, tok.unk_token_id}
+    assert len(specials) == 4
+    text = "the acting was not bad, but the plot dragged."
+    ids = tok(text)["input_ids"]
+    assert ids[0] == tok.bos_token_id and tok.eos_token_id not in ids
+    assert tok.decode(ids, skip_special_tokens=True) == text
+    # readable: common words are single tokens
+    assert "▁acting" in show_tokens(tok, text)
+    tok.save_pretrained(tmp_path)
+    again = load_tokenizer(tmp_path)
+    assert again(text)["input_ids"] == ids and same_tokenizer(tok, again)
+    other = train_tokenizer(docs[:500], vocab_size=300)
+    assert not same_tokenizer(tok, other)
