@@ -1,0 +1,49 @@
+"""The Streamlit entry of RLHF Lab: `rlhf-lab` (or `streamlit run lab/app.py -- --runs ROOT`).
+
+A frame around the pages in pages/ (navigation, glossary, the freeze-live switch, the runs folder).
+Everything happens inside `main()`, called only under `if __name__ == "__main__":`. Streamlit runs this
+file as `__main__`; a spawned training worker re-runs `__main__`'s file as `__mp_main__` to rebuild
+its globals, and must not start an app (see lab/jobs.py). So the module top level imports nothing
+heavy and draws nothing.
+"""
+
+from pathlib import Path
+
+PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
+ICONS = {"Home": ":material/home:", "Pretrain": ":material/school:", "Preferences": ":material/thumbs_up_down:",
+         "Reward model": ":material/scoreboard:", "PPO": ":material/tune:",
+         "Weak to strong": ":material/trending_up:", "Compare runs": ":material/compare_arrows:"}
+
+
+def page_files() -> list[Path]:
+    """pages/<n>_<Name>.py in the order of their number (pages of other stages appear as they land)."""
+    files = [p for p in PAGES_DIR.glob("*.py") if p.stem.split("_", 1)[0].isdigit()]
+    return sorted(files, key=lambda p: int(p.stem.split("_", 1)[0]))
+
+
+def page_title(path: Path) -> str:
+    """ "3_Reward_model.py" -> "Reward model"."""
+    return path.stem.split("_", 1)[1].replace("_", " ")
+
+
+def main() -> None:
+    import streamlit as st
+
+    from lab import ui
+
+    st.set_page_config(page_title="RLHF Lab", page_icon=":material/science:", layout="wide")
+    pages = []
+    for path in page_files():
+        title = page_title(path)
+        pages.append(st.Page(str(path), title=title, icon=ICONS.get(title),
+                             url_path=title.lower().replace(" ", "-"), default=title == "Home"))
+    page = st.navigation(pages)
+    with st.sidebar:
+        ui.glossary_popover()
+        ui.freeze_toggle()
+        st.caption(f"Runs folder: `{ui.runs_root()}`")
+    page.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Every metric the lab logs, what it means, its sign and unit: the one place signs are stated.
+
+The app shows this from every page (sidebar "Glossary"); pages and charts take their captions from here
+so that a metric is explained the same way everywhere. Signs match the code: the KL penalty is
+positive and the reward the policy maximises is `score - kl_coef * kl`.
+"""
+
+from __future__ import annotations
+
+# name -> (meaning, sign / unit, what healthy looks like)
+METRICS: dict[str, tuple[str, str, str]] = {
+    # pretraining
+    "lm/loss": ("Next-token cross-entropy on the training batch.",
+                "nats per token, >= 0; lower is better",
+                "falls fast, then flattens; ln(vocab) ~ 6.9 at the start for a 1024-token vocabulary"),
+    "lm/val_loss": ("The same loss on held-out documents the model never trains on.",
+                    "nats per token, >= 0; lower is better",
+                    "tracks lm/loss; a val loss that rises while the train loss falls is overfitting"),
+    "lm/lr": ("Learning rate of this step (linear warm-up, cosine decay).", "per step, > 0", "warms up, then decays"),
+    "time/tokens_per_s": ("Training throughput.", "tokens per second, > 0", "steady; drops when another job shares the CPU"),
+    # preferences
+    "pref/pairs": ("Preference pairs labelled so far.", "count, >= 0", "grows by one per label"),
+    # reward model
+    "rm/loss": ("Pairwise Bradley-Terry loss -log sigmoid(r(chosen) - r(rejected)).",
+                "nats per pair, >= 0; ln 2 ~ 0.693 is a coin flip",
+                "falls below 0.693; near 0 on training pairs only can mean memorising"),
+    "rm/accuracy": ("Share of training pairs where r(chosen) > r(rejected).", "fraction in [0, 1]; 0.5 is chance",
+                    "rises above 0.5"),
+    "rm/val_accuracy": ("The same on held-out pairs.", "fraction in [0, 1]; 0.5 is chance",
+                        "above 0.5 and close to rm/accuracy; its ceiling is set by label noise"),
+    "rm/gold_agreement": ("Share of held-out pairs where the RM orders the two responses as the hidden gold "
+                          "utility does (noise-free).", "fraction in [0, 1]; 0.5 is chance",
+                          "can exceed rm/val_accuracy: noisy labels cap accuracy, not agreement"),
+    # PPO
+    "objective/scores": ("Proxy reward: the reward model's score of the policy's responses.",
+                         "RM logit units (no absolute scale); higher is what PPO pushes for",
+                         "rises; if it keeps rising while objective/gold falls, the policy is hacking the RM"),
+    "objective/gold": ("The hidden gold utility of the same responses (the 'human' the RM imitates).",
+                       "utility units; higher is better", "rises with the proxy, then levels off"),
+    "objective/kl": ("KL(policy || reference) summed over response tokens, averaged over the batch.",
+                     "nats per response, >= 0 in expectation",
+                     "grows slowly; a jump means the policy left the reference's language"),
+    "objective/non_score_reward": ("The KL penalty part of the reward: -kl_coef * KL.",
+                                   "<= 0 (the penalty kl_penalty = kl_coef * KL is positive)",
+                                   "small and negative"),
+    "objective/rlhf_reward": ("What PPO maximises: score - kl_coef * KL.", "RM units",
+                              "rises; it lags objective/scores by the KL penalty"),
+    "objective/entropy": ("Mean entropy of the policy's next-token distribution on its responses.",
+                          "nats per token, >= 0", "falls slowly; a collapse to ~0 means the policy repeats itself"),
+    "policy/approxkl_avg": ("KL between the policy before and after one update (k3 estimator).",
+                            "nats per token, >= 0", "small (around 0.01 or below); large means too big a step"),
+    "policy/clipfrac_avg": ("Share of tokens whose ratio left [1 - clip_eps, 1 + clip_eps] and was clipped.",
+                            "fraction in [0, 1]", "a few percent; most mass near ratio 1"),
+    "loss/policy_avg": ("Clipped PPO surrogate loss (minimised).", "RM units per token; sign varies",
+                        "hovers near 0; its trend matters less than the reward's"),
+    "loss/value_avg": ("Value-function regression loss (clipped), 0.5 * (V - return)^2.", "squared RM units, >= 0",
+                       "falls as the value head learns the returns"),
+    "val/clipfrac_avg": ("Share of value predictions that were clipped.", "fraction in [0, 1]", "small"),
+    "val/ratio": ("Mean policy ratio pi_new / pi_old over tokens.", "dimensionless, > 0",
+                  "the ratio should stay near 1; mass outside the band is what clipping stops"),
+    "params/kl_coef": ("lambda, the KL coefficient used in this iteration (fixed or adaptive).", ">= 0",
+                       "steps when a student moves the slider; drifts smoothly when adaptive"),
+    "params/clip_eps": ("epsilon of the PPO clip used in this iteration.", "> 0", "steps only when changed"),
+    "time/iteration_s": ("Wall time of one PPO iteration (rollout + updates).", "seconds, > 0", "steady"),
+    # weak-to-strong
+    "w2s/pgr": ("Performance gap recovered: (student - weak) / (ceiling - weak).",
+                "fraction; 0 = no better than the weak supervisor, 1 = as good as the ceiling",
+                "between 0 and 1; above 0 means the strong student generalised beyond its labels"),
+}
+
+SIGN_CONVENTIONS = r"""
+**Signs, once.** The per-token KL estimate is $\log \pi_\theta(y_t) - \log \pi_{ref}(y_t)$ (positive in
+expectation). The KL penalty is positive: $\mathrm{kl\_penalty} = \lambda \cdot \mathrm{KL}$.
+The reward PPO maximises is $r = r_\theta(x, y) - \lambda\, \mathrm{KL}$, so `objective/non_score_reward`
+$= -\lambda\,\mathrm{KL} \le 0$. The policy ratio is $\rho_t = \pi_\theta(y_t) / \pi_{\theta_{old}}(y_t)$.
+"""
+
+
+def describe(name: str) -> str:
+    """One line for a metric: meaning, sign/unit."""
+    if name not in METRICS:
+        return name
+    meaning, sign, _ = METRICS[name]
+    return f"{meaning} ({sign})"
+
+
+def unit(name: str) -> str:
+    """The unit of a metric for an axis title ("nats per token"), or "value" when unknown."""
+    if name not in METRICS:
+        return "value"
+    return METRICS[name][1].split(";")[0].split(",")[0].strip()
+
+
+def healthy(name: str) -> str:
+    return METRICS[name][2] if name in METRICS else ""
+
+
+def markdown() -> str:
+    """The whole glossary as Markdown (a table by namespace)."""
+    lines = ["| metric | meaning | sign / unit | healthy |", "| --- | --- | --- | --- |"]
+    for name, (meaning, sign, ok) in METRICS.items():
+        lines.append(f"| `{name}` | {meaning} | {sign} | {ok} |")
+    return SIGN_CONVENTIONS + "\n\n" + "\n".join(lines)

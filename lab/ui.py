@@ -1,0 +1,237 @@
+"""Helpers every page shares: the runs root, the current run, run pickers, status badges, errors,
+uploads, the live/frozen switch and chart rendering. Pages stay thin: widgets -> one lab call -> render.
+
+State that must survive a browser refresh lives in the run folders and in the URL (?run=<id>), never
+only in st.session_state (a refresh starts a new session). Two students are two sessions: each gets
+an `owner` id, and jobs.start refuses only a second start by the *same* owner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core.config import ConfigError
+from core.runs import DEFAULT_ROOT, FINAL_STATES, Run, RunError, list_runs
+from lab import glossary, jobs
+
+LIVE_EVERY_S = 1.0  # live charts redraw about once a second
+MAX_UPLOAD_MB = 20
+STATE_COLORS = {"queued": "gray", "running": "blue", "paused": "orange", "done": "green", "failed": "red",
+                "stopped": "violet", "corrupt": "red"}
+
+
+# ----------------------------------------------------------------------------- where runs live
+
+def runs_root() -> Path:
+    """The runs root: `--runs ROOT` after the `--` of `streamlit run` (what `rlhf-lab app` passes), else
+    $RLHF_LAB_RUNS (tests), else ./runs."""
+    argv = sys.argv[1:]
+    root = None
+    for i, arg in enumerate(argv):
+        if arg == "--runs" and i + 1 < len(argv):
+            root = argv[i + 1]
+        elif arg.startswith("--runs="):
+            root = arg.split("=", 1)[1]
+    root = root or os.environ.get("RLHF_LAB_RUNS") or DEFAULT_ROOT
+    path = Path(root).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def owner() -> str:
+    """This browser session's id (a student); jobs refuse a second start by the same owner."""
+    if "owner" not in st.session_state:
+        st.session_state["owner"] = uuid.uuid4().hex[:12]
+    return st.session_state["owner"]
+
+
+def runs_of(stage: str | None = None, states=None) -> list[dict]:
+    rows = list_runs(runs_root())
+    return [r for r in rows if (stage is None or r["stage"] == stage) and (states is None or r["state"] in states)]
+
+
+# ----------------------------------------------------------------------------- the current run of a page
+
+def _key(stage: str) -> str:
+    return f"run/{stage}"
+
+
+def current_run(stage: str) -> Path | None:
+    """The run this page shows: ?run=<id> in the URL (survives a refresh), else the one this session
+    last started or picked. A folder deleted meanwhile is forgotten with a warning, not a crash."""
+    candidates = []
+    run_id = st.query_params.get("run")
+    if run_id:
+        candidates.append(runs_root() / run_id)
+    if st.session_state.get(_key(stage)):
+        candidates.append(Path(st.session_state[_key(stage)]))
+    for path in candidates:
+        try:
+            if Run.open(path).stage == stage:
+                return path
+        except RunError:
+            st.warning(f"Run {path.name} is gone (its folder was deleted or is unreadable); pick another run.")
+            if st.query_params.get("run") == path.name:
+                del st.query_params["run"]
+            st.session_state.pop(_key(stage), None)
+    return None
+
+
+def set_current_run(stage: str, path) -> None:
+    st.session_state[_key(stage)] = str(path)
+    st.query_params["run"] = Path(path).name
+
+
+def run_label(entry: dict) -> str:
+    key = "" if entry.get("key_value") is None else f" · {entry['key_metric']} {entry['key_value']:.3g}"
+    return f"{entry['run_id']} · {entry['state']}{key}"
+
+
+def run_picker(stage: str, label: str = "Run to show") -> Path | None:
+    """A selectbox of this stage's runs, newest first, on the current run. Returns the chosen folder."""
+    rows = runs_of(stage)
+    if not rows:
+        return None
+    current = current_run(stage)
+    ids = [r["run_id"] for r in rows]
+    index = ids.index(current.name) if current is not None and current.name in ids else 0
+    labels = {r["run_id"]: run_label(r) for r in rows}
+    chosen = st.selectbox(label, ids, index=index, format_func=lambda i: labels[i], key=f"picker/{stage}")
+    path = runs_root() / chosen
+    if current is None or path != current:
+        set_current_run(stage, path)
+    return path
+
+
+def spec_options(stage: str, shipped: tuple[str, ...] = (), states=("done",)) -> dict[str, str]:
+    """Choices for a parent artifact: label -> spec (shipped checkpoint names, then finished runs)."""
+    from core.model import SHIPPED  # noqa: F401 - shipped names are checked by resolve_checkpoint
+
+    options = {}
+    for name in shipped:
+        options[f"shipped: {name}"] = name
+    for r in runs_of(stage, states=states):
+        options[f"run: {r['run_id']}"] = r["path"]
+    return options
+
+
+# ----------------------------------------------------------------------------- status and errors
+
+def status_badge(run_dir) -> dict:
+    """A coloured badge with the run's state and iteration; a failed run shows its error (and the
+    worker's traceback in an expander), never a traceback in place of the page."""
+    st_ = jobs.status(run_dir)
+    state = st_.get("state", "queued")
+    text = f"{state} · step {st_.get('iteration', 0)}"
+    if st_.get("message"):
+        text += f" · {st_['message']}"
+    st.badge(text, color=STATE_COLORS.get(state, "gray"))
+    if state == "failed":
+        st.error(f"This run failed: {st_.get('error') or st_.get('message') or 'no error recorded'}")
+        details = jobs.error_details(run_dir)
+        if details:
+            with st.expander("Technical details (the worker's traceback)"):
+                st.code(details, language="text")
+    return st_
+
+
+def is_active(status: dict) -> bool:
+    return status.get("state") not in FINAL_STATES
+
+
+def start_job(stage: str, cfg, parents: dict | None = None, control: dict | None = None) -> Run | None:
+    """jobs.start for this session's owner; a refused start is a message on the page, not a crash."""
+    try:
+        run = jobs.start(stage, cfg, runs_root(), parents=parents, owner=owner(), control=control)
+    except (ConfigError, jobs.JobError, RunError, ValueError, OSError) as e:
+        st.error(f"Not started: {e}")
+        return None
+    set_current_run(stage, run.path)
+    st.toast(f"Started {run.run_id}")
+    return run
+
+
+def stop_button(run_dir, status: dict, key: str) -> None:
+    if is_active(status):
+        if st.button("Stop", key=key, help="ends the run after its current step; what it wrote stays"):
+            jobs.stop(run_dir)
+            st.toast("Stop requested: the run ends after its current step")
+
+
+def stage_missing(stage: str) -> bool:
+    """True (and says so on the page) when this stage's core module has not landed in this version."""
+    if jobs.stage_available(stage):
+        return False
+    spec = jobs.CONTRACT[stage]
+    st.info(f"The {stage} stage is not part of this version of the lab yet: `{spec.module}` is missing. "
+            "This page will work as soon as it lands; nothing here is simulated.")
+    return True
+
+
+# ----------------------------------------------------------------------------- uploads
+
+def read_upload(uploaded, what: str = "file", max_mb: int = MAX_UPLOAD_MB) -> bytes | None:
+    """The bytes of an uploaded file after the checks every upload needs; None (with a message) when
+    it is empty or too large. Content checks (binary, malformed) belong to the core parser."""
+    if uploaded is None:
+        return None
+    data = uploaded.getvalue()
+    if not data:
+        st.error(f"The {what} {uploaded.name!r} is empty.")
+        return None
+    if len(data) > max_mb * 1024 * 1024:
+        st.error(f"The {what} {uploaded.name!r} is {len(data) / 1e6:.1f} MB; the limit is {max_mb} MB.")
+        return None
+    return data
+
+
+def save_upload(data: bytes, suffix: str) -> Path:
+    """Keep an upload under <runs root>/.uploads/<sha1><suffix> so a worker process can read it."""
+    folder = runs_root() / ".uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha1(data).hexdigest()[:16]}{suffix}"
+    if not path.exists():
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return path
+
+
+# ----------------------------------------------------------------------------- live view and charts
+
+def live_every() -> float | None:
+    """run_every for live fragments: None while the student has frozen the view (to zoom a chart)."""
+    return None if st.session_state.get("freeze", False) else LIVE_EVERY_S
+
+
+def freeze_toggle() -> None:
+    st.toggle("Freeze live charts", key="freeze",
+              help="Charts redraw every second and that resets any zoom; freeze them to zoom and read.")
+
+
+def chart(fig, caption: str, key: str | None = None) -> None:
+    st.plotly_chart(fig, key=key, width="stretch")
+    st.caption(caption)
+
+
+def glossary_popover() -> None:
+    with st.popover("Glossary of metrics", icon=":material/menu_book:", width="stretch"):
+        st.markdown(glossary.markdown())
+
+
+def metrics_frame(run_dir) -> pd.DataFrame:
+    return Run(Path(run_dir)).metrics()
+
+
+def last_value(df: pd.DataFrame, col: str):
+    if df is None or df.empty or col not in df.columns:
+        return None
+    s = df[col].dropna()
+    return None if s.empty else s.iloc[-1]

@@ -1,0 +1,125 @@
+"""lab/charts.py: every chart has a title, axis titles with units, a caption, and plots the data given."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lab import charts, glossary
+
+
+def labelled(fig):
+    title = fig.layout.title.text
+    x, y = fig.layout.xaxis.title.text, fig.layout.yaxis.title.text
+    assert title and x and y, (title, x, y)
+    assert "(" in x and "(" in y, f"axis titles need units: {x!r}, {y!r}"
+    return fig
+
+
+def pretrain_df():
+    rows = [{"step": s, "lm/loss": 7.0 - 0.1 * s, "time/tokens_per_s": 1000.0 + s} for s in range(1, 21)]
+    for r in rows:
+        if r["step"] % 5 == 0:
+            r["lm/val_loss"] = 7.2 - 0.1 * r["step"]
+    return pd.DataFrame(rows)
+
+
+def test_every_caption_is_one_line():
+    for name, text in charts.CAPTIONS.items():
+        assert text and "\n" not in text, name
+
+
+def test_pretrain_loss_chart_plots_train_and_sparse_validation():
+    fig = labelled(charts.pretrain_loss_chart(pretrain_df()))
+    train, val = fig.data
+    assert list(train.x) == list(range(1, 21))
+    assert list(val.x) == [5, 10, 15, 20]  # NaN rows between evaluations are dropped, not drawn as gaps
+    assert val.y[-1] == pytest.approx(7.2 - 2.0)
+    labelled(charts.throughput_chart(pretrain_df()))
+
+
+@pytest.mark.parametrize("fn", [charts.pretrain_loss_chart, charts.throughput_chart, charts.rm_loss_chart,
+                                charts.rm_accuracy_chart])
+def test_empty_input_gives_a_labelled_placeholder(fn):
+    for df in (pd.DataFrame(), pd.DataFrame({"step": [1], "other": [1.0]})):
+        fig = labelled(fn(df))
+        assert len(fig.data) == 0 and fig.layout.annotations  # says "waiting…" rather than a blank box
+
+
+def test_rm_charts_show_chance_lines_and_the_metrics_present():
+    df = pd.DataFrame({"step": [1, 2, 3, 4], "rm/loss": [0.7, 0.6, 0.5, 0.4], "rm/accuracy": [0.5, 0.6, 0.7, 0.8],
+                       "rm/val_accuracy": [None, 0.6, None, 0.7], "rm/gold_agreement": [None, None, None, 0.9]})
+    loss = labelled(charts.rm_loss_chart(df))
+    assert any(abs(s.y0 - math.log(2)) < 1e-9 for s in loss.layout.shapes)
+    acc = labelled(charts.rm_accuracy_chart(df))
+    assert [t.name for t in acc.data] == ["train (rm/accuracy)", "validation (rm/val_accuracy)",
+                                          "agrees with gold (rm/gold_agreement)"]
+    assert list(acc.data[1].x) == [2, 4] and list(acc.data[2].y) == [0.9]
+    assert any(s.y0 == 0.5 for s in acc.layout.shapes)
+
+
+def test_score_histogram_overlays_chosen_and_rejected():
+    fig = labelled(charts.score_histogram([1.0, 2.0, 3.0], [-1.0, 0.0]))
+    assert [len(t.x) for t in fig.data] == [3, 2]
+    assert "mean 2.00" in fig.data[0].name and "mean -0.50" in fig.data[1].name
+    assert fig.layout.barmode == "overlay"
+    assert len(labelled(charts.score_histogram([], [])).data) == 0
+
+
+def test_label_counts_and_gold_gap():
+    pairs = pd.DataFrame({"choice": ["a", "a", "b", "tie"], "gold_chosen": [1.0, 0.5, 0.2, 0.0],
+                          "gold_rejected": [0.0, 0.7, 0.1, 0.0]})
+    fig = labelled(charts.label_counts_chart(pairs))
+    assert list(fig.data[0].x) == ["A", "B", "tie"] and list(fig.data[0].y) == [2, 1, 1]
+    gap = labelled(charts.gold_gap_chart(pairs))
+    assert sorted(gap.data[0].x) == pytest.approx(sorted([1.0, -0.2, 0.1, 0.0]))
+    assert "50% agree" in gap.layout.annotations[0].text  # 2 of 4 gaps are > 0
+    assert list(labelled(charts.label_counts_chart(pd.DataFrame({"prompt": ["p"] * 3}))).data[0].y) == [3]
+
+
+def test_agreement_chart_groups_runs_by_tau():
+    summary = pd.DataFrame({"run": ["r1", "r2", "r3"], "pairs": [100, 1000, 100], "tau": [0.1, 0.1, 1.0],
+                            "gold_agreement": [0.7, 0.85, 0.6]})
+    fig = labelled(charts.agreement_chart(summary))
+    assert [t.name for t in fig.data] == ["τ = 0.1", "τ = 1"]
+    assert list(fig.data[0].x) == [100, 1000] and fig.layout.xaxis.type == "log"
+
+
+def test_compare_chart_overlays_runs_and_lists_metrics():
+    a = pretrain_df()
+    b = pretrain_df().assign(**{"lm/loss": lambda d: d["lm/loss"] + 1})
+    c = pd.DataFrame({"step": [1], "rm/loss": [0.7]})
+    fig = labelled(charts.compare_chart({"a": a, "b": b, "c": c}, "lm/loss"))
+    assert [t.name for t in fig.data] == ["a", "b"]  # c never logged lm/loss
+    assert np.allclose(np.array(fig.data[1].y) - np.array(fig.data[0].y), 1.0)
+    metrics = charts.common_metrics({"a": a, "b": b, "c": c})
+    assert metrics[:3] == ["lm/loss", "lm/val_loss", "time/tokens_per_s"] and metrics[-1] == "rm/loss" and "rm/loss" in metrics and "step" not in metrics
+
+
+def test_side_by_side_keeps_the_newest_policy_text_per_prompt():
+    samples = {"lambda=0": [{"iteration": 1, "kind": "policy", "prompt": "p", "response": "old"},
+                            {"iteration": 2, "kind": "base", "prompt": "p", "response": "base"},
+                            {"iteration": 2, "kind": "policy", "prompt": "p", "response": "new"}],
+               "lambda=0.1": [{"iteration": 2, "kind": "policy", "prompt": "p", "response": "calm"},
+                              {"iteration": 2, "kind": "policy", "prompt": "q", "response": "other"}]}
+    df = charts.side_by_side(samples)
+    assert list(df.columns) == ["prompt", "lambda=0", "lambda=0.1"]
+    row = df.set_index("prompt").loc["p"]
+    assert row["lambda=0"] == "new" and row["lambda=0.1"] == "calm"
+
+
+def test_samples_by_step_newest_first():
+    rows = [{"step": 10, "prompt": "the plot", "text": "a"}, {"step": 20, "prompt": "the plot", "text": "b"},
+            {"step": 20, "prompt": "i bought", "text": "c"}]
+    df = charts.samples_by_step(rows, prompt="the plot")
+    assert list(df["text"]) == ["b", "a"]
+    assert charts.samples_by_step([]).empty
+
+
+def test_glossary_states_the_signs():
+    assert "kl_coef" in glossary.describe("params/kl_coef") or "lambda" in glossary.describe("params/kl_coef")
+    assert "<= 0" in glossary.METRICS["objective/non_score_reward"][1]
+    md = glossary.markdown()
+    for name in ("objective/kl", "rm/gold_agreement", "lm/val_loss", "w2s/pgr"):
+        assert f"`{name}`" in md
