@@ -72,12 +72,21 @@ def cmd_app(args) -> int:
     if not app.exists():
         raise CLIError("the browser app is not part of this version yet; use the CLI stages "
                        "(rlhf-lab --help)")
+    import socket
+
     from streamlit.web import cli as stcli
 
+    with socket.socket() as probe:  # a clear message instead of Streamlit silently picking another port
+        try:
+            probe.bind(("127.0.0.1", args.port))
+        except OSError:
+            raise CLIError(f"port {args.port} on 127.0.0.1 is in use (another lab?); pass --port N") from None
+    runs = Path(args.runs or DEFAULT_ROOT).expanduser().resolve()
     argv = ["streamlit", "run", str(app), "--server.address", "127.0.0.1",
             "--server.port", str(args.port), "--browser.gatherUsageStats", "false",
-            "--server.headless", "true" if args.no_browser else "false"]
-    argv += ["--", "--runs", args.runs or DEFAULT_ROOT]
+            "--server.headless", "true" if args.no_browser else "false",
+            "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"]
+    argv += ["--", "--runs", str(runs)]
     sys.argv = argv
     return stcli.main()
 
