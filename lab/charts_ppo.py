@@ -43,6 +43,8 @@ CAPTIONS = {
                    "model's score arrives only at the last token; the KL penalty on every token.",
     "overoptimization": "Gao et al. 2022: the proxy keeps rising with √KL while gold peaks and falls; "
                         "the gold peak is where to stop (or a larger λ keeps you before it).",
+    "w2s_loss": "Healthy: each model's loss falls; the students learn from the weak model's labels, so "
+                "their loss floor stays above the ceiling's.",
     "w2s": "Healthy: the student lands between the weak supervisor and the ceiling; PGR = (student − "
            "weak) / (ceiling − weak), 1 means the whole gap recovered.",
 }
@@ -396,10 +398,12 @@ def pgr(weak: float, student: float, ceiling: float) -> float:
     return float("nan") if abs(gap) < 1e-12 else (student - weak) / gap
 
 
-def w2s_chart(accuracy: dict, pgrs: dict | None = None, metric: str = "accuracy") -> go.Figure:
+def w2s_chart(accuracy: dict, pgrs: dict | None = None, metric: str = "accuracy",
+              spread: dict | None = None) -> go.Figure:
     """Bars weak / student (xent) / student (confidence) / ceiling, test accuracy in %, with each
     student's PGR written on its bar. `accuracy` maps "weak", "xent", "confidence", "ceiling" to a
-    number in [0, 1] (missing bars are left out); PGR is computed when not given."""
+    number in [0, 1] (missing bars are left out); PGR is computed when not given. `spread` (same
+    keys) draws ± one standard deviation over seeds as error bars."""
     title = "Weak-to-strong: does the strong student beat its weak supervisor?"
     y_label = f"test {metric} on gold labels (%)"
     present = [(k, label) for k, label in W2S_BARS if accuracy.get(k) is not None]
@@ -419,11 +423,49 @@ def w2s_chart(accuracy: dict, pgrs: dict | None = None, metric: str = "accuracy"
         if k in pgrs and pgrs[k] is not None and not math.isnan(pgrs[k]):
             t += f"<br>PGR {pgrs[k]:.2f}"
         text.append(t)
-    fig = go.Figure(go.Bar(x=xs, y=ys, text=text, textposition="outside",
+    error_y = None
+    if spread:
+        errs = [100 * float(spread.get(k) or 0.0) for k, _ in present]
+        error_y = dict(type="data", array=errs, visible=True, color="#444")
+    fig = go.Figure(go.Bar(x=xs, y=ys, text=text, textposition="outside", error_y=error_y,
                            marker_color=[colors[k] for k, _ in present]))
     low = min(ys)
     fig.update_yaxes(range=[max(0.0, low - 10), min(100.0, max(ys) + 10)])
     parts = [f"PGR ({k}) = {pgrs[k]:.2f}" for k in ("xent", "confidence") if k in pgrs and not math.isnan(pgrs[k])]
     _layout(fig, title + (" — " + ", ".join(parts) if parts else ""), "model", y_label, height=400)
     fig.update_layout(showlegend=False)
+    return fig
+
+
+def w2s_chart_from_results(results: dict) -> go.Figure:
+    """The bars from core.w2s results.json (means over seeds, ± std as error bars)."""
+    students = results.get("students", {})
+    accuracy = {"weak": results.get("weak_acc"), "ceiling": results.get("ceiling_acc")}
+    spread = {"weak": results.get("weak_acc_std"), "ceiling": results.get("ceiling_acc_std")}
+    pgrs = {}
+    for name in ("xent", "confidence"):
+        if name in students:
+            accuracy[name] = students[name].get("acc")
+            spread[name] = students[name].get("acc_std")
+            if students[name].get("pgr") is not None:
+                pgrs[name] = students[name]["pgr"]
+    return w2s_chart(accuracy, pgrs=pgrs, spread=spread)
+
+
+W2S_LOSS_COLORS = {"weak": "#7f7f7f", "ceiling": "#2ca02c", "xent": PROXY_COLOR, "confidence": "#ff7f0e"}
+
+
+def w2s_loss_chart(df: pd.DataFrame) -> go.Figure:
+    """Training loss of each model of the experiment while it runs (w2s/<model>_loss)."""
+    title = "Weak-to-strong training: loss of each model"
+    x_label, y_label = "optimizer step (count, all models in turn)", "loss (nats per example)"
+    cols = [(name, f"w2s/{name}_loss") for name in W2S_LOSS_COLORS if _has(df, f"w2s/{name}_loss")]
+    if not cols:
+        return _empty(title, x_label, y_label, note="waiting for the first step…")
+    fig = go.Figure()
+    for name, col in cols:
+        d = df.dropna(subset=[col]).sort_values("step")
+        fig.add_trace(go.Scattergl(x=d["step"], y=d[col], name=name, mode="lines",
+                                   line=dict(color=W2S_LOSS_COLORS[name])))
+    _layout(fig, title, x_label, y_label)
     return fig

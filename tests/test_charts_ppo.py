@@ -185,3 +185,22 @@ def test_pgr_and_w2s_bars():
     fig = C.w2s_chart({"weak": 0.6, "xent": 0.7, "ceiling": 0.8}, pgrs={"xent": 0.42})
     assert len(fig.data[0].x) == 3 and "PGR 0.42" in fig.data[0].text[1]
     assert len(C.w2s_chart({}).data) == 0
+
+
+def test_w2s_from_results_json_and_loss_chart():
+    results = {"weak_acc": 0.6, "weak_acc_std": 0.01, "ceiling_acc": 0.9, "ceiling_acc_std": 0.02,
+               "students": {"xent": {"acc": 0.69, "acc_std": 0.03, "pgr": 0.3},
+                            "confidence": {"acc": 0.75, "acc_std": 0.0, "pgr": 0.5}}}
+    fig = C.w2s_chart_from_results(results)
+    bar = fig.data[0]
+    assert list(bar.y) == pytest.approx([60, 69, 75, 90])
+    assert list(bar.error_y.array) == pytest.approx([1, 3, 0, 2])
+    assert "PGR 0.30" in bar.text[1] and "PGR 0.50" in bar.text[2]
+    df = pd.DataFrame([{"step": 1, "w2s/weak_loss": 0.7}, {"step": 2, "w2s/weak_loss": 0.6},
+                       {"step": 3, "w2s/weak_acc": 0.6}, {"step": 4, "w2s/ceiling_loss": 0.69}])
+    fig = C.w2s_loss_chart(df)
+    assert_labelled(fig)
+    assert [t.name for t in fig.data] == ["weak", "ceiling"]
+    assert list(fig.data[0].y) == [0.7, 0.6]
+    assert C.CAPTIONS["w2s_loss"].startswith("Healthy")
+    assert len(C.w2s_loss_chart(pd.DataFrame()).data) == 0

@@ -1,0 +1,255 @@
+"""What the PPO and weak-to-strong pages need besides charts: reading a run's samples and
+inspect.json, writing live controls with the same checks as PPOConfig.validate(), and the
+one-click "quick start" that the Home page calls.
+
+No Streamlit here: the pages call these functions and render what they return, and the tests call
+them directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+from pathlib import Path
+
+from core.config import ConfigError
+from core.runs import Run, RunError, list_runs, read_json, read_jsonl
+
+# Live knobs (CONTEXT.md, "PPO live controls") that are also PPOConfig fields: a new value is
+# checked by PPOConfig.validate() on a copy of the run's config, so the page refuses exactly what
+# the trainer would refuse.
+KNOBS = ("kl_coef", "adaptive_kl", "target_kl", "clip_eps", "lr", "temperature")
+
+# The "quick start" run: visible learning in well under a minute on a laptop CPU (small policy,
+# shipped reward model, small batches, short responses), long enough to play with the controls.
+QUICK_START = dict(iterations=200, batch_size=16, response_length=16, kl_coef=0.05, sample_every=2,
+                   checkpoint_every=50, device="cpu")
+
+
+# ----------------------------------------------------------------------------- is PPO here?
+
+def ppo_available() -> bool:
+    """The PPO core (core/ppo_train.py and PPOConfig) exists in this checkout."""
+    import core.config
+
+    return importlib.util.find_spec("core.ppo_train") is not None and hasattr(core.config, "PPOConfig")
+
+
+def w2s_available() -> bool:
+    import core.config
+
+    return importlib.util.find_spec("core.w2s") is not None and hasattr(core.config, "W2SConfig")
+
+
+def ppo_config_class():
+    import core.config
+
+    if not hasattr(core.config, "PPOConfig"):
+        raise ConfigError("the PPO stage is not part of this version yet (core.config has no PPOConfig)")
+    return core.config.PPOConfig
+
+
+def config_fields(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def make_ppo_config(**values):
+    """A validated PPOConfig: the preset ("small" unless `preset` is given) plus `values`. A key that
+    is not a PPOConfig field is a ConfigError naming it (a typo must not be dropped silently)."""
+    import core.config
+
+    cls = ppo_config_class()
+    unknown = sorted(set(values) - config_fields(cls))
+    if unknown:
+        raise ConfigError(f"PPOConfig has no field(s) {unknown}")
+    values = {k: v for k, v in values.items() if v is not None}
+    cfg = core.config.ppo_preset(values.pop("preset", "small"), **values)
+    cfg.validate()
+    return cfg
+
+
+def make_w2s_config(preset: str = "default", **values):
+    import core.config
+
+    unknown = sorted(set(values) - config_fields(core.config.W2SConfig))
+    if unknown:
+        raise ConfigError(f"W2SConfig has no field(s) {unknown}")
+    cfg = core.config.w2s_preset(preset, **values)
+    cfg.validate()
+    return cfg
+
+
+# ----------------------------------------------------------------------------- live controls
+
+def current_knobs(run: Run) -> dict:
+    """The knob values in force: the run's config, overridden by control.json."""
+    config = run.config
+    knobs = {k: config.get(k) for k in KNOBS if k in config}
+    control = run.read_control()
+    knobs.update({k: control[k] for k in KNOBS if k in control})
+    return knobs
+
+
+def validate_knobs(run: Run, **knobs) -> dict:
+    """Check new knob values against PPOConfig.validate() on a copy of the run's config.
+
+    Returns the cleaned values (numbers as float, adaptive_kl as bool); raises ConfigError naming the
+    knob and its allowed range for a bad value or an unknown key."""
+    from core.config import from_dict
+
+    unknown = sorted(set(knobs) - set(KNOBS))
+    if unknown:
+        raise ConfigError(f"unknown live control(s) {unknown}; live controls are {list(KNOBS)}")
+    clean = {}
+    for key, value in knobs.items():
+        if key == "adaptive_kl":
+            if not isinstance(value, bool):
+                raise ConfigError(f"adaptive_kl must be true or false, got {value!r}")
+            clean[key] = value
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
+        clean[key] = float(value)
+    cls = ppo_config_class()
+    cfg = from_dict(cls, run.config)
+    settable = {k: v for k, v in clean.items() if k in config_fields(cls)}
+    dataclasses.replace(cfg, **settable).validate()
+    return clean
+
+
+def set_knobs(run: Run, **knobs) -> dict:
+    """Validate and write live knobs into control.json; the trainer applies them at its next
+    iteration. Returns the new control dict."""
+    clean = validate_knobs(run, **knobs)
+    return run.write_control(**clean)
+
+
+def pause(run: Run) -> dict:
+    return run.write_control(paused=True)
+
+
+def resume(run: Run) -> dict:
+    return run.write_control(paused=False)
+
+
+def step_once(run: Run) -> dict:
+    """While paused, run exactly one more iteration (the trainer counts increments of "step")."""
+    control = run.read_control()
+    return run.write_control(paused=True, step=int(control.get("step", 0) or 0) + 1)
+
+
+def stop(run: Run) -> dict:
+    return run.write_control(stop=True)
+
+
+def control_log(run: Run) -> list[dict]:
+    """Applied and refused live changes, as the trainer recorded them."""
+    return read_jsonl(run.path / "control_log.jsonl")
+
+
+# ----------------------------------------------------------------------------- what the run wrote
+
+def read_inspect(run: Run) -> dict | None:
+    """inspect.json ("one PPO step, slowly"), or None before the first iteration wrote it."""
+    try:
+        data = read_json(run.path / "inspect.json", None)
+    except RunError:
+        return None  # being replaced right now is impossible (atomic), but a corrupt file must not crash a page
+    return data if isinstance(data, dict) else None
+
+
+def inspect_rows(data: dict | None) -> list[dict]:
+    """The per-sample rows of inspect.json, each carrying the iteration's kl_coef/clip_eps."""
+    if not data:
+        return []
+    rows = data.get("rows", data.get("samples"))
+    if rows is None and "tokens" in data:
+        rows = [data]
+    out = []
+    for row in rows or []:
+        merged = {k: v for k, v in data.items() if not isinstance(v, list) and k not in ("rows", "samples")}
+        merged.update(row)
+        out.append(merged)
+    return out
+
+
+def side_by_side(samples: list[dict]) -> tuple[int | None, list[dict]]:
+    """Pair the base model's response to each evaluation prompt with the newest policy response to
+    the same prompt. Returns (policy iteration, [{"prompt", "base": row|None, "policy": row|None}])."""
+    base = {}
+    policy_iter = None
+    for row in samples:
+        if row.get("kind") == "base":
+            base.setdefault(row.get("prompt"), row)
+        elif row.get("kind") == "policy":
+            it = row.get("iteration", 0)
+            policy_iter = it if policy_iter is None else max(policy_iter, it)
+    newest = {}
+    for row in samples:
+        if row.get("kind") == "policy" and row.get("iteration", 0) == policy_iter:
+            newest[row.get("prompt")] = row
+    prompts = list(base) + [p for p in newest if p not in base]
+    return policy_iter, [{"prompt": p, "base": base.get(p), "policy": newest.get(p)} for p in prompts]
+
+
+def runs_of(runs_root, stage: str, states=("done", "stopped", "running", "paused")) -> list[dict]:
+    return [r for r in list_runs(runs_root) if r["stage"] == stage and r["state"] in states]
+
+
+def reward_choices(runs_root) -> list[tuple[str, str]]:
+    """(label, spec) of the reward models a student can use: the shipped one and their finished RM runs."""
+    from core.model import SHIPPED
+
+    out = []
+    if (Path(SHIPPED["reward"]) / "config.json").exists():
+        out.append(("shipped reward model (assets/reward)", "reward"))
+    for r in runs_of(runs_root, "reward", states=("done", "stopped")):
+        if (Path(r["path"]) / "checkpoint" / "config.json").exists():
+            out.append((f"your run {r['run_id']}", r["path"]))
+    return out
+
+
+def policy_choices(runs_root) -> list[tuple[str, str]]:
+    from core.model import SHIPPED
+
+    out = []
+    if (Path(SHIPPED["small"]) / "config.json").exists():
+        out.append(("shipped base model (assets/small)", "small"))
+    for r in runs_of(runs_root, "pretrain", states=("done", "stopped")):
+        if (Path(r["path"]) / "checkpoint" / "config.json").exists():
+            out.append((f"your run {r['run_id']}", r["path"]))
+    return out
+
+
+# ----------------------------------------------------------------------------- starting
+
+def ppo_job(**values):
+    """(cfg, parents, control) for a new PPO job: a validated PPOConfig, its parent artifacts, and a
+    control.json that starts with the config's knob values so the page's widgets and the trainer
+    agree from iteration 1."""
+    from core.config import to_dict
+
+    cfg = make_ppo_config(**values)
+    control = {k: v for k, v in to_dict(cfg).items() if k in KNOBS}
+    control.update(paused=False, stop=False, step=0)
+    parents = {k: getattr(cfg, k) for k in ("policy", "reward") if hasattr(cfg, k)}
+    return cfg, parents, control
+
+
+def start_ppo(runs_root, owner: str | None = None, **values) -> Run:
+    """Start a PPO job (spawned process). jobs.start refuses a second active PPO run of one owner,
+    so two clicks on Start give one run."""
+    from lab import jobs
+
+    cfg, parents, control = ppo_job(**values)
+    return jobs.start("ppo", cfg, runs_root, parents=parents, owner=owner, control=control)
+
+
+def quick_start_ppo(runs_root, owner: str | None = None, **overrides) -> Run:
+    """The Home page's one click: a PPO run on the shipped base model and shipped reward model with
+    small, CPU-friendly settings (QUICK_START) whose reward curve moves within a minute."""
+    fields = config_fields(ppo_config_class())
+    values = {k: v for k, v in QUICK_START.items() if k in fields}
+    values.update(overrides)
+    return start_ppo(runs_root, owner=owner, **values)

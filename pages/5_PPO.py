@@ -1,0 +1,281 @@
+"""PPO: fine-tune the policy against the reward model with a KL leash, and steer it while it runs.
+
+The run trains in its own process (lab/jobs.py). This page only writes control.json (knobs, pause,
+step, stop) and redraws from the run folder in fragments that refresh about once a second.
+"""
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core.config import ConfigError
+from core.runs import Run, RunError
+from lab import charts_ppo as C
+from lab import jobs, ppo_view as V, ui
+
+st.title("PPO with a KL penalty")
+st.markdown("The policy (a copy of the base model) samples responses, the reward model scores them, and PPO "
+            "pushes up what scored well — minus λ times the KL from the base model, so the policy cannot "
+            "drift into text the reward model never saw. The gold line is the hidden annotator: what a person "
+            "would have said about the same responses.")
+
+if ui.stage_missing("ppo"):
+    st.stop()
+
+root = ui.runs_root()
+LR_CHOICES = [1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3]
+DEFAULTS = V.make_ppo_config().__dict__
+
+
+# ----------------------------------------------------------------------------- which run
+
+run_dir = ui.run_picker("ppo", label="PPO run shown on this page")
+status = jobs.status(run_dir) if run_dir is not None else {}
+live = run_dir is not None and ui.is_active(status)
+run = Run(run_dir) if run_dir is not None else None
+
+# The knob widgets show the shown run's knobs; re-read them when another run is shown.
+shown = run_dir.name if run_dir is not None else None
+if st.session_state.get("ppo/synced") != shown:
+    knobs = V.current_knobs(run) if run is not None else {k: DEFAULTS[k] for k in V.KNOBS}
+    st.session_state["ppo/kl_coef"] = float(knobs.get("kl_coef", DEFAULTS["kl_coef"]))
+    st.session_state["ppo/kl_mode"] = "adaptive" if knobs.get("adaptive_kl") else "fixed"
+    st.session_state["ppo/target_kl"] = float(knobs.get("target_kl", DEFAULTS["target_kl"]))
+    st.session_state["ppo/clip_eps"] = float(knobs.get("clip_eps", DEFAULTS["clip_eps"]))
+    lr = float(knobs.get("lr", DEFAULTS["lr"]))
+    st.session_state["ppo/lr"] = min(LR_CHOICES, key=lambda c: abs(c - lr))
+    st.session_state["ppo/temperature"] = float(knobs.get("temperature", DEFAULTS["temperature"]))
+    st.session_state["ppo/synced"] = shown
+
+
+def apply_knob(knob: str, key: str, convert=float) -> None:
+    """on_change of a knob widget: a live run gets the new value at its next iteration."""
+    if run is None or not live:
+        return
+    try:
+        V.set_knobs(run, **{knob: convert(st.session_state[key])})
+        st.session_state["ppo/notice"] = ("success", f"{knob} = {st.session_state[key]} sent to {run.run_id}: "
+                                          "it applies at the next iteration.")
+    except (ConfigError, RunError, OSError) as e:
+        st.session_state["ppo/notice"] = ("error", f"Not applied: {e}")
+
+
+# ----------------------------------------------------------------------------- knobs and buttons
+
+knob_col, start_col = st.columns([3, 2])
+with knob_col:
+    st.subheader("Knobs" + (" — live" if live else ""))
+    st.caption(f"The run {run_dir.name} is {status.get('state')}: a change applies at its next iteration and is "
+               "marked on the charts." if live else "Settings of the next run (they become live once it runs).")
+    a, b, c = st.columns(3)
+    with a:
+        st.radio("λ mode", ["fixed", "adaptive"], key="ppo/kl_mode", horizontal=True,
+                 help="adaptive: λ follows the KL towards the target (Ziegler et al. 2019)",
+                 on_change=apply_knob, args=("adaptive_kl", "ppo/kl_mode", lambda v: v == "adaptive"))
+        st.slider("λ (kl_coef)", 0.0, 1.0, step=0.01, key="ppo/kl_coef",
+                  help="reward = score − λ·KL. 0 lets the policy chase the reward model anywhere.",
+                  on_change=apply_knob, args=("kl_coef", "ppo/kl_coef"))
+        st.slider("target KL (nats per response)", 0.5, 20.0, step=0.5, key="ppo/target_kl",
+                  disabled=st.session_state["ppo/kl_mode"] != "adaptive",
+                  on_change=apply_knob, args=("target_kl", "ppo/target_kl"))
+    with b:
+        st.slider("clip ε", 0.05, 0.5, step=0.05, key="ppo/clip_eps",
+                  help="the policy ratio is clipped to [1−ε, 1+ε] in the surrogate loss",
+                  on_change=apply_knob, args=("clip_eps", "ppo/clip_eps"))
+        st.select_slider("learning rate", LR_CHOICES, key="ppo/lr", format_func=lambda v: f"{v:g}",
+                         on_change=apply_knob, args=("lr", "ppo/lr"))
+    with c:
+        st.slider("temperature", 0.3, 1.5, step=0.1, key="ppo/temperature",
+                  help="sampling temperature of the rollouts",
+                  on_change=apply_knob, args=("temperature", "ppo/temperature"))
+
+with start_col:
+    st.subheader("Start a run")
+    policies = dict(V.policy_choices(root))
+    rewards = dict(V.reward_choices(root))
+    if not policies:
+        st.error("No base model to start from: the shipped one (assets/small) is missing and you have no "
+                 "finished pretraining run. Train one on the Pretrain page.")
+    policy_label = st.selectbox("policy (and frozen reference)", list(policies), key="ppo/policy") if policies else None
+    if not rewards:
+        st.error("No reward model: the shipped one (assets/reward) is missing and you have not trained one. "
+                 "Train one on the Reward model page first.")
+        reward_label = None
+    else:
+        if not any(spec != "reward" for spec in rewards.values()):
+            st.info("You have not trained a reward model of your own yet, so the shipped one is used.")
+        reward_label = st.selectbox("reward model (proxy)", list(rewards), key="ppo/reward")
+    i1, i2, i3 = st.columns(3)
+    iterations = i1.number_input("iterations", 1, 2000, 100, key="ppo/iterations")
+    batch = i2.selectbox("batch (prompts)", [8, 16, 32, 64], index=1, key="ppo/batch")
+    resp_len = i3.number_input("response tokens", 4, 64, 16, key="ppo/response_length")
+    clicked = st.button("Start PPO", type="primary", icon=":material/play_arrow:", key="ppo/start",
+                        disabled=not (policies and rewards))
+    if clicked:
+        try:
+            cfg, parents, control = V.ppo_job(
+                policy=policies[policy_label], reward=rewards[reward_label], iterations=int(iterations),
+                batch_size=int(batch), response_length=int(resp_len), sample_every=2, device="cpu",
+                kl_coef=float(st.session_state["ppo/kl_coef"]),
+                adaptive_kl=st.session_state["ppo/kl_mode"] == "adaptive",
+                target_kl=float(st.session_state["ppo/target_kl"]), clip_eps=float(st.session_state["ppo/clip_eps"]),
+                lr=float(st.session_state["ppo/lr"]), temperature=float(st.session_state["ppo/temperature"]))
+        except ConfigError as e:
+            st.error(f"Not started: {e}")
+        else:
+            new = ui.start_job("ppo", cfg, parents=parents, control=control)
+            if new is not None:
+                st.session_state["ppo/synced"] = new.run_id
+                st.rerun()
+
+notice = st.session_state.pop("ppo/notice", None)
+if notice:
+    getattr(st, notice[0])(notice[1])
+
+if run is None:
+    st.info("No PPO run yet. Start one above, or use the quick start on the Home page.")
+    st.stop()
+
+b1, b2, b3, b4, _ = st.columns([1, 1, 1.4, 1, 3])
+if b1.button("Pause", icon=":material/pause:", disabled=not live, key="ppo/pause"):
+    V.pause(run)
+    st.toast("Pause requested: the run pauses before its next iteration")
+if b2.button("Resume", icon=":material/play_arrow:", disabled=not live, key="ppo/resume"):
+    V.resume(run)
+    st.toast("Resumed")
+if b3.button("Step one iteration", icon=":material/skip_next:", disabled=not live, key="ppo/step",
+             help="pauses the run (if it is not) and runs exactly one more iteration"):
+    V.step_once(run)
+    st.toast("One more iteration requested")
+if b4.button("Stop", icon=":material/stop:", disabled=not live, key="ppo/stop",
+             help="ends the run after this iteration, with a checkpoint"):
+    V.stop(run)
+    st.toast("Stop requested: the run ends with a checkpoint")
+
+
+# ----------------------------------------------------------------------------- live charts
+
+@st.fragment(run_every=ui.live_every())
+def live_charts(run_dir: Path) -> None:
+    if not run_dir.is_dir():
+        st.warning(f"The folder of run {run_dir.name} was deleted; pick another run or start a new one.")
+        return
+    ui.status_badge(run_dir)
+    df = ui.metrics_frame(run_dir)
+    control = Run(run_dir).read_control()
+    if control.get("paused") and jobs.status(run_dir).get("state") in ("running", "paused"):
+        st.caption("Paused: nothing trains until you resume or step one iteration.")
+    m = st.columns(6)
+    for col, (label, key, fmt) in zip(m, [("iteration", "step", "{:.0f}"), ("proxy score", "objective/scores", "{:.3f}"),
+                                          ("gold utility", "objective/gold", "{:.3f}"),
+                                          ("KL (nats)", "objective/kl", "{:.2f}"), ("λ", "params/kl_coef", "{:.3g}"),
+                                          ("ε", "params/clip_eps", "{:.2g}")]):
+        value = ui.last_value(df, key)
+        col.metric(label, "–" if value is None else fmt.format(value))
+    target = ui.last_value(df, "params/target_kl") if ui.last_value(df, "params/adaptive_kl") else None
+    r1a, r1b = st.columns(2)
+    with r1a:
+        ui.chart(C.reward_chart(df), C.CAPTIONS["reward"], key="ppo/chart/reward")
+    with r1b:
+        ui.chart(C.kl_chart(df, target_kl=target), C.CAPTIONS["kl"], key="ppo/chart/kl")
+    r2a, r2b, r2c = st.columns(3)
+    with r2a:
+        ui.chart(C.ratio_histogram_from_metrics(df), C.CAPTIONS["ratio"], key="ppo/chart/ratio")
+    with r2b:
+        ui.chart(C.value_loss_chart(df), C.CAPTIONS["value_loss"], key="ppo/chart/value")
+    with r2c:
+        ui.chart(C.entropy_chart(df), C.CAPTIONS["entropy"], key="ppo/chart/entropy")
+    refused = [r for r in V.control_log(Run(run_dir)) if r.get("rejected") or r.get("control/rejected")]
+    if refused:
+        last = refused[-1]
+        st.warning(f"The run refused a live change: {last.get('control/rejected') or last.get('rejected')}")
+
+
+live_charts(run_dir)
+
+
+# ----------------------------------------------------------------------------- generations, one step, across runs
+
+gen_tab, step_tab, runs_tab = st.tabs(["Generations: base vs policy", "One PPO step, slowly",
+                                       "Over-optimisation across runs"])
+
+
+@st.fragment(run_every=ui.live_every())
+def generations(run_dir: Path) -> None:
+    if not run_dir.is_dir():
+        return
+    iteration, pairs = V.side_by_side(Run(run_dir).samples())
+    if not pairs:
+        st.caption("The base model's responses to the evaluation prompts appear once the run has started.")
+        return
+    st.markdown(f"Same prompts, base model vs the policy at iteration **{iteration if iteration is not None else '–'}**"
+                " (the newest sample). Scores: proxy = reward model, gold = the hidden annotator.")
+    rows = []
+    for p in pairs:
+        base, pol = p["base"] or {}, p["policy"] or {}
+        rows.append({"prompt": p["prompt"], "base response": base.get("response"), "base proxy": base.get("score"),
+                     "base gold": base.get("gold"), "policy response": pol.get("response"),
+                     "policy proxy": pol.get("score"), "policy gold": pol.get("gold")})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                for c in ("base proxy", "base gold", "policy proxy", "policy gold")})
+    with_tokens = [p for p in pairs if p["policy"] and p["policy"].get("tokens")]
+    if with_tokens:
+        i = st.selectbox("Per-token KL of the policy's response to", range(len(with_tokens)),
+                         format_func=lambda j: with_tokens[j]["prompt"], key="ppo/heatmap_prompt")
+        row = with_tokens[i]["policy"]
+        ui.chart(C.kl_heatmap(row["tokens"], row["kl"], title=f"Per-token KL, iteration {iteration}"),
+                 C.CAPTIONS["kl_heatmap"], key="ppo/chart/heatmap")
+
+
+with gen_tab:
+    generations(run_dir)
+
+with step_tab:
+    st.markdown("One real iteration of this run, on a couple of its rollout samples, frozen so you can read it. "
+                "Read a column top to bottom: the token sampled, how likely the policy and the frozen base model "
+                "found it, their difference (the per-token KL), the shaped reward (−λ·KL on every token, plus "
+                "the reward model's score at the last one), the critic's value, the GAE advantage and return, "
+                "and the ratio π_θ/π_old in the first update — clipped (×) when it left [1−ε, 1+ε] in the "
+                "direction the advantage pushes.")
+    if st.button("Load the newest iteration", icon=":material/refresh:", key="ppo/inspect_load") \
+            or st.session_state.get("ppo/inspect_run") != run_dir.name:
+        st.session_state["ppo/inspect"] = V.read_inspect(Run(run_dir))
+        st.session_state["ppo/inspect_run"] = run_dir.name
+    data = st.session_state.get("ppo/inspect")
+    rows = V.inspect_rows(data)
+    if not rows:
+        st.caption("No iteration recorded yet: wait for the first iteration, then press the button.")
+    else:
+        j = st.radio("sample", range(len(rows)), horizontal=True, key="ppo/inspect_row",
+                     format_func=lambda k: f"sample {k + 1}")
+        j = min(j, len(rows) - 1)
+        row = rows[j]
+        head = f"Iteration {data.get('iteration', '?')}"
+        if row.get("prompt") is not None:
+            head += f" · prompt: *{row['prompt']}*"
+        st.markdown(head)
+        if row.get("response") is not None:
+            st.markdown(f"Response: **{row['response']}**")
+        st.latex(r"r_t = -\lambda\,(\log\pi(a_t|s_t) - \log\pi_{ref}(a_t|s_t)) + [t = T]\, r_\theta(x, y)"
+                 r"\qquad \hat A_t = \sum_l (\gamma\lambda_{GAE})^l \delta_{t+l},\ \ \delta_t = r_t + \gamma V_{t+1} - V_t")
+        try:
+            st.dataframe(C.ppo_step_table(row), hide_index=True, width="stretch")
+            ui.chart(C.ppo_step_figure(row), C.CAPTIONS["step_tokens"], key="ppo/chart/step")
+        except ValueError as e:
+            st.error(f"This inspect.json cannot be shown: {e}")
+
+with runs_tab:
+    everything = ui.runs_of("ppo")
+    if not everything:
+        st.caption("No PPO runs yet.")
+    else:
+        ids = [r["run_id"] for r in everything]
+        chosen = st.multiselect("Runs", ids, default=ids[:6], key="ppo/overopt_runs")
+        frames = {}
+        for run_id in chosen:
+            cfg = Run(root / run_id).config
+            label = f"{run_id} (λ={cfg.get('kl_coef')}{', adaptive' if cfg.get('adaptive_kl') else ''})"
+            frames[label] = ui.metrics_frame(root / run_id)
+        ui.chart(C.overoptimization_chart(frames), C.CAPTIONS["overoptimization"], key="ppo/chart/overopt")

@@ -1,0 +1,170 @@
+"""The PPO and weak-to-strong pages under streamlit's AppTest, with real (tiny) runs in spawned processes."""
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.runs import Run, read_json, read_metrics
+from lab import jobs, ppo_view as V
+
+ROOT = Path(__file__).resolve().parents[1]
+PPO_PAGE = str(ROOT / "pages" / "5_PPO.py")
+W2S_PAGE = str(ROOT / "pages" / "6_Weak_to_strong.py")
+
+
+def finished_run(root: Path, stage: str, name: str, fill) -> Path:
+    """A finished run of `stage` under `root` whose checkpoint/ is filled by fill(folder)."""
+    run = Run.create(stage, {}, out=root / name)
+    fill(run.checkpoint_dir)
+    run.set_status("done", iteration=1, message="finished")
+    return run.path
+
+
+@pytest.fixture()
+def lab_root(tmp_path, tiny_base, monkeypatch):
+    """A runs root holding the student's own tiny base model and a tiny (untrained-head) reward model,
+    so the page offers them next to the shipped ones."""
+    from core.model import load_lm, save_checkpoint, scorer_from_lm
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    finished_run(root, "pretrain", "20260101-000000-pretrain",
+                 lambda d: shutil.copytree(Path(tiny_base) / "checkpoint", d))
+
+    def rm(d):
+        lm, tok = load_lm(tiny_base)
+        save_checkpoint(scorer_from_lm(lm), tok, d)
+
+    finished_run(root, "reward", "20260101-000001-reward", rm)
+    monkeypatch.setenv("RLHF_LAB_RUNS", str(root))
+    return root
+
+
+def page(path, timeout=60):
+    at = AppTest.from_file(path, default_timeout=timeout)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def by_label(elements, label):
+    for e in elements:
+        if e.label == label:
+            return e
+    raise AssertionError(f"no widget {label!r} in {[e.label for e in elements]}")
+
+
+def choose_own_models(at):
+    policy = by_label(at.selectbox, "policy (and frozen reference)")
+    policy.select(next(o for o in policy.options if "your run" in o))
+    reward = by_label(at.selectbox, "reward model (proxy)")
+    reward.select(next(o for o in reward.options if "your run" in o))
+
+
+def ppo_runs(root):
+    return sorted(p for p in root.iterdir() if p.name.endswith("-ppo") or "-ppo-" in p.name)
+
+
+def wait_for(predicate, timeout=90, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_ppo_page_renders_on_a_fresh_runs_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLHF_LAB_RUNS", str(tmp_path / "fresh"))
+    at = page(PPO_PAGE)
+    labels = [s.label for s in at.slider]
+    for knob in ("λ (kl_coef)", "clip ε", "temperature", "target KL (nats per response)"):
+        assert knob in labels
+    assert by_label(at.radio, "λ mode").options == ["fixed", "adaptive"]
+    assert any(b.label == "Start PPO" for b in at.button)
+    assert any("No PPO run yet" in i.value for i in at.info)
+
+
+def test_start_from_the_page_creates_one_run_and_the_controls_reach_it(lab_root):
+    at = page(PPO_PAGE)
+    choose_own_models(at)
+    by_label(at.number_input, "iterations").set_value(400)
+    by_label(at.selectbox, "batch (prompts)").select(8)
+    by_label(at.number_input, "response tokens").set_value(6)
+    at.run()
+    by_label(at.button, "Start PPO").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    runs = ppo_runs(lab_root)
+    assert len(runs) == 1
+    run = Run.open(runs[0])
+    try:
+        # the chosen models and knobs went into the config and the initial control.json
+        assert run.config["policy"].endswith("pretrain") and run.config["reward"].endswith("reward")
+        assert run.read_control()["kl_coef"] == pytest.approx(run.config["kl_coef"])
+        # a second click on Start does not make a second run: it says why
+        by_label(at.button, "Start PPO").click()
+        at.run()
+        assert len(ppo_runs(lab_root)) == 1
+        assert any("Not started" in e.value and "still" in e.value for e in at.error)
+
+        wait_for(lambda: len(read_metrics(run.path)) >= 1, what="the first PPO iteration")
+        at.run()
+        assert not at.exception
+        assert len(at.get("plotly_chart")) >= 5  # reward, KL, ratio histogram, value loss, entropy
+        # the knobs are live: moving λ and ε writes control.json of the running job
+        by_label(at.slider, "λ (kl_coef)").set_value(0.3)
+        at.run()
+        assert run.read_control()["kl_coef"] == pytest.approx(0.3)
+        by_label(at.slider, "clip ε").set_value(0.1)
+        at.run()
+        assert run.read_control()["clip_eps"] == pytest.approx(0.1)
+        wait_for(lambda: (read_metrics(run.path)["params/kl_coef"] == 0.3).any(), what="λ=0.3 in metrics")
+        # pause, step one iteration, resume, stop
+        by_label(at.button, "Pause").click()
+        at.run()
+        assert run.read_control()["paused"] is True
+        wait_for(lambda: jobs.status(run.path)["state"] == "paused", what="paused")
+        n = len(read_metrics(run.path))
+        time.sleep(0.5)
+        assert len(read_metrics(run.path)) == n  # nothing trains while paused
+        by_label(at.button, "Step one iteration").click()
+        at.run()
+        assert run.read_control()["step"] == 1
+        wait_for(lambda: len(read_metrics(run.path)) == n + 1, what="exactly one more iteration")
+        by_label(at.button, "Resume").click()
+        at.run()
+        assert run.read_control()["paused"] is False
+        wait_for(lambda: len(read_metrics(run.path)) > n + 1, what="training after resume")
+        df = read_metrics(run.path)
+        assert (df["params/clip_eps"] == 0.1).any()
+        by_label(at.button, "Stop").click()
+        at.run()
+        assert jobs.wait(run.path, timeout=90)["state"] == "stopped"
+    finally:
+        if jobs.status(run.path)["state"] in jobs.ACTIVE_STATES:
+            jobs.kill(run.path)
+    # the finished run still renders: generations, one step slowly, over-optimisation
+    at = page(PPO_PAGE)
+    assert any("Iteration" in m.value for m in at.markdown)
+    assert any(df.value.shape[0] >= 1 for df in at.dataframe)
+
+
+def test_a_bad_live_value_is_refused_with_the_config_rule(lab_root):
+    cfg, parents, control = V.ppo_job(preset="tiny", policy=str(lab_root / "20260101-000000-pretrain"),
+                                      reward=str(lab_root / "20260101-000001-reward"), device="cpu")
+    run = Run.create("ppo", __import__("dataclasses").asdict(cfg), root=lab_root, control=control)
+    with pytest.raises(Exception, match="clip_eps"):
+        V.set_knobs(run, clip_eps=1.5)
+    with pytest.raises(Exception, match="kl_coef"):
+        V.set_knobs(run, kl_coef=-0.1)
+    with pytest.raises(Exception, match="unknown"):
+        V.set_knobs(run, kl=0.1)
+    assert run.read_control()["clip_eps"] == pytest.approx(0.2)  # nothing written
+    V.set_knobs(run, kl_coef=0.2, adaptive_kl=True)
+    assert run.read_control()["kl_coef"] == 0.2 and run.read_control()["adaptive_kl"] is True
+    assert V.step_once(run)["step"] == 1 and V.step_once(run)["step"] == 2
+    assert read_json(run.path / "control.json")["paused"] is True
