@@ -158,6 +158,26 @@ def start_job(stage: str, cfg, parents: dict | None = None, control: dict | None
     return run
 
 
+def start_job_with(start_fn, stage: str, **kwargs) -> Run | None:
+    """Like start_job, for a lab helper that builds the config itself: start_fn(runs_root, owner=..., **kwargs)."""
+    try:
+        run = start_fn(runs_root(), owner=owner(), **kwargs)
+    except (ConfigError, jobs.JobError, RunError, ValueError, OSError) as e:
+        st.error(f"Not started: {e}")
+        return None
+    set_current_run(stage, run.path)
+    return run
+
+
+def page_path(title: str) -> Path:
+    """The file of a page by its title ("Reward model" -> pages/3_Reward_model.py), for page links."""
+    pages = Path(__file__).resolve().parent.parent / "pages"
+    for path in pages.glob("*.py"):
+        if path.stem.split("_", 1)[-1].replace("_", " ") == title:
+            return path
+    raise FileNotFoundError(f"no page titled {title!r} in {pages}")
+
+
 def stop_button(run_dir, status: dict, key: str) -> None:
     if is_active(status):
         if st.button("Stop", key=key, help="ends the run after its current step; what it wrote stays"):

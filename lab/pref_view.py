@@ -1,0 +1,193 @@
+"""What the Preferences and Reward-model pages need besides charts: parent choices, configs, checked
+uploads, the dataset as a table, and a cached scorer. No Streamlit here (tested directly)."""
+
+from __future__ import annotations
+
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from core.model import SHIPPED
+from core.runs import Run, RunError, list_runs, read_json, read_jsonl
+
+MODES = ("simulated annotator", "label pairs myself", "import a file")
+
+
+def lazy_core():
+    """core.preferences / core.reward, imported on use (the page says so when they are missing)."""
+    from core import preferences, reward
+
+    return preferences, reward
+
+
+# ----------------------------------------------------------------------------- parents
+
+def base_choices(runs_root) -> dict[str, str]:
+    """label -> spec of the base models a student can use: the shipped one, then finished pretraining runs."""
+    out = {}
+    if (SHIPPED["small"] / "model.safetensors").exists():
+        out["shipped: small"] = "small"
+    for r in list_runs(runs_root):
+        if r["stage"] == "pretrain" and r["state"] == "done":
+            out[f"run: {r['run_id']}"] = r["path"]
+    return out
+
+
+def preference_choices(runs_root) -> dict[str, str]:
+    """label -> run folder of preference runs that hold labelled pairs (human ones count as they grow)."""
+    out = {}
+    for r in list_runs(runs_root):
+        if r["stage"] != "preferences" or r["state"] not in ("done", "stopped"):
+            continue
+        n = len(read_jsonl(Path(r["path"]) / "preferences.jsonl"))
+        if n:
+            out[f"run: {r['run_id']} ({n} pairs)"] = r["path"]
+    return out
+
+
+def reward_choices(runs_root) -> dict[str, str]:
+    out = {}
+    if (SHIPPED["reward"] / "model.safetensors").exists():
+        out["shipped: reward"] = "reward"
+    for r in list_runs(runs_root):
+        if r["stage"] == "reward" and r["state"] == "done":
+            out[f"run: {r['run_id']}"] = r["path"]
+    return out
+
+
+# ----------------------------------------------------------------------------- configs
+
+def preference_config(preset: str, base: str, mode: str, profile: str = "positive", tau: float = 0.1,
+                      pairs: int | None = None, import_file: str | None = None, seed: int = 0):
+    preferences, _ = lazy_core()
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    annotator = "human" if mode == "label pairs myself" else "simulated"
+    cfg = preferences.preference_preset(preset, base=base, annotator=annotator, profile=profile, tau=float(tau),
+                                        pairs=None if pairs is None else int(pairs), seed=int(seed),
+                                        import_file=import_file if mode == "import a file" else None)
+    return cfg.validate()
+
+
+def reward_config(preset: str, preferences_spec: str, base: str, epochs: int | None = None,
+                  lr: float | None = None, seed: int = 0):
+    _, reward = lazy_core()
+    cfg = reward.reward_preset(preset, preferences=preferences_spec, base=base,
+                               epochs=None if epochs is None else int(epochs), lr=None if lr is None else float(lr),
+                               seed=int(seed))
+    return cfg.validate()
+
+
+def base_of_preferences(spec: str) -> str | None:
+    """The base model a preference run sampled from (the reward model should start from the same one)."""
+    try:
+        return Run.open(spec).config.get("base")
+    except (RunError, OSError):
+        return None
+
+
+# ----------------------------------------------------------------------------- uploads
+
+def check_preference_file(data: bytes, name: str) -> int:
+    """Validate an uploaded .jsonl/.csv preference file the way the stage will read it. Returns the
+    number of pairs; raises PreferenceError (empty, binary, malformed) with a message for the page."""
+    preferences, _ = lazy_core()
+    suffix = Path(name).suffix.lower()
+    if suffix not in (".jsonl", ".json", ".csv"):
+        raise preferences.PreferenceError(f"{name}: unknown file type {suffix or '(none)'!r}; use .jsonl or .csv "
+                                          "with prompt, chosen and rejected")
+    if not data.strip():
+        raise preferences.PreferenceError(f"{name} is empty")
+    if b"\x00" in data[:65536]:
+        raise preferences.PreferenceError(f"{name} looks binary (it contains NUL bytes); expected UTF-8 text")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        path.write_bytes(data)
+        rows = preferences.import_preferences(path)
+    return len(rows)
+
+
+# ----------------------------------------------------------------------------- the dataset
+
+def dataset(run_dir) -> pd.DataFrame:
+    """The labelled pairs of a preference run (plus ties and skips of a human run) as one table."""
+    run_dir = Path(run_dir)
+    rows = read_jsonl(run_dir / "preferences.jsonl")
+    for r in rows:
+        r.setdefault("choice", None)
+    columns = ["prompt", "chosen", "rejected", "source", "choice", "gold_chosen", "gold_rejected", "p_chosen"]
+    df = pd.DataFrame(rows)
+    for col in columns:
+        if col not in df.columns:
+            df[col] = None
+    return df[columns]
+
+
+def label_table(run_dir) -> pd.DataFrame:
+    """One row per decision, with "choice" a/b/tie/skip for a human run (for the label-count chart)."""
+    run_dir = Path(run_dir)
+    decided = dataset(run_dir)
+    skipped = pd.DataFrame(read_jsonl(run_dir / "skipped.jsonl"))
+    if skipped.empty:
+        return decided
+    return pd.concat([decided, skipped[["choice"]]], ignore_index=True)
+
+
+def is_human_run(run_dir) -> bool:
+    try:
+        return Run.open(run_dir).config.get("annotator") == "human"
+    except RunError:
+        return False
+
+
+# ----------------------------------------------------------------------------- the reward model
+
+@lru_cache(maxsize=4)
+def scorer(spec: str):
+    """A RewardScorer kept per spec (loading takes a second; scoring a text a few milliseconds)."""
+    _, reward = lazy_core()
+    return reward.RewardScorer(spec, device="cpu")
+
+
+def score_text(spec: str, text: str, profile: str = "positive") -> dict:
+    """The reward model's score of one text, next to the hidden gold utility of the same text."""
+    from core.annotators import gold_utility
+
+    if not text.strip():
+        raise ValueError("type a text to score")
+    return {"score": scorer(spec).score([text])[0], "gold": gold_utility([text], profile)[0]}
+
+
+def scores(run_dir) -> dict | None:
+    """scores.json of a finished reward run (validation chosen/rejected scores and more)."""
+    try:
+        return read_json(Path(run_dir) / "scores.json", None)
+    except RunError:
+        return None
+
+
+def agreement_summary(runs_root) -> pd.DataFrame:
+    """One row per finished reward run: training pairs, the annotator noise tau, final gold agreement."""
+    rows = []
+    for r in list_runs(runs_root):
+        if r["stage"] != "reward" or r["state"] != "done":
+            continue
+        run = Run(Path(r["path"]))
+        df = run.metrics()
+        if df.empty or "rm/gold_agreement" not in df.columns:
+            continue
+        agreement = df["rm/gold_agreement"].dropna()
+        spec = run.config.get("preferences")
+        pairs, tau = None, None
+        try:
+            pref = Run.open(spec)
+            pairs = len(read_jsonl(pref.path / "preferences.jsonl"))
+            tau = pref.config.get("tau") if pref.config.get("annotator") == "simulated" else None
+        except (RunError, TypeError, OSError):
+            if spec and Path(spec).is_file():
+                pairs = sum(1 for line in open(spec, encoding="utf-8", errors="replace") if line.strip())
+        rows.append({"run": r["run_id"], "pairs": pairs, "tau": tau,
+                     "gold_agreement": float(agreement.iloc[-1]) if len(agreement) else None})
+    return pd.DataFrame(rows, columns=["run", "pairs", "tau", "gold_agreement"])

@@ -1,0 +1,143 @@
+"""Preferences: label pairs yourself, or let the simulated annotator label them; the dataset as a table."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from lab import charts, jobs, ui
+from lab import pref_view as view
+
+STAGE = "preferences"
+st.title("2 · Preferences")
+st.markdown("The base model writes K responses to the same prompt; every two of them form a pair and "
+            "someone says which is better. That someone is you, or a simulated annotator with a hidden "
+            "taste (its *gold* utility) and a noise level τ: P(A preferred) = σ((u(A) − u(B)) / τ).")
+if ui.stage_missing(STAGE):
+    st.stop()
+preferences, _ = view.lazy_core()
+
+# ----------------------------------------------------------------------------- start
+st.subheader("Make a preference dataset")
+bases = view.base_choices(ui.runs_root())
+if not bases:
+    st.warning("No base model: the shipped one is missing and no pretraining run has finished. "
+               "Train one on the Pretrain page first.")
+    st.stop()
+mode = st.segmented_control("Who labels", view.MODES, default=view.MODES[0], key="pref_mode")
+c1, c2, c3 = st.columns(3)
+base_label = c1.selectbox("Base model (writes the responses)", list(bases))
+preset = c2.selectbox("Size preset", ["tiny", "small"], index=0,
+                      help="tiny: 120 pairs, short responses (seconds); small: 2000 pairs (minutes)")
+profile = c3.selectbox("Hidden taste of the gold annotator", list(preferences.PROFILES),
+                       help="\n".join(f"{k}: {v}" for k, v in preferences.PROFILES.items()))
+tau, pairs, import_file = 0.1, None, None
+if mode == "simulated annotator":
+    c4, c5 = st.columns(2)
+    tau = c4.select_slider("Annotator noise τ", options=[0.01, 0.03, 0.1, 0.3, 1.0, 3.0], value=0.1,
+                           help="small = a careful annotator; large = close to coin flips")
+    pairs = c5.number_input("Pairs", min_value=10, max_value=20000, value=120 if preset == "tiny" else 2000)
+elif mode == "label pairs myself":
+    pairs = st.number_input("Pairs to prepare for you", min_value=4, max_value=2000, value=30)
+elif mode == "import a file":
+    upload = st.file_uploader("Pairs as .jsonl or .csv with prompt, chosen, rejected", type=["jsonl", "json", "csv"],
+                              max_upload_size=ui.MAX_UPLOAD_MB)
+    data = ui.read_upload(upload, "preference file")
+    if data is not None:
+        try:
+            n = view.check_preference_file(data, upload.name)
+        except preferences.PreferenceError as e:
+            st.error(f"This file cannot be used: {e}")
+        else:
+            import_file = str(ui.save_upload(data, Path(upload.name).suffix.lower()))
+            st.success(f"{n} valid pairs in {upload.name}")
+if st.button("Start", type="primary", icon=":material/play_arrow:", key="start_pref"):
+    if mode == "import a file" and import_file is None:
+        st.error("Upload a valid preference file first.")
+    else:
+        try:
+            cfg = view.preference_config(preset, bases[base_label], mode, profile, tau, pairs, import_file)
+        except (ValueError, preferences.PreferenceError) as e:
+            st.error(f"Not started: {e}")
+        else:
+            ui.start_job(STAGE, cfg, parents={"base": bases[base_label]})
+
+# ----------------------------------------------------------------------------- the run
+st.subheader("Run")
+run_dir = ui.run_picker(STAGE)
+if run_dir is None:
+    st.info("No preference run yet: start one above.")
+    st.stop()
+live = ui.is_active(jobs.status(run_dir))
+
+
+@st.fragment(run_every=ui.live_every() if live else None)
+def show_progress(run_dir):
+    status = ui.status_badge(run_dir)
+    ui.stop_button(run_dir, status, key="stop/pref")
+    df = ui.metrics_frame(run_dir)
+    m1, m2 = st.columns(2)
+    m1.metric("pairs made", int(ui.last_value(df, "pref/pairs") or 0))
+    agree = ui.last_value(df, "pref/label_gold_agreement")
+    m2.metric("labels agreeing with the hidden gold", "–" if agree is None else f"{agree:.0%}")
+    if live and not ui.is_active(status):
+        st.rerun()
+
+
+show_progress(run_dir)
+
+
+def record(run_dir, pair_id, choice):
+    """Button callback: the label is on disk before the fragment redraws with the next pair."""
+    try:
+        preferences.record_choice(run_dir, pair_id, choice)
+    except preferences.AlreadyLabelled as e:
+        st.session_state["label_message"] = f"{e} (labelled in another tab?)"
+
+
+@st.fragment
+def labelling(run_dir):
+    """One pair at a time; each click is written to disk before the next pair shows."""
+    progress = preferences.labelling_progress(run_dir)
+    done = progress["labelled"] + progress["ties"] + progress["skipped"]
+    st.progress(done / max(1, progress["total"]),
+                text=f"{done} of {progress['total']} decided · {progress['labelled']} labelled · "
+                     f"{progress['ties']} ties · {progress['skipped']} skipped")
+    pair = preferences.next_unlabeled(run_dir)
+    if pair is None:
+        st.success("Every pair has a decision. Train a reward model on them on the Reward model page.")
+        return
+    st.markdown(f"**Prompt:** {pair['prompt']}")
+    a_col, b_col = st.columns(2)
+    a_col.markdown("**A**")
+    a_col.info(pair["prompt"] + " " + pair["a"])
+    b_col.markdown("**B**")
+    b_col.info(pair["prompt"] + " " + pair["b"])
+    buttons = st.columns(4)
+    for col, (choice, label) in zip(buttons, [("a", "A is better"), ("b", "B is better"), ("tie", "Tie"),
+                                              ("skip", "Skip")]):
+        col.button(label, key=f"label/{choice}", width="stretch", type="primary" if choice in "ab" else "secondary",
+                   on_click=record, args=(run_dir, pair["id"], choice))
+    if st.session_state.get("label_message"):
+        st.warning(st.session_state.pop("label_message"))
+    if progress["gold_agreement"] is not None:
+        st.caption(f"You agreed with the hidden gold annotator on {progress['gold_agreement']:.0%} of your labels.")
+
+
+if view.is_human_run(run_dir):
+    st.subheader("Label pairs")
+    if jobs.status(run_dir)["state"] == "done":
+        labelling(run_dir)
+    else:
+        st.caption("The pairs appear here when the base model has written them.")
+
+st.subheader("The dataset")
+table = view.dataset(run_dir)
+left, right = st.columns(2)
+with left:
+    ui.chart(charts.label_counts_chart(view.label_table(run_dir)), charts.CAPTIONS["labels"], key="pref_labels")
+with right:
+    ui.chart(charts.gold_gap_chart(table), charts.CAPTIONS["gold_gap"], key="pref_gap")
+st.dataframe(table, hide_index=True, width="stretch", height=300)
+if not table.empty:
+    st.download_button("Download as JSONL", table.to_json(orient="records", lines=True),
+                       file_name=f"{run_dir.name}.jsonl", mime="application/json")

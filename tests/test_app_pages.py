@@ -1,0 +1,224 @@
+"""The pages, driven by streamlit.testing.v1.AppTest through the real entry script (lab/app.py).
+
+Each page renders on a fresh runs folder; its main controls exist and act; starting a tiny run from the
+page creates a run folder that a spawned worker trains. (PPO and weak-to-strong pages: test_app_ppo.py.)
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.runs import list_runs, read_jsonl
+from lab import jobs
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "lab" / "app.py"
+MY_PAGES = ["0_Home", "1_Pretrain", "2_Preferences", "3_Reward_model", "7_Compare_runs"]
+TIMEOUT = 60  # seconds per script run: the first one imports torch and transformers
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    monkeypatch.setenv("RLHF_LAB_RUNS", str(root))
+    yield root
+    for entry in list_runs(root):  # never leave a worker behind
+        if entry["state"] in jobs.ACTIVE_STATES:
+            jobs.stop(entry["path"])
+            try:
+                jobs.wait(entry["path"], timeout=60)
+            except TimeoutError:
+                jobs.kill(entry["path"])
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page(f"../pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at) -> str:
+    parts = [e.value for kind in ("markdown", "info", "warning", "error", "success", "caption")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def badges(at) -> str:
+    """st.badge renders as Markdown like :green-badge[done · step 6]."""
+    return " ".join(m.value for m in at.markdown if "-badge[" in m.value)
+
+
+def button(at, label):
+    matches = [b for b in at.button if b.label == label]
+    assert matches, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
+    return matches[0]
+
+
+def only_run(root, stage):
+    rows = [r for r in list_runs(root) if r["stage"] == stage]
+    assert len(rows) == 1, rows
+    return Path(rows[0]["path"])
+
+
+@pytest.mark.parametrize("page", MY_PAGES)
+def test_every_page_renders_on_a_fresh_runs_folder(runs, page):
+    if not (ROOT / "pages" / f"{page}.py").exists():
+        pytest.skip(f"{page} not built yet")
+    at = open_page(page)
+    assert at.title  # every page says what it is
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_home_shows_the_pipeline_formulas_artifacts_and_stage_links(runs):
+    at = open_page("0_Home")
+    latex = " ".join(e.value for e in at.latex)
+    assert r"\lambda" in latex and r"\rho_t" in latex and "clip" in latex
+    assert "Quick start" in [h.value for h in at.subheader]
+    assert any("small" in str(df.value) for df in at.dataframe)  # the shipped checkpoints table
+    assert "No runs yet" in texts(at)
+    # the sidebar frame: glossary one click away, and the freeze switch
+    assert at.sidebar.toggle[0].label == "Freeze live charts"
+
+
+def test_pretrain_page_starts_a_tiny_run_and_shows_it_live(runs):
+    at = open_page("1_Pretrain")
+    assert "▁" in texts(at) or "`" in texts(at)  # the tokenizer view shows tokens
+    preset = [s for s in at.selectbox if s.label == "Model size (preset)"][0]
+    assert preset.value == "tiny"
+    at.number_input(key="steps/tiny").set_value(6)
+    at.number_input(key="batch/tiny").set_value(8)
+    button(at, "Start pretraining").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    run_dir = only_run(runs, "pretrain")
+    assert (run_dir / "config.json").exists()
+    assert json.loads((run_dir / "config.json").read_text())["config"]["steps"] == 6
+    assert jobs.wait(run_dir, timeout=120)["state"] == "done"
+    at.run()
+    assert not at.exception
+    assert "done" in badges(at)
+    assert len(at.get("plotly_chart")) >= 2  # loss and throughput
+    assert at.query_params.get("run") == run_dir.name  # a refresh finds this run again
+
+
+def test_a_second_click_on_start_while_running_is_refused(runs):
+    at = open_page("1_Pretrain")
+    at.number_input(key="steps/tiny").set_value(100000)
+    button(at, "Start pretraining").click().run()
+    button(at, "Start pretraining").click().run()
+    assert any("still" in e.value for e in at.error), [e.value for e in at.error]
+    assert len(list_runs(runs)) == 1
+    button(at, "Stop").click().run()
+    assert jobs.wait(only_run(runs, "pretrain"), timeout=120)["state"] == "stopped"
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("empty.txt", b"", "is empty"),
+    ("binary.txt", b"\x00\x01\x02" * 100, "binary"),
+    ("short.txt", b"one line only\n", "at least 10 documents"),
+    ("latin1.txt", "caf\xe9 au lait\n".encode("latin-1") * 20, "not UTF-8"),
+])
+def test_a_bad_corpus_upload_gives_a_clear_message(runs, name, content, message):
+    at = open_page("1_Pretrain")
+    at.radio[0].set_value("my own text file").run()
+    at.file_uploader[0].set_value((name, content, "text/plain")).run()
+    assert not at.exception
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    button(at, "Start pretraining").click().run()
+    assert any("Upload a valid corpus" in e.value for e in at.error)
+    assert list_runs(runs) == []
+
+
+def test_a_good_corpus_upload_is_previewed(runs):
+    at = open_page("1_Pretrain")
+    at.radio[0].set_value("my own text file").run()
+    docs = "".join(f"review number {i} was fine\n" for i in range(12)).encode()
+    at.file_uploader[0].set_value(("mine.txt", docs, "text/plain")).run()
+    assert any("12 documents" in s.value for s in at.success)
+
+
+def test_a_run_folder_deleted_while_its_page_is_open(runs):
+    at = open_page("1_Pretrain")
+    at.number_input(key="steps/tiny").set_value(4)
+    button(at, "Start pretraining").click().run()
+    run_dir = only_run(runs, "pretrain")
+    jobs.wait(run_dir, timeout=120)
+    shutil.rmtree(run_dir)
+    at.run()
+    assert not at.exception
+    assert "No pretraining run yet" in texts(at) or "is gone" in texts(at)
+
+
+def test_preferences_then_reward_model_from_the_pages(runs):
+    at = open_page("2_Preferences")
+    assert [b.label for b in at.button if b.label == "Start"]
+    pairs = [n for n in at.number_input if n.label == "Pairs"][0]
+    pairs.set_value(24)
+    button(at, "Start").click().run()
+    assert not at.error, [e.value for e in at.error]
+    pref_dir = only_run(runs, "preferences")
+    assert jobs.wait(pref_dir, timeout=120)["state"] == "done", jobs.status(pref_dir)
+    assert len(read_jsonl(pref_dir / "preferences.jsonl")) == 24
+    at.run()
+    assert not at.exception
+    assert any(len(df.value) == 24 for df in at.dataframe)  # the dataset table
+
+    at = open_page("3_Reward_model")
+    assert "Preference run" in [s.label for s in at.selectbox]
+    button(at, "Start training").click().run()
+    assert not at.error, [e.value for e in at.error]
+    rm_dir = only_run(runs, "reward")
+    st_ = jobs.wait(rm_dir, timeout=180)
+    assert st_["state"] == "done", st_
+    at.run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) >= 3  # loss, accuracy, score histogram
+    # score your own text with the model just trained
+    rm = [s for s in at.selectbox if s.label == "Reward model"][0]
+    rm.set_value([o for o in rm.options if rm_dir.name in o][0]).run()
+    button(at, "Score it").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "reward-model score (normalised)" in [m.label for m in at.metric]
+
+
+def test_human_labelling_saves_every_click_at_once(runs):
+    at = open_page("2_Preferences")
+    at.segmented_control(key="pref_mode").set_value("label pairs myself").run()
+    [n for n in at.number_input if n.label == "Pairs to prepare for you"][0].set_value(4)
+    button(at, "Start").click().run()
+    pref_dir = only_run(runs, "preferences")
+    assert jobs.wait(pref_dir, timeout=120)["state"] == "done"
+    at.run()
+    assert "0 of 4 decided" in at.get("progress")[0].proto.text if at.get("progress") else False
+    button(at, "A is better").click().run()
+    assert len(read_jsonl(pref_dir / "preferences.jsonl")) == 1  # on disk before the next pair shows
+    button(at, "Skip").click().run()
+    button(at, "Tie").click().run()
+    assert [r["choice"] for r in read_jsonl(pref_dir / "skipped.jsonl")] == ["skip", "tie"]
+    assert "3 of 4 decided" in at.get("progress")[0].proto.text
+    # a fresh session (a refresh, a second tab) sees the same progress
+    again = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    again.query_params["run"] = pref_dir.name
+    again.run()
+    again.switch_page("../pages/2_Preferences.py").run()
+    assert "3 of 4 decided" in again.get("progress")[0].proto.text
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("empty.jsonl", b"", "empty"),
+    ("binary.jsonl", b"\x00\xff" * 50, "binary"),
+    ("bad.jsonl", b'{"prompt": "a", "chosen": "b"\n', "not valid JSON"),
+    ("onesided.jsonl", b'{"prompt": "a", "chosen": "b"}\n', "one-sided"),
+    ("columns.csv", b"question,answer\nhi,there\n", "no column(s)"),
+])
+def test_a_bad_preference_upload_gives_a_clear_message(runs, name, content, message):
+    at = open_page("2_Preferences")
+    at.segmented_control(key="pref_mode").set_value("import a file").run()
+    at.file_uploader[0].set_value((name, content, "application/json")).run()
+    assert not at.exception
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert list_runs(runs) == []
