@@ -98,7 +98,7 @@ def show_run(run_dir):
         ui.chart(charts.throughput_chart(df), charts.CAPTIONS["throughput"], key="pretrain_tps")
     samples = read_jsonl(run_dir / "samples.jsonl")
     st.markdown("**Samples over training** (the same prompts at every sampling step: noise first, reviews later)")
-    prompts = sorted({s.get("prompt", "") for s in samples})
+    prompts = sorted({s.get("prompt", "") for s in samples}, key=lambda p: (p == "", p))  # empty prompt last
     if prompts:
         prompt = st.selectbox("Prompt", prompts, format_func=lambda p: p or "(empty prompt)", key="pretrain_prompt")
         st.dataframe(charts.samples_by_step(samples, prompt), hide_index=True, width="stretch")

@@ -222,3 +222,23 @@ def test_a_bad_preference_upload_gives_a_clear_message(runs, name, content, mess
     assert not at.exception
     assert any(message in e.value for e in at.error), [e.value for e in at.error]
     assert list_runs(runs) == []
+
+
+def test_compare_runs_overlays_two_runs_and_shows_what_differs(runs):
+    from core.config import pretrain_preset, to_dict
+    from core.pretrain import pretrain
+    from core.runs import Run, drive
+
+    for lr in (5e-3, 1e-3):
+        cfg = pretrain_preset("tiny", steps=4, batch_size=4, lr=lr, corpus_size=300, sample_every=4,
+                              eval_every=2, device="cpu")
+        run = Run.create("pretrain", to_dict(cfg), root=runs)
+        drive(run, pretrain(cfg, run))
+    at = open_page("7_Compare_runs")
+    assert len(at.multiselect[0].value) == 2
+    diff = at.dataframe[0].value
+    assert "lr" in list(diff["setting"])  # the one setting that differs (the run id is not a setting)
+    assert len(at.get("plotly_chart")) == 1
+    assert at.selectbox(key="compare_metric").value == "lm/val_loss"
+    side = at.dataframe[1].value
+    assert list(side.columns[1:]) == at.multiselect[0].value and len(side) > 0

@@ -1,0 +1,57 @@
+"""Compare runs: overlay curves, read generations side by side, and see over-optimisation across runs."""
+
+import streamlit as st
+
+from lab import charts, charts_ppo, jobs, ui
+from lab import compare_view as view
+
+st.title("7 · Compare runs")
+st.markdown("Pick runs (e.g. PPO with λ = 0 and λ = 0.1) and put them on the same axes. The table of "
+            "settings that differ says what caused the difference.")
+
+options = view.choices(ui.runs_root())
+if not options:
+    st.info("No runs yet: start some on the stage pages, then come back to compare them.")
+    st.stop()
+picked = st.multiselect("Runs", list(options), format_func=options.get, key="compare_runs",
+                        default=list(options)[:2] if len(options) >= 2 else list(options))
+if not picked:
+    st.info("Pick at least one run.")
+    st.stop()
+run_dirs = [ui.runs_root() / run_id for run_id in picked]
+diff = view.config_diff(run_dirs)
+st.markdown("**Settings that differ**")
+if diff.empty:
+    st.caption("The chosen runs have the same settings (or only one is chosen).")
+else:
+    st.dataframe(diff, hide_index=True, width="stretch")
+
+live = any(ui.is_active(jobs.status(d)) for d in run_dirs if d.is_dir())
+
+
+@st.fragment(run_every=ui.live_every() if live else None)
+def curves(run_dirs):
+    frames = view.metrics(run_dirs)
+    names = charts.common_metrics(frames)
+    if not names:
+        st.caption("The chosen runs have not logged any metric yet.")
+        return
+    default = next((m for m in ("objective/scores", "rm/val_accuracy", "lm/val_loss", "lm/loss") if m in names), names[0])
+    metric = st.selectbox("Metric", names, index=names.index(default), key="compare_metric")
+    ui.chart(charts.compare_chart(frames, metric), charts.CAPTIONS["compare"], key="compare_chart")
+    if "ppo" in view.stages(run_dirs):
+        ui.chart(charts_ppo.overoptimization_chart(frames), charts_ppo.CAPTIONS["overoptimization"],
+                 key="compare_overopt")
+
+
+curves(run_dirs)
+
+st.subheader("Generations side by side")
+samples = view.samples(run_dirs)
+stages = view.stages(run_dirs)
+table = charts.side_by_side(samples, text_key="response" if "ppo" in stages else "text")
+if table.empty:
+    st.caption("No generations in the chosen runs yet (pretraining and PPO runs write them).")
+else:
+    st.caption("The newest generation of each run for each prompt.")
+    st.dataframe(table, hide_index=True, width="stretch")
