@@ -210,12 +210,14 @@ def reward_choices(runs_root) -> list[tuple[str, str]]:
     return out
 
 
-def policy_choices(runs_root) -> list[tuple[str, str]]:
+def policy_choices(runs_root, shipped: str = "small") -> list[tuple[str, str]]:
+    """(label, spec) of base models: the shipped one named `shipped` and the student's finished
+    pretraining runs."""
     from core.model import SHIPPED
 
     out = []
-    if (Path(SHIPPED["small"]) / "config.json").exists():
-        out.append(("shipped base model (assets/small)", "small"))
+    if (Path(SHIPPED[shipped]) / "config.json").exists():
+        out.append((f"shipped {shipped} base model (assets/{shipped})", shipped))
     for r in runs_of(runs_root, "pretrain", states=("done", "stopped")):
         if (Path(r["path"]) / "checkpoint" / "config.json").exists():
             out.append((f"your run {r['run_id']}", r["path"]))

@@ -13,6 +13,8 @@ from lab import jobs, ppo_view as V
 ROOT = Path(__file__).resolve().parents[1]
 PPO_PAGE = str(ROOT / "pages" / "5_PPO.py")
 W2S_PAGE = str(ROOT / "pages" / "6_Weak_to_strong.py")
+needs_ppo = pytest.mark.skipif(not jobs.stage_available("ppo"), reason="core/ppo_train.py is not in this checkout")
+needs_w2s = pytest.mark.skipif(not jobs.stage_available("w2s"), reason="core/w2s.py is not in this checkout")
 
 
 def finished_run(root: Path, stage: str, name: str, fill) -> Path:
@@ -77,6 +79,7 @@ def wait_for(predicate, timeout=90, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@needs_ppo
 def test_ppo_page_renders_on_a_fresh_runs_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("RLHF_LAB_RUNS", str(tmp_path / "fresh"))
     at = page(PPO_PAGE)
@@ -88,6 +91,7 @@ def test_ppo_page_renders_on_a_fresh_runs_folder(tmp_path, monkeypatch):
     assert any("No PPO run yet" in i.value for i in at.info)
 
 
+@needs_ppo
 def test_start_from_the_page_creates_one_run_and_the_controls_reach_it(lab_root):
     at = page(PPO_PAGE)
     choose_own_models(at)
@@ -153,6 +157,7 @@ def test_start_from_the_page_creates_one_run_and_the_controls_reach_it(lab_root)
     assert any(df.value.shape[0] >= 1 for df in at.dataframe)
 
 
+@needs_ppo
 def test_a_bad_live_value_is_refused_with_the_config_rule(lab_root):
     cfg, parents, control = V.ppo_job(preset="tiny", policy=str(lab_root / "20260101-000000-pretrain"),
                                       reward=str(lab_root / "20260101-000001-reward"), device="cpu")
@@ -168,3 +173,34 @@ def test_a_bad_live_value_is_refused_with_the_config_rule(lab_root):
     assert run.read_control()["kl_coef"] == 0.2 and run.read_control()["adaptive_kl"] is True
     assert V.step_once(run)["step"] == 1 and V.step_once(run)["step"] == 2
     assert read_json(run.path / "control.json")["paused"] is True
+
+
+@needs_w2s
+def test_w2s_page_renders_on_a_fresh_runs_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLHF_LAB_RUNS", str(tmp_path / "fresh"))
+    at = page(W2S_PAGE)
+    assert by_label(at.radio, "task").options == ["classify", "preference"]
+    assert any(b.label == "Start weak-to-strong" for b in at.button)
+    assert any("No weak-to-strong experiment yet" in i.value for i in at.info)
+
+
+@needs_w2s
+def test_w2s_tiny_run_from_the_page_shows_bars_pgr_and_examples(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    monkeypatch.setenv("RLHF_LAB_RUNS", str(root))
+    at = page(W2S_PAGE)
+    by_label(at.radio, "size").set_value("tiny")
+    at.run()
+    by_label(at.button, "Start weak-to-strong").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    runs = [p for p in root.iterdir() if p.name.endswith("-w2s")]
+    assert len(runs) == 1
+    assert Run.open(runs[0]).config["preset"] == "tiny"
+    st = jobs.wait(runs[0], timeout=180)
+    assert st["state"] == "done", st
+    at = page(W2S_PAGE)
+    labels = [m.label for m in at.metric]
+    assert "weak supervisor" in labels and "strong ceiling" in labels and "student (confidence)" in labels
+    assert any("PGR" in str(m.delta) for m in at.metric)
+    assert any("Corrected" in m.value for m in at.markdown) and any("Copied" in m.value for m in at.markdown)

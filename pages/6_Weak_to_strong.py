@@ -1,0 +1,159 @@
+"""Weak-to-strong: can a strong model trained on a weak model's labels beat its supervisor?"""
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core.config import ConfigError
+from core.runs import RunError, read_json
+from lab import charts_ppo as C
+from lab import jobs, ppo_view as V, ui
+
+st.title("Weak-to-strong supervision")
+st.markdown("Burns et al. (2023) ask how humans will supervise models smarter than themselves, and study it with "
+            "a stand-in: a **weak** model labels data, a **strong** model learns from those labels only. If the "
+            "student merely copied its supervisor it would land at the weak model's accuracy; the **ceiling** is the "
+            "strong model trained on gold labels. The share of that gap the student recovers is the PGR:")
+st.latex(r"\mathrm{PGR} = \frac{\mathrm{acc}(\text{student}) - \mathrm{acc}(\text{weak})}"
+         r"{\mathrm{acc}(\text{ceiling}) - \mathrm{acc}(\text{weak})}")
+st.markdown("The *confidence* student adds the paper's auxiliary loss: it is also trained towards its own "
+            "hardened predictions, so it may overrule the supervisor where it is confident the supervisor is wrong.")
+
+if ui.stage_missing("w2s"):
+    st.stop()
+
+
+with st.expander("Configure and start an experiment", expanded=not ui.runs_of("w2s")):
+    c1, c2, c3 = st.columns(3)
+    weak_options = dict(V.policy_choices(ui.runs_root(), shipped="weak"))
+    strong_options = dict(V.policy_choices(ui.runs_root(), shipped="small"))
+    with c1:
+        task = st.radio("task", ["classify", "preference"], horizontal=True, key="w2s/task",
+                        help="classify: is this review positive (by the gold annotator)? preference: which of two "
+                             "texts does the annotator prefer (the reward-modelling task)")
+        preset = st.radio("size", ["tiny", "default"], index=1, horizontal=True, key="w2s/preset",
+                          format_func=lambda p: {"tiny": "tiny (seconds, noisy)", "default": "default (minutes)"}[p])
+    with c2:
+        weak_label = st.selectbox("weak supervisor", list(weak_options), key="w2s/weak") if weak_options else None
+        strong_label = st.selectbox("strong student", list(strong_options), key="w2s/strong") if strong_options else None
+    with c3:
+        seeds = st.number_input("seeds", 1, 10, 2 if preset == "tiny" else 3, key="w2s/seeds",
+                                help="the experiment is repeated with this many seeds; bars show mean ± std")
+        alpha = st.slider("confidence weight α (final)", 0.0, 1.0, 0.75, step=0.05, key="w2s/alpha",
+                          help="0 = the confidence student is plain cross-entropy; the paper uses 0.75")
+    if not weak_options or not strong_options:
+        st.error("The shipped weak and small models are missing and you have no pretraining runs: "
+                 "train a base model on the Pretrain page first.")
+    elif st.button("Start weak-to-strong", type="primary", icon=":material/play_arrow:", key="w2s/start"):
+        try:
+            cfg = V.make_w2s_config(preset, task=task, weak_model=weak_options[weak_label],
+                                    strong_model=strong_options[strong_label], seeds=int(seeds),
+                                    alpha_max=float(alpha), device="cpu")
+        except ConfigError as e:
+            st.error(f"Not started: {e}")
+        else:
+            if ui.start_job("w2s", cfg, parents={"weak": cfg.weak_model, "strong": cfg.strong_model}) is not None:
+                st.rerun()
+
+run_dir = ui.run_picker("w2s", label="Experiment shown on this page")
+if run_dir is None:
+    st.info("No weak-to-strong experiment yet: configure one above.")
+    st.stop()
+status = jobs.status(run_dir)
+ui.stop_button(run_dir, status, key="w2s/stop")
+
+
+def read_results(run_dir: Path, quiet: bool = False) -> dict | None:
+    try:
+        data = read_json(run_dir / "results.json", None)
+    except RunError as e:
+        if not quiet:
+            st.error(f"results.json of this run is unreadable: {e}")
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@st.fragment(run_every=ui.live_every())
+def progress(run_dir: Path) -> None:
+    """While the experiment runs: its status, the losses and the newest seed's accuracies."""
+    if not run_dir.is_dir():
+        st.warning(f"The folder of run {run_dir.name} was deleted; pick another run or start a new one.")
+        return
+    if read_results(run_dir, quiet=True) is not None:
+        st.rerun()  # the final results arrived: draw the whole page once (bars, examples); no fragment then
+    ui.status_badge(run_dir)
+    df = ui.metrics_frame(run_dir)
+    accs = {k: ui.last_value(df, f"w2s/{k}_acc") for k in ("weak", "xent", "confidence", "ceiling")}
+    if any(v is not None for v in accs.values()):
+        ui.chart(C.w2s_chart({k: v for k, v in accs.items() if v is not None}),
+                 C.CAPTIONS["w2s"] + " (Newest seed so far; the final bars average the seeds.)",
+                 key="w2s/chart/bars_live")
+    ui.chart(C.w2s_loss_chart(df), C.CAPTIONS["w2s_loss"], key="w2s/chart/loss")
+
+
+results = read_results(run_dir)
+if results is None:
+    progress(run_dir)
+else:
+    ui.status_badge(run_dir)
+if results is not None:
+    students = results.get("students", {})
+    m = st.columns(4)
+    m[0].metric("weak supervisor", f"{100 * results['weak_acc']:.1f}%")
+    for col, name in zip(m[1:3], ("xent", "confidence")):
+        s = students.get(name, {})
+        if s.get("acc") is not None:
+            col.metric(f"student ({name})", f"{100 * s['acc']:.1f}%",
+                       None if s.get("pgr") is None else f"PGR {s['pgr']:.2f}")
+    m[3].metric("strong ceiling", f"{100 * results['ceiling_acc']:.1f}%")
+    ui.chart(C.w2s_chart_from_results(results), C.CAPTIONS["w2s"], key="w2s/chart/bars")
+    n = results.get("n", {})
+    st.caption(f"Task: {results.get('task')} · {len(results.get('seeds', []))} seed(s) · "
+               f"{n.get('half1')} examples for the supervisor, {n.get('half2')} for the students, {n.get('test')} test · "
+               f"{results.get('seconds', 0):.0f} s")
+    if results.get("gap") is not None and results["gap"] < 0.02:
+        st.warning("The ceiling is barely above the weak model here, so PGR divides by a tiny gap and is noisy.")
+
+    rows = []
+    for name in ("xent", "confidence"):
+        s = students.get(name)
+        if s:
+            rows.append({"student": name, "supervisor's test errors": s.get("weak_errors"),
+                         "copied": s.get("copied_errors"), "corrected": s.get("corrected_errors"),
+                         "new errors (broke a right answer)": s.get("new_errors"),
+                         "agreement with the supervisor": s.get("agreement_with_weak")})
+    if rows:
+        st.subheader("Did the student copy its supervisor's mistakes?")
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                     column_config={"agreement with the supervisor": st.column_config.NumberColumn(format="%.3f")})
+
+    examples = results.get("examples", {})
+
+    def example_table(kind: str) -> pd.DataFrame:
+        out = []
+        for ex in examples.get(kind, []):
+            text = ex.get("text") or f"A: {ex.get('text_a')}  |  B: {ex.get('text_b')}"
+            out.append({"text": text, "gold label": ex.get("gold_label"),
+                        "weak P(label 1)": ex.get("weak_prob"), "student P(label 1)": ex.get("student_prob"),
+                        "gold utility": ex.get("gold_utility")})
+        return pd.DataFrame(out)
+
+    st.subheader("Examples from the test set (first seed, confidence student)")
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Corrected**: the supervisor was wrong, the student got it right")
+        table = example_table("corrected")
+        if table.empty:
+            st.caption("none in this run")
+        else:
+            st.dataframe(table, hide_index=True, width="stretch")
+    with right:
+        st.markdown("**Copied**: the supervisor was wrong and the student made the same mistake")
+        table = example_table("copied")
+        if table.empty:
+            st.caption("none in this run")
+        else:
+            st.dataframe(table, hide_index=True, width="stretch")
+    label_note = "1 = positive review" if results.get("task") == "classify" else "1 = A preferred over B"
+    st.caption(f"Labels: {label_note}; probabilities are each model's P(label 1).")
