@@ -25,6 +25,8 @@ from core.config import ModelConfig
 from core.tokenizer import TokenizerError, load_tokenizer
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+hf_logging.disable_progress_bar()  # "Loading weights" bars per model are noise in the CLI and the app
+
 SHIPPED = {
     "small": ASSETS / "small",
     "weak": ASSETS / "weak",
@@ -119,7 +121,6 @@ def read_lab_json(path: str | os.PathLike) -> dict:
 
 def _load(cls, spec, device):
     path = resolve_checkpoint(spec)
-    hf_logging.disable_progress_bar()  # a "Loading weights" bar per model is noise in a CLI and the app
     try:
         tokenizer = load_tokenizer(path)
     except TokenizerError as e:

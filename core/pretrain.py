@@ -12,7 +12,8 @@ import time
 
 import torch
 
-from core.config import PretrainConfig, resolve_device, seed_everything
+from core import distributed
+from core.config import PretrainConfig, resolve_device, seed_everything, to_dict
 from core.corpus import default_corpus, load_text_file, synthetic_reviews
 from core.model import build_lm, generate_texts, save_checkpoint
 from core.runs import Run
@@ -82,17 +83,27 @@ def pretrain(cfg: PretrainConfig, run: Run | None = None, docs: list[str] | None
 
     With a `run`, samples go to samples.jsonl and checkpoints to run/checkpoint (atomic).
     The last yielded dict also carries "final": True.
+
+    Under torchrun every rank runs this loop on its slice of the same global batch (DDP averages the
+    gradients); pass `run` on rank 0 only.
     """
     cfg.validate()
     seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    dd = distributed.init(device.type)
+    device = distributed.rank_device(device, dd)
+    per_rank = distributed.check_divisible(cfg.batch_size, dd)
+    distributed.check_same_config(to_dict(cfg), dd)
+    # bf16 autocast on CUDA: matmuls in bf16, the loss (log-softmax) is computed in fp32 by autocast.
+    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     docs = docs if docs is not None else load_corpus(cfg)
     train_docs, val_docs = split_docs(docs, cfg.val_fraction, cfg.seed)
     tokenizer = train_tokenizer(train_docs, vocab_size=cfg.model.vocab_size)
     model = build_lm(cfg.model, tokenizer).to(device)
     model.train()
+    ddp_model = distributed.wrap(model, dd)
 
     n_ctx = cfg.model.n_positions
     eos = tokenizer.eos_token_id
@@ -118,19 +129,23 @@ def pretrain(cfg: PretrainConfig, run: Run | None = None, docs: list[str] | None
         t0 = time.perf_counter()
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
+        # Every rank draws the same global batch (same rng) and trains on its own slice of it.
         batch = [train_enc[rng.randrange(len(train_enc))] for _ in range(cfg.batch_size)]
+        batch = batch[dd.rank * per_rank: (dd.rank + 1) * per_rank]
         ids, mask, labels = make_batch(batch, tokenizer.pad_token_id, device)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        with autocast:
+            loss = ddp_model(input_ids=ids, attention_mask=mask, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         dt = time.perf_counter() - t0
-        metrics = {"step": step + 1, "lm/loss": loss.item(), "lm/lr": optimizer.param_groups[0]["lr"],
-                   "time/tokens_per_s": int(mask.sum()) / dt}
+        tokens = int(mask.sum()) * dd.world_size  # ranks see about the same number of tokens
+        metrics = {"step": step + 1, "lm/loss": distributed.all_reduce_mean(loss.item(), dd),
+                   "lm/lr": optimizer.param_groups[0]["lr"], "time/tokens_per_s": tokens / dt}
         last = step + 1 == cfg.steps
-        if (step + 1) % cfg.eval_every == 0 or last:
+        if dd.is_main and ((step + 1) % cfg.eval_every == 0 or last):
             val_loss = evaluate_loss(model, val_enc, tokenizer.pad_token_id, device)
             metrics["lm/val_loss"] = val_loss
         if run is not None and ((step + 1) % cfg.sample_every == 0 or last):

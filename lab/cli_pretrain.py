@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from core.config import PRESETS, pretrain_preset, to_dict
+from core import distributed
+from core.config import PRESETS, pretrain_preset, resolve_device, to_dict
 from core.corpus import load_text_file
 from core.pretrain import pretrain
 from core.runs import Run
@@ -31,10 +32,17 @@ def cmd_pretrain(args) -> int:
                           device=args.device, corpus_file=args.corpus, threads=args.threads)
     cfg.validate()
     docs = load_text_file(args.corpus) if args.corpus else None  # fail on a bad file before a run exists
+    dd = distributed.init(resolve_device(cfg.device).type)
+    if not dd.is_main:  # under torchrun: ranks > 0 train their slice; rank 0 owns the run folder
+        for _ in pretrain(cfg, None, docs=docs):
+            pass
+        distributed.shutdown(dd)
+        return 0
     run = Run.create("pretrain", to_dict(cfg), out=args.out, root=args.runs)
     print(f"run folder: {run.path}")
     last = run_stage(run, pretrain(cfg, run, docs=docs), cfg.steps, f"pretrain {cfg.preset}",
                      lambda m: {"loss": f"{m['lm/loss']:.3f}"})
+    distributed.shutdown(dd)
     print(f"done: {cfg.steps} steps, train loss {last['lm/loss']:.3f}, val loss {last['lm/val_loss']:.3f}, "
           f"checkpoint {run.checkpoint_dir}")
     return 0

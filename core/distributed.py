@@ -1,0 +1,117 @@
+"""Data parallelism under `torchrun --nproc_per_node N` (gloo on CPU, nccl on CUDA).
+
+Each rank holds a full copy of the model and its own slice of every global batch; DDP all-reduces
+(averages) the gradients so the copies stay identical. Only rank 0 writes the run folder.
+
+Outside torchrun everything here is a no-op with world size 1, so the stages call it unconditionally.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+class DistributedError(ValueError):
+    pass
+
+
+def init(device_type: str = "cpu") -> Dist:
+    """Join the process group if torchrun started us (WORLD_SIZE > 1); idempotent."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+        if device_type == "cuda":
+            torch.cuda.set_device(local)
+    if dist.get_world_size() != world:
+        raise DistributedError(f"process group has {dist.get_world_size()} ranks but WORLD_SIZE={world}")
+    return Dist(rank=rank, world_size=world, local_rank=local)
+
+
+def rank_device(device: torch.device, d: Dist) -> torch.device:
+    """Under DDP on CUDA each rank drives its own GPU."""
+    if d.enabled and device.type == "cuda":
+        return torch.device("cuda", d.local_rank)
+    return device
+
+
+def check_divisible(batch: int, d: Dist, what: str = "batch size") -> int:
+    """Per-rank share of a global batch; a world size that does not divide it is an error before training."""
+    if batch % d.world_size:
+        raise DistributedError(f"{what} {batch} is not divisible by the world size {d.world_size}; "
+                               f"use a multiple of {d.world_size}")
+    return batch // d.world_size
+
+
+def check_same_config(obj, d: Dist) -> None:
+    """All ranks must run the same config; a mismatch (e.g. different flags per rank) fails at once."""
+    if not d.enabled:
+        return
+    gathered = [None] * d.world_size
+    dist.all_gather_object(gathered, obj)
+    if any(g != gathered[0] for g in gathered):
+        raise DistributedError("ranks were started with different configs; start all ranks with the same flags")
+
+
+def broadcast_object(obj, d: Dist):
+    """Rank 0's value on every rank (e.g. the live knobs from control.json)."""
+    if not d.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_reduce_sum(t: torch.Tensor, d: Dist) -> torch.Tensor:
+    if d.enabled:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def all_reduce_mean(value: float, d: Dist) -> float:
+    if not d.enabled:
+        return value
+    t = torch.tensor([float(value)], dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return float(t.item()) / d.world_size
+
+
+def wrap(model: torch.nn.Module, d: Dist) -> torch.nn.Module:
+    """DDP-wrap a model for training (identity outside torchrun)."""
+    if not d.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    device_ids = [d.local_rank] if next(model.parameters()).is_cuda else None
+    return DDP(model, device_ids=device_ids)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return getattr(model, "module", model)
+
+
+def shutdown(d: Dist) -> None:
+    if d.enabled and dist.is_initialized():
+        dist.destroy_process_group()
