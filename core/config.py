@@ -65,8 +65,17 @@ def check_choice(cfg, name: str, choices) -> None:
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+DEVICE_OVERRIDE_ENV = "RLHF_LAB_DEVICE"
+
+
 def resolve_device(name: str = "auto") -> torch.device:
-    """cuda > mps > cpu for "auto"; an explicit choice that this machine lacks is an error."""
+    """cuda > mps > cpu for "auto"; an explicit choice that this machine lacks is an error.
+
+    The environment variable RLHF_LAB_DEVICE (e.g. "cuda") overrides every choice: it is how the
+    test suite, which asks for "cpu" by default, is run on a GPU (scripts/gpu_check.sh).
+    """
+    if os.environ.get(DEVICE_OVERRIDE_ENV):
+        name = os.environ[DEVICE_OVERRIDE_ENV]
     if name is None:
         name = "auto"
     name = str(name)
