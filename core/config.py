@@ -615,8 +615,8 @@ class PPOConfig:
 
 
 PRESET_PPO = {
-    "tiny": dict(iterations=6, batch_size=16, prompt_length=8, response_length=12, ppo_epochs=2, minibatches=2,
-                 lr=3e-4, sample_every=2, eval_prompts=3, checkpoint_every=3),
+    "tiny": dict(iterations=6, batch_size=32, prompt_length=8, response_length=12, ppo_epochs=2, minibatches=2,
+                 lr=2e-3, sample_every=2, eval_prompts=3, checkpoint_every=3),
     "small": dict(),
     "gpu": dict(batch_size=256, response_length=32, minibatches=8, lr=1e-5),
 }

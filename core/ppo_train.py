@@ -1,0 +1,577 @@
+"""Stage 3: PPO fine-tuning with a KL penalty, as a generator that yields one metrics dict per iteration.
+
+One iteration, the way the papers draw it:
+
+    rollout   prompts -> policy samples responses (KV cache; log-probs come with the samples)
+              -> ONE batched forward each of the reference, the value model and the reward model
+    shaping   reward_t = -kl_coef * KL_t, + score at the last real token         (core.ppo.shaped_rewards)
+    GAE       advantages, returns; advantages whitened                           (core.ppo.gae, whiten)
+    update    ppo_epochs x minibatches of clipped policy + value updates         (core.ppo.policy_loss, ...)
+
+`train_ppo(cfg, run)` re-reads the run's control.json before every iteration (kl_coef, adaptive_kl,
+target_kl, clip_eps, lr, temperature, paused, step, stop), so the app, the CLI and the tests steer the
+same loop. `rollout()` and `ppo_update()` are plain functions so the benchmark times exactly this code.
+Where the speed comes from: core/gpt2_lean.py (a fused forward over the same HF weights), no second
+policy forward in the rollout, inference_mode for everything that needs no gradient, a fused AdamW.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+from dataclasses import dataclass
+
+import torch
+
+from core import gpt2_lean as lean
+from core.config import ConfigError, PPOConfig, resolve_device, seed_everything
+from core.corpus import synthetic_reviews
+from core.model import (CheckpointError, decode_responses, join_text, left_pad, load_lm, load_scorer,
+                        no_dropout, read_lab_json, resolve_checkpoint, save_checkpoint)
+from core.ppo import (AdaptiveKLController, FixedKLController, gae, last_real_index,
+                      masked_mean, policy_loss, shaped_rewards, value_loss, whiten)
+from core.runs import Run, append_jsonl
+from core.tokenizer import same_tokenizer
+
+LIVE_KNOBS = ("kl_coef", "adaptive_kl", "target_kl", "clip_eps", "lr", "temperature")
+RATIO_EDGES = [round(0.5 + 0.025 * i, 3) for i in range(41)]  # fixed bins over [0.5, 1.5]; outliers go to the ends
+PROMPT_SEED = 4_000_000        # prompts of their own stream: never the RM's training or gold prompts
+INSPECT_ROWS = 2
+
+
+class NonFiniteLoss(FloatingPointError):
+    """A NaN or inf in the PPO loss: the run stops as failed and keeps its last good checkpoint."""
+
+
+# ----------------------------------------------------------------------------- models
+
+@dataclass
+class Models:
+    policy: torch.nn.Module           # GPT2LMHeadModel, trained
+    ref: torch.nn.Module              # GPT2LMHeadModel, frozen (the base model)
+    reward: torch.nn.Module           # GPT2ForSequenceClassification, frozen (the proxy)
+    value: torch.nn.Module | None     # GPT2ForSequenceClassification critic (value_model="separate")
+    value_head: torch.nn.Module | None  # Linear(D, 1) on the policy's hidden states (value_model="shared")
+    tokenizer: object = None
+
+    def trainable(self) -> list[torch.nn.Parameter]:
+        extra = self.value if self.value is not None else self.value_head
+        return list(self.policy.parameters()) + list(extra.parameters())
+
+
+def freeze(model):
+    no_dropout(model)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def make_optimizer(params, lr: float, weight_decay: float):
+    """AdamW. The fused kernel updates all tensors in one call instead of a Python loop over ~200
+    parameter tensors per step (which, at this model size, costs as much as the forward)."""
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
+
+
+def load_models(cfg: PPOConfig, device, resume_from=None) -> Models:
+    """Policy (from the run's checkpoint when resuming), reference, reward model and value model."""
+    ref, tok = load_lm(cfg.policy, device)
+    policy, _ = load_lm(resume_from or cfg.policy, device)
+    reward, rm_tok = load_scorer(cfg.reward, device)
+    if not same_tokenizer(tok, rm_tok):
+        raise ConfigError(f"PPOConfig.reward: the policy {cfg.policy!r} and the reward model {cfg.reward!r} use "
+                          f"different tokenizers (vocab {len(tok)} vs {len(rm_tok)}); train the reward model from "
+                          "the same base model as the policy")
+    value, value_head = None, None
+    if cfg.value_model == "separate":
+        # InstructGPT: the critic starts as a copy of the reward model (it already reads responses)
+        value_spec = (resume_from / "value") if resume_from is not None else cfg.reward
+        value, _ = load_scorer(value_spec, device)
+        no_dropout(value)
+    else:
+        value_head = torch.nn.Linear(policy.config.n_embd, 1).to(device)
+        torch.nn.init.zeros_(value_head.weight)  # V = 0 at the start: no arbitrary first advantages
+        torch.nn.init.zeros_(value_head.bias)
+        if resume_from is not None and (resume_from / "value_head.pt").exists():
+            value_head.load_state_dict(torch.load(resume_from / "value_head.pt", weights_only=True))
+    no_dropout(policy)
+    return Models(policy, freeze(ref), freeze(reward), value, value_head, tok)
+
+
+# ----------------------------------------------------------------------------- prompts
+
+def ppo_prompts(n: int, seed: int = 0, min_words: int = 2, max_words: int = 4) -> list[str]:
+    """Opening words of fresh synthetic reviews (a stream of their own), as in core.preferences."""
+    reviews = synthetic_reviews(n, seed=PROMPT_SEED + seed)
+    rng = random.Random(PROMPT_SEED + seed)
+    return [" ".join(r.split()[: rng.randint(min_words, max_words)]).rstrip(".,!?;:") for r in reviews]
+
+
+def trim_left_padding(ids, mask):
+    """Drop the leading columns that are padding in every row of this batch (they would cost compute)."""
+    first = int(mask.any(0).long().argmax())
+    return ids[:, first:], mask[:, first:]
+
+
+def encode_prompts(tokenizer, prompts: list[str], prompt_length: int, device):
+    """Left-padded (ids, mask) of prompts that fit `prompt_length` tokens (longer ones are dropped)."""
+    keep = [p for p in prompts if len(tokenizer(p)["input_ids"]) <= prompt_length]
+    if not keep:
+        raise ConfigError(f"PPOConfig.prompt_length: no prompt fits in {prompt_length} tokens")
+    ids, mask = left_pad(tokenizer, keep, device)
+    return keep, ids, mask
+
+
+# ----------------------------------------------------------------------------- forwards
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log pi(a_t | s_t) under temperature-scaled logits.          (B, T, V), (B, T) -> (B, T)"""
+    logp = torch.log_softmax(logits.float() / temperature, dim=-1)
+    return logp.gather(-1, tokens[..., None])[..., 0]
+
+
+def response_hidden(model, full_ids, full_mask, P: int) -> torch.Tensor:
+    """Hidden states at the positions that PREDICT the response tokens (P-1 .. P+R-2).   -> (B, R, D)"""
+    return lean.hidden_states(model.transformer, full_ids, full_mask)[:, P - 1:-1]
+
+
+def sequence_score(scorer, full_ids, full_mask) -> torch.Tensor:
+    """(B,) the scorer's output at each row's last real token."""
+    hidden = lean.hidden_states(scorer.transformer, full_ids, full_mask)      # (B, S, D)
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    return scorer.score(hidden[rows, last_real_index(full_mask)]).squeeze(-1).float()
+
+
+def token_values(models: Models, full_ids, full_mask, P: int, policy_hidden=None) -> torch.Tensor:
+    """V(s_t) for every response position.                                                  -> (B, R)"""
+    if models.value is not None:
+        return models.value.score(response_hidden(models.value, full_ids, full_mask, P)).squeeze(-1).float()
+    if policy_hidden is None:
+        policy_hidden = response_hidden(models.policy, full_ids, full_mask, P)
+    return models.value_head(policy_hidden).squeeze(-1).float()
+
+
+def autocast(device, enabled: bool):
+    """bf16 autocast on CUDA (cfg.bf16); a no-op context elsewhere."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+
+
+# ----------------------------------------------------------------------------- rollout
+
+@dataclass
+class Rollout:
+    prompt_ids: torch.Tensor      # (B, P) left-padded
+    prompt_mask: torch.Tensor     # (B, P)
+    responses: torch.Tensor       # (B, R)
+    mask: torch.Tensor            # (B, R) float, 1 on real response tokens (incl. <eos>)
+    logprobs: torch.Tensor        # (B, R) policy, temperature-scaled, from the sampling itself
+    ref_logprobs: torch.Tensor    # (B, R) reference, same temperature
+    values: torch.Tensor          # (B, R) V(s_t)
+    scores: torch.Tensor          # (B,) RM score (after the missing-<eos> penalty)
+    raw_scores: torch.Tensor      # (B,) RM score as the RM gave it
+    times: dict
+
+    @property
+    def full_ids(self):
+        return torch.cat([self.prompt_ids, self.responses], 1)
+
+    @property
+    def full_mask(self):
+        return torch.cat([self.prompt_mask, self.mask.long()], 1)
+
+
+def rollout(models: Models, prompt_ids, prompt_mask, response_length: int, temperature: float,
+            generator=None, stop_at_eos: bool = True, missing_eos_penalty: float = 0.0, bf16: bool = False):
+    """Sample responses and everything PPO needs about them, without gradients."""
+    tok = models.tokenizer
+    device = prompt_ids.device
+    t0 = time.perf_counter()
+    with autocast(device, bf16):
+        responses, rmask, logprobs = lean.generate(models.policy, prompt_ids, prompt_mask, response_length,
+                                                   tok.eos_token_id, tok.pad_token_id, temperature, generator,
+                                                   stop_at_eos)
+    t1 = time.perf_counter()
+    P = prompt_ids.shape[1]
+    full_ids = torch.cat([prompt_ids, responses], 1)
+    full_mask = torch.cat([prompt_mask, rmask], 1)
+    with torch.inference_mode(), autocast(device, bf16):
+        ref_logits = lean.lm_logits(models.ref, response_hidden(models.ref, full_ids, full_mask, P))
+        ref_logprobs = token_logprobs(ref_logits, responses, temperature)
+        values = token_values(models, full_ids, full_mask, P)
+        raw_scores = sequence_score(models.reward, full_ids, full_mask)
+    mask = rmask.float()
+    ref_logprobs, values, raw_scores = ref_logprobs.clone() * mask, values.clone() * mask, raw_scores.clone()
+    scores = raw_scores
+    if missing_eos_penalty:
+        has_eos = ((responses == tok.eos_token_id) & rmask.bool()).any(1)
+        scores = scores - missing_eos_penalty * (~has_eos).float()
+    t2 = time.perf_counter()
+    return Rollout(prompt_ids, prompt_mask, responses, mask, logprobs, ref_logprobs, values, scores, raw_scores,
+                   {"generation": t1 - t0, "forwards": t2 - t1})
+
+
+# ----------------------------------------------------------------------------- update
+
+def ppo_update(models: Models, optimizer, ro: Rollout, advantages, returns, *, clip_eps: float, clip_value: float,
+               vf_coef: float, temperature: float, ppo_epochs: int, minibatches: int, grad_clip: float,
+               generator=None, bf16: bool = False, inspect_rows: int = 0) -> dict:
+    """ppo_epochs x minibatches clipped policy + value steps on one rollout. Returns summed statistics and
+    the ratio histogram; with inspect_rows, the per-token ratio/clipped of the first minibatch's first rows."""
+    B = ro.responses.shape[0]
+    P = ro.prompt_ids.shape[1]
+    mb_size = B // minibatches
+    full_ids, full_mask = ro.full_ids, ro.full_mask
+    params = models.trainable()
+    device = full_ids.device
+    sums = {k: torch.zeros((), device=device) for k in ("pg_loss", "vf_loss", "clipfrac", "vf_clipfrac",
+                                                         "approx_kl", "ratio")}
+    edges = torch.tensor(RATIO_EDGES, device=device)
+    counts = torch.zeros(len(RATIO_EDGES) - 1, device=device)
+    inspect = None
+    n_steps = 0
+    for epoch in range(ppo_epochs):
+        order = torch.randperm(B, generator=generator).to(device)
+        for start in range(0, B, mb_size):
+            idx = order[start:start + mb_size]
+            mb_mask = ro.mask[idx]
+            with autocast(device, bf16):
+                hidden = response_hidden(models.policy, full_ids[idx], full_mask[idx], P)          # (b, R, D)
+                logits = lean.lm_logits(models.policy, hidden)                                   # (b, R, V)
+                new_logprobs = token_logprobs(logits, ro.responses[idx], temperature)           # (b, R)
+                vpred = token_values(models, full_ids[idx], full_mask[idx], P, policy_hidden=hidden)
+            pg_loss, pg_stats = policy_loss(new_logprobs, ro.logprobs[idx], advantages[idx], mb_mask, clip_eps)
+            vf_loss, vf_stats = value_loss(vpred, ro.values[idx], returns[idx], mb_mask, clip_value)
+            loss = pg_loss + vf_coef * vf_loss
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"the PPO loss became {loss.item()} (epoch {epoch + 1}, minibatch "
+                                    f"{start // mb_size + 1})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
+            optimizer.step()
+            with torch.no_grad():
+                ratio = pg_stats["ratio"]
+                real = ratio[mb_mask > 0]
+                counts += torch.histc(real.clamp(RATIO_EDGES[0], RATIO_EDGES[-1]), bins=len(counts),
+                                      min=RATIO_EDGES[0], max=RATIO_EDGES[-1])
+                for key, value in (("pg_loss", pg_loss), ("vf_loss", vf_loss), ("clipfrac", pg_stats["clipfrac"]),
+                                   ("vf_clipfrac", vf_stats["clipfrac"]), ("approx_kl", pg_stats["approx_kl"]),
+                                   ("ratio", masked_mean(ratio, mb_mask))):
+                    sums[key] += value.detach()
+                if inspect is None and inspect_rows:
+                    adv = advantages[idx]
+                    lo, hi = 1.0 - clip_eps, 1.0 + clip_eps
+                    clipped = ((adv > 0) & (ratio > hi)) | ((adv < 0) & (ratio < lo))  # where clip is the active term
+                    inspect = {"rows": idx[:inspect_rows].tolist(), "ratio": ratio[:inspect_rows].tolist(),
+                               "clipped": clipped[:inspect_rows].tolist()}
+            n_steps += 1
+    out = {k: (v / n_steps).item() for k, v in sums.items()}
+    out.update(ratio_edges=list(RATIO_EDGES), ratio_counts=[int(c) for c in counts.tolist()], inspect=inspect)
+    return out
+
+
+def advantages_and_returns(ro: Rollout, kl_coef: float, estimator: str, gamma: float, lam: float,
+                           whiten_rewards: bool):
+    """Shaped rewards -> GAE -> whitened advantages (the only place the KL penalty enters)."""
+    rewards, kl = shaped_rewards(ro.scores, ro.logprobs, ro.ref_logprobs, ro.mask, kl_coef, estimator)
+    if whiten_rewards:
+        rewards = whiten(rewards, ro.mask, shift_mean=False)
+    advantages, returns = gae(rewards, ro.values, ro.mask, gamma, lam)
+    return rewards, kl, whiten(advantages, ro.mask), returns
+
+
+# ----------------------------------------------------------------------------- live controls
+
+def check_live_value(cfg: PPOConfig, key: str, value):
+    """A live knob's new value, cleaned (numbers as float), or ConfigError saying why it is refused.
+    The check is PPOConfig.validate() on a copy of the config, so live limits = config limits."""
+    if key not in LIVE_KNOBS:
+        raise ConfigError(f"unknown live control {key!r}; live controls are {list(LIVE_KNOBS)}")
+    if key == "adaptive_kl":
+        if not isinstance(value, bool):
+            raise ConfigError(f"adaptive_kl must be true or false, got {value!r}")
+    else:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
+        value = float(value)
+    dataclasses.replace(cfg, **{key: value}).validate()
+    return value
+
+
+def apply_controls(cfg: PPOConfig, control: dict, seen: dict, iteration: int, run) -> tuple[PPOConfig, list]:
+    """Apply the live knobs of control.json that changed since `seen` (all of them on the first read).
+
+    A bad value is refused: recorded in control_log.jsonl, and the run keeps its current value.
+    Returns (new cfg, refusal messages)."""
+    messages = []
+    for key in LIVE_KNOBS:
+        if key not in control or (key in seen and seen[key] == control[key]):
+            continue
+        value = seen[key] = control[key]
+        try:
+            value = check_live_value(cfg, key, value)
+        except ConfigError as e:
+            message = f"refused {key}={value!r}: {e}"
+            messages.append(message)
+            if run is not None:
+                append_jsonl(run.path / "control_log.jsonl", {"iteration": iteration, "time": time.time(),
+                                                              "key": key, "value": value, "accepted": False,
+                                                              "control/rejected": message})
+            continue
+        if getattr(cfg, key) != value and run is not None:
+            append_jsonl(run.path / "control_log.jsonl", {"iteration": iteration, "time": time.time(), "key": key,
+                                                          "value": value, "accepted": True,
+                                                          "previous": getattr(cfg, key)})
+        cfg = dataclasses.replace(cfg, **{key: value})
+    return cfg, messages
+
+
+# ----------------------------------------------------------------------------- samples and inspection
+
+@torch.no_grad()
+def evaluation_samples(models: Models, cfg: PPOConfig, prompts, ids, mask, iteration: int, kind: str, device):
+    """The policy's (or, at the start, the base model's) responses to the fixed evaluation prompts, with proxy
+    score, gold utility and per-token KL; sampled with a fixed seed so iterations are comparable."""
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + 12345)
+    ro = rollout(models, ids, mask, cfg.response_length, cfg.temperature, gen, stop_at_eos=True)
+    _, kl = shaped_rewards(ro.raw_scores, ro.logprobs, ro.ref_logprobs, ro.mask, 0.0, cfg.kl_estimator)
+    tok = models.tokenizer
+    texts = decode_responses(tok, ro.responses, ro.mask.long())
+    gold = gold_of(prompts, texts, cfg.profile)
+    rows = []
+    for i, prompt in enumerate(prompts):
+        n = int(ro.mask[i].sum())
+        rows.append({"iteration": iteration, "kind": kind, "prompt": prompt, "response": texts[i],
+                     "score": float(ro.raw_scores[i]), "gold": gold[i],
+                     "tokens": tok.convert_ids_to_tokens(ro.responses[i, :n].tolist()),
+                     "kl": [round(float(x), 5) for x in kl[i, :n]]})
+    return rows
+
+
+def gold_of(prompts, responses, profile) -> list[float]:
+    from core.annotators import gold_utility  # imported late: VADER loads only when a run needs it
+
+    return gold_utility([join_text(p, r) for p, r in zip(prompts, responses)], profile)
+
+
+def inspect_payload(models, ro: Rollout, prompts, texts, rewards, kl, advantages, returns, upd, iteration,
+                    kl_coef, clip_eps) -> dict:
+    """The 'one PPO step, slowly' panel: a couple of rollout rows, every per-token quantity in order."""
+    rows = []
+    ins = upd.get("inspect") or {"rows": [], "ratio": [], "clipped": []}
+    for j, i in enumerate(ins["rows"]):
+        n = int(ro.mask[i].sum())
+        rows.append({
+            "prompt": prompts[i], "response": texts[i],
+            "tokens": models.tokenizer.convert_ids_to_tokens(ro.responses[i, :n].tolist()),
+            "logprobs": ro.logprobs[i, :n].tolist(), "ref_logprobs": ro.ref_logprobs[i, :n].tolist(),
+            "kl": kl[i, :n].tolist(), "rewards": rewards[i, :n].tolist(), "values": ro.values[i, :n].tolist(),
+            "advantages": advantages[i, :n].tolist(), "returns": returns[i, :n].tolist(),
+            "ratio": ins["ratio"][j][:n], "clipped": ins["clipped"][j][:n], "score": float(ro.scores[i]),
+        })
+    return {"iteration": iteration, "kl_coef": kl_coef, "clip_eps": clip_eps, "rows": rows}
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def save_ppo_checkpoint(run: Run, models: Models, optimizer, cfg: PPOConfig, iteration: int, kl_coef: float,
+                        metrics: dict | None):
+    extra = {"stage": "ppo", "iteration": iteration, "kl_coef": kl_coef, "policy": cfg.policy, "reward": cfg.reward,
+             "live": {k: getattr(cfg, k) for k in LIVE_KNOBS},  # the knobs in force, restored on resume
+             "objective/scores": (metrics or {}).get("objective/scores"),
+             "objective/kl": (metrics or {}).get("objective/kl")}
+
+    def save(d):
+        save_checkpoint(models.policy, models.tokenizer, d, extra=extra)
+        if models.value is not None:
+            models.value.save_pretrained(d / "value", safe_serialization=True)
+            models.tokenizer.save_pretrained(d / "value")
+        else:
+            torch.save(models.value_head.state_dict(), d / "value_head.pt")
+        torch.save(optimizer.state_dict(), d / "optimizer.pt")
+
+    run.save_checkpoint(save)
+
+
+def resume_point(run: Run | None):
+    """(checkpoint folder, iteration, kl_coef, live knobs) of a PPO run that already has a checkpoint, else None."""
+    if run is None or not (run.checkpoint_dir / "config.json").exists():
+        return None
+    try:
+        info = read_lab_json(run.checkpoint_dir)
+    except CheckpointError:
+        return None
+    if info.get("stage") != "ppo":
+        return None
+    return (resolve_checkpoint(run.checkpoint_dir), int(info.get("iteration", 0)), info.get("kl_coef"),
+            info.get("live") or {})
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def train_ppo(cfg: PPOConfig, run: Run | None = None):
+    """Yield one metrics dict per PPO iteration ({"step": iteration, "objective/scores", ...}).
+
+    With a run: samples.jsonl, inspect.json, control_log.jsonl, checkpoints; live controls from control.json.
+    A run that already holds a PPO checkpoint resumes from it and continues the iteration count.
+    """
+    cfg.validate()
+    seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    resume = resume_point(run)
+    start_iteration = resume[1] if resume else 0
+    if resume:  # the live values in force when the run stopped, not the ones it started with
+        live = {k: v for k, v in resume[3].items() if k in LIVE_KNOBS}
+        cfg = dataclasses.replace(cfg, **live).validate()
+    models = load_models(cfg, device, resume_from=resume[0] if resume else None)
+    cfg.validate(n_positions=models.policy.config.n_positions)
+    tok = models.tokenizer
+
+    optimizer = make_optimizer(models.trainable(), cfg.lr, cfg.weight_decay)
+    if resume and (resume[0] / "optimizer.pt").exists():
+        try:
+            optimizer.load_state_dict(torch.load(resume[0] / "optimizer.pt", weights_only=True))
+        except (ValueError, RuntimeError, KeyError):
+            pass  # a different optimizer layout: start Adam's moments afresh, the weights are what matters
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + start_iteration)
+    cpu_gen = torch.Generator().manual_seed(cfg.seed + 1 + start_iteration)
+    rng = random.Random(cfg.seed + start_iteration)
+
+    prompts, prompt_ids, prompt_mask = encode_prompts(tok, ppo_prompts(2048, cfg.seed), cfg.prompt_length, device)
+    eval_texts, eval_ids, eval_mask = encode_prompts(tok, ppo_prompts(cfg.eval_prompts, cfg.seed + 777),
+                                                     cfg.prompt_length, device)
+
+    control_seen: dict = {}
+    step_seen = 0
+    if run is not None:
+        control = run.read_control()
+        step_seen = int(control.get("step", 0) or 0)
+        if resume and control.get("stop"):
+            run.write_control(stop=False)  # the stop that ended the last session must not end this one
+    kl_coef = resume[2] if resume and resume[2] is not None else cfg.kl_coef
+    controller = (AdaptiveKLController(kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
+                  else FixedKLController(kl_coef))
+
+    if run is not None and not resume:
+        for row in evaluation_samples(models, cfg, eval_texts, eval_ids, eval_mask, 0, "base", device):
+            run.log_sample(row)
+
+    last_metrics = None
+    iteration = start_iteration
+    while iteration < cfg.iterations:
+        # ---- live controls: applied before the iteration, visible in its params/* metrics
+        messages = []
+        if run is not None:
+            control = run.read_control()
+            old = cfg
+            cfg, messages = apply_controls(cfg, control, control_seen, iteration + 1, run)
+            if cfg.kl_coef != old.kl_coef or cfg.adaptive_kl != old.adaptive_kl or cfg.target_kl != old.target_kl:
+                kl_coef = cfg.kl_coef if cfg.kl_coef != old.kl_coef else controller.value
+                controller = (AdaptiveKLController(kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
+                              else FixedKLController(kl_coef))
+            if cfg.lr != old.lr:
+                for group in optimizer.param_groups:
+                    group["lr"] = cfg.lr
+            if messages:
+                yield {"_status": "running", "step": iteration, "message": "; ".join(messages)}
+            if control.get("stop"):
+                save_ppo_checkpoint(run, models, optimizer, cfg, iteration, controller.value, last_metrics)
+                yield {"_status": "stopped", "step": iteration, "message": f"stopped after iteration {iteration}"}
+                return
+            if control.get("paused"):
+                stepped = int(control.get("step", 0) or 0)
+                if stepped > step_seen:
+                    step_seen += 1          # exactly one iteration per increment of "step"
+                else:
+                    if run.status().get("state") != "paused":
+                        yield {"_status": "paused", "step": iteration, "message": "paused"}
+                    time.sleep(0.2)
+                    continue
+            else:
+                step_seen = int(control.get("step", 0) or 0)  # increments made while running do not count
+                if run.status().get("state") == "paused":
+                    yield {"_status": "running", "step": iteration, "message": "resumed"}
+
+        iteration += 1
+        t0 = time.perf_counter()
+        batch = [rng.randrange(len(prompts)) for _ in range(cfg.batch_size)]
+        idx = torch.tensor(batch, device=device)
+        batch_ids, batch_mask = trim_left_padding(prompt_ids[idx], prompt_mask[idx])
+        ro = rollout(models, batch_ids, batch_mask, cfg.response_length, cfg.temperature, gen,
+                     cfg.stop_at_eos, cfg.missing_eos_penalty, cfg.bf16)
+        kl_coef_used = controller.value
+        rewards, kl, advantages, returns = advantages_and_returns(ro, kl_coef_used, cfg.kl_estimator, cfg.gamma,
+                                                                  cfg.lam, cfg.whiten_rewards)
+        t1 = time.perf_counter()
+        try:
+            upd = ppo_update(models, optimizer, ro, advantages, returns, clip_eps=cfg.clip_eps,
+                             clip_value=cfg.clip_value, vf_coef=cfg.vf_coef, temperature=cfg.temperature,
+                             ppo_epochs=cfg.ppo_epochs, minibatches=cfg.minibatches, grad_clip=cfg.grad_clip,
+                             generator=cpu_gen, bf16=cfg.bf16, inspect_rows=INSPECT_ROWS if run is not None else 0)
+        except NonFiniteLoss as e:
+            kept = resume_point(run)
+            raise NonFiniteLoss(f"iteration {iteration}: {e}; the last good checkpoint (iteration "
+                                f"{kept[1] if kept else 'none'}) is kept") from None
+        t2 = time.perf_counter()
+        kl_per_seq = kl.sum(1)                                                    # (B,)
+        mean_kl = kl_per_seq.mean().item()
+        controller.update(mean_kl, cfg.batch_size)
+
+        texts = decode_responses(tok, ro.responses, ro.mask.long())
+        batch_prompts = [prompts[i] for i in batch]
+        gold = gold_of(batch_prompts, texts, cfg.profile)
+        non_score = (-kl_coef_used * kl_per_seq).mean().item()
+        n_tokens = int(ro.mask.sum())
+        metrics = {
+            "step": iteration,
+            "objective/scores": ro.scores.mean().item(),
+            "objective/gold": sum(gold) / len(gold),
+            "objective/kl": mean_kl,
+            "objective/non_score_reward": non_score,
+            "objective/rlhf_reward": ro.scores.mean().item() + non_score,
+            "objective/entropy": (-(ro.logprobs * ro.mask).sum(1)).mean().item(),
+            "objective/response_length": ro.mask.sum(1).mean().item(),
+            "policy/approxkl_avg": upd["approx_kl"],
+            "policy/clipfrac_avg": upd["clipfrac"],
+            "loss/policy_avg": upd["pg_loss"],
+            "loss/value_avg": upd["vf_loss"],
+            "val/clipfrac_avg": upd["vf_clipfrac"],
+            "val/ratio": upd["ratio"],
+            "params/kl_coef": kl_coef_used,
+            "params/adaptive_kl": cfg.adaptive_kl,
+            "params/target_kl": cfg.target_kl,
+            "params/clip_eps": cfg.clip_eps,
+            "params/lr": cfg.lr,
+            "params/temperature": cfg.temperature,
+            "time/iteration_s": t2 - t0,
+            "time/generation_s": ro.times["generation"],
+            "time/forwards_s": ro.times["forwards"],
+            "time/update_s": t2 - t1,
+            "time/tokens_per_s": n_tokens / (t2 - t0),
+            "hist/ratio_edges": upd["ratio_edges"],
+            "hist/ratio_counts": upd["ratio_counts"],
+        }
+        if messages:
+            metrics["control/rejected"] = "; ".join(messages)
+        last = iteration == cfg.iterations
+        if run is not None:
+            run.write_json("inspect.json", inspect_payload(models, ro, batch_prompts, texts, rewards, kl, advantages,
+                                                           returns, upd, iteration, kl_coef_used, cfg.clip_eps))
+            if iteration % cfg.sample_every == 0 or last:
+                for row in evaluation_samples(models, cfg, eval_texts, eval_ids, eval_mask, iteration, "policy",
+                                              device):
+                    run.log_sample(row)
+            if iteration % cfg.checkpoint_every == 0 or last:
+                save_ppo_checkpoint(run, models, optimizer, cfg, iteration, controller.value, metrics)
+        if last:
+            metrics["final"] = True
+        last_metrics = metrics
+        yield metrics
+    train_ppo.last_models = models  # for notebooks: the trained policy without reloading

@@ -1,0 +1,180 @@
+"""`rlhf-lab ppo` (stage 3 from the command line) and `rlhf-lab set RUN_DIR key=value ...` (live controls).
+
+    rlhf-lab ppo --iterations 30 --kl-coef 0.05 --out runs/ppo1       # shipped base model + shipped RM
+    rlhf-lab set runs/ppo1 kl_coef=0.2 clip_eps=0.1                    # applied at the next iteration
+    rlhf-lab set runs/ppo1 paused=true ; rlhf-lab set runs/ppo1 step=+1 ; rlhf-lab set runs/ppo1 stop=true
+    rlhf-lab ppo --resume runs/ppo1 --iterations 60                    # continue a stopped run
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from core.config import PPOConfig, PRESET_PPO, ConfigError, from_dict, ppo_preset, to_dict
+from core.runs import FINAL_STATES, Run, atomic_write_json
+
+FLOW_CONTROLS = ("paused", "stop", "step")
+TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def register(sub) -> None:
+    from lab.cli import out_args
+
+    p = sub.add_parser("ppo", help="fine-tune the policy with PPO against a reward model, with a KL penalty")
+    p.add_argument("--preset", default="small", choices=tuple(PRESET_PPO))
+    p.add_argument("--policy", default=None, help="base model: shipped name, checkpoint or run folder (default small)")
+    p.add_argument("--reward", default=None, help="reward model: shipped name, checkpoint or run folder "
+                                                  "(default: the shipped RM)")
+    p.add_argument("--kl-coef", type=float, default=None, help="lambda in reward = score - lambda * KL")
+    p.add_argument("--adaptive-kl", action="store_true", default=None, help="adapt lambda toward --target-kl")
+    p.add_argument("--target-kl", type=float, default=None, help="target KL per response (with --adaptive-kl)")
+    p.add_argument("--clip-eps", type=float, default=None, help="PPO clip range epsilon, in (0, 1)")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--iterations", type=int, default=None)
+    p.add_argument("--batch", type=int, default=None, help="prompts per rollout")
+    p.add_argument("--response-length", type=int, default=None, help="most tokens per response")
+    p.add_argument("--value-model", choices=("separate", "shared"), default=None,
+                   help="separate critic from the RM (default) or a value head on the policy")
+    p.add_argument("--profile", default=None, help="gold profile for objective/gold (positive, negative, concise)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue a stopped PPO run from its checkpoint (with --iterations: a new total)")
+    out_args(p)
+    p.set_defaults(func=cmd_ppo)
+
+    p = sub.add_parser("set", help="change live controls of a running or paused PPO run: key=value ...")
+    p.add_argument("run_dir")
+    p.add_argument("pairs", nargs="+", metavar="key=value",
+                   help="kl_coef, adaptive_kl, target_kl, clip_eps, lr, temperature, paused, stop, step "
+                        "(step=+1 runs one iteration while paused)")
+    p.set_defaults(func=cmd_set)
+
+
+def config_from_args(args) -> PPOConfig:
+    return ppo_preset(args.preset, policy=args.policy, reward=args.reward, kl_coef=args.kl_coef,
+                      adaptive_kl=args.adaptive_kl, target_kl=args.target_kl, clip_eps=args.clip_eps, lr=args.lr,
+                      temperature=args.temperature, iterations=args.iterations, batch_size=args.batch,
+                      response_length=args.response_length, value_model=args.value_model, profile=args.profile,
+                      seed=args.seed, device=args.device, threads=args.threads)
+
+
+def initial_control(cfg: PPOConfig) -> dict:
+    from core.ppo_train import LIVE_KNOBS
+
+    control = {k: getattr(cfg, k) for k in LIVE_KNOBS}
+    control.update(paused=False, stop=False, step=0)
+    return control
+
+
+def cmd_ppo(args) -> int:
+    from core.ppo_train import train_ppo
+    from lab.cli import CLIError, run_stage
+
+    if args.resume:
+        if args.out or args.runs:
+            raise CLIError("--resume continues RUN_DIR in place; do not give --out/--runs with it")
+        run = Run.open(args.resume)
+        if run.stage != "ppo":
+            raise CLIError(f"{run.path} is a {run.stage!r} run, not a PPO run")
+        if run.status().get("state") in ("running", "paused"):
+            raise CLIError(f"{run.path} is {run.status()['state']} in another process; stop it first")
+        cfg = from_dict(PPOConfig, run.config)
+        if args.iterations is not None:
+            cfg = dataclasses.replace(cfg, iterations=args.iterations)
+            info = run.info()
+            info["config"] = to_dict(cfg.validate())
+            atomic_write_json(run.path / "config.json", info)
+        run.write_control(stop=False)
+        done = int(run.status().get("iteration", 0) or 0)
+    else:
+        cfg = config_from_args(args).validate()
+        run = Run.create("ppo", to_dict(cfg), out=args.out, root=args.runs,
+                         parents={"policy": cfg.policy, "reward": cfg.reward}, control=initial_control(cfg))
+        done = 0
+    print(f"run folder: {run.path}")
+    bar_total = max(0, cfg.iterations - done)
+    last = run_stage(run, train_ppo(cfg, run), bar_total, "ppo",
+                     lambda m: {"score": f"{m['objective/scores']:+.3f}", "kl": f"{m['objective/kl']:.2f}",
+                                "gold": f"{m['objective/gold']:+.3f}"})
+    state = run.status().get("state")
+    if last is None:
+        print(f"{state}: no iteration ran")
+        return 0
+    print(f"{state} at iteration {last['step']}: proxy score {last['objective/scores']:+.3f}, "
+          f"gold {last['objective/gold']:+.3f}, KL {last['objective/kl']:.3f}, checkpoint {run.checkpoint_dir}")
+    return 0
+
+
+def parse_pair(pair: str) -> tuple[str, str]:
+    from lab.cli import CLIError
+
+    if "=" not in pair:
+        raise CLIError(f"expected key=value, got {pair!r}")
+    key, value = pair.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def parse_bool(key: str, text: str) -> bool:
+    from lab.cli import CLIError
+
+    if text.lower() in TRUE:
+        return True
+    if text.lower() in FALSE:
+        return False
+    raise CLIError(f"{key} must be true or false, got {text!r}")
+
+
+def parse_controls(run: Run, pairs: list[str]) -> dict:
+    """key=value strings -> a control.json update, each value checked like the trainer checks it."""
+    from core.ppo_train import LIVE_KNOBS, check_live_value
+    from lab.cli import CLIError
+
+    cfg = from_dict(PPOConfig, run.config)
+    control = run.read_control()
+    update = {}
+    for pair in pairs:
+        key, text = parse_pair(pair)
+        if key in ("paused", "stop", "adaptive_kl"):
+            value = parse_bool(key, text)
+        elif key == "step":
+            current = int(control.get("step", 0) or 0)
+            try:
+                value = current + int(text[1:]) if text.startswith("+") else int(text)
+            except ValueError:
+                raise CLIError(f"step must be an integer or +N, got {text!r}") from None
+            if value < current:
+                raise CLIError(f"step counts up: it is {current}, got {value}")
+        elif key in LIVE_KNOBS:
+            try:
+                value = float(text)
+            except ValueError:
+                raise CLIError(f"{key} must be a number, got {text!r}") from None
+        else:
+            raise CLIError(f"unknown control {key!r}; controls are {list(LIVE_KNOBS) + list(FLOW_CONTROLS)}")
+        if key in LIVE_KNOBS:
+            try:
+                value = check_live_value(cfg, key, value)
+            except ConfigError as e:
+                raise CLIError(str(e)) from None
+            cfg = dataclasses.replace(cfg, **{key: value})
+        update[key] = value
+    return update
+
+
+def cmd_set(args) -> int:
+    from lab.cli import CLIError
+
+    run = Run.open(args.run_dir)
+    if run.stage != "ppo":
+        raise CLIError(f"{run.path} is a {run.stage!r} run; live controls exist for PPO runs only")
+    state = run.status().get("state")
+    if state in FINAL_STATES and state != "stopped":
+        raise CLIError(f"{run.path} is {state}; there is no training to steer (resume a stopped run instead)")
+    update = parse_controls(run, args.pairs)
+    control = run.write_control(**update)
+    shown = ", ".join(f"{k}={control[k]}" for k in update)
+    print(f"{run.path}: {shown} (state {state}; applied before the next iteration)")
+    return 0

@@ -1,0 +1,270 @@
+"""The PPO loop (core/ppo_train.py): the lean forward equals HF's, a seeded tiny run raises the proxy score,
+live control through control.json (change, refuse, pause, step, resume, stop), resume after stop, NaN -> failed,
+and the CLI's `ppo` and `set` commands. Everything on the tiny preset, in seconds, with no timing assumptions."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+
+import pytest
+import torch
+
+from core import gpt2_lean as lean
+from core.config import ConfigError, from_dict, ppo_preset, preset_model, to_dict
+from core.model import build_lm, left_pad, load_lm, save_checkpoint, scorer_from_lm
+from core.ppo_train import Models, freeze, rollout, train_ppo
+from core.runs import Run, drive, read_jsonl, read_metrics
+
+
+@pytest.fixture(scope="module")
+def tiny_rm(tiny_base, tmp_path_factory):
+    """A proxy reward model on the tiny base: the base backbone and a fixed random score head, scaled so that
+    base samples score with std ~1 (like the lab's normalised RMs). PPO can raise it; what it likes is arbitrary."""
+    torch.manual_seed(0)
+    lm, tok = load_lm(tiny_base)
+    rm = scorer_from_lm(lm).eval()
+    ids, mask = left_pad(tok, ["the acting was", "the battery", "i bought this", "the plot"] * 8)
+    models = Models(lm.eval(), freeze(lm), freeze(rm), None, torch.nn.Linear(lm.config.n_embd, 1), tok)
+    ro = rollout(models, ids, mask, 12, 1.0, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        rm.score.weight /= ro.raw_scores.std().clamp(min=1e-3)
+    path = tmp_path_factory.mktemp("tiny_rm") / "rm"
+    save_checkpoint(rm, tok, path)
+    return path
+
+
+def tiny_cfg(tiny_base, tiny_rm, **kw):
+    return ppo_preset("tiny", policy=str(tiny_base), reward=str(tiny_rm), device="cpu", **kw)
+
+
+def statused(run, steps):
+    """Mirror drive(): apply {"_status": ...} items to status.json (the trainer reads its own state)."""
+    for item in steps:
+        if "_status" in item:
+            run.set_status(item["_status"], iteration=item.get("step"), message=item.get("message", ""))
+        yield item
+
+
+def next_within(gen, seconds=120):
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        return ex.submit(next, gen).result(timeout=seconds)
+
+
+# ----------------------------------------------------------------------------- the lean forward
+
+def test_lean_forward_and_generation_match_hf(tiny_base):
+    lm, tok = load_lm(tiny_base)
+    lm.eval()
+    ids, mask = left_pad(tok, ["the acting was great", "i", "the plot of this movie was"])
+    ours = lean.hidden_states(lm.transformer, ids, mask)
+    hf = lm.transformer(input_ids=ids, attention_mask=mask, position_ids=lean.position_ids_of(mask)).last_hidden_state
+    torch.testing.assert_close(ours * mask[..., None], hf * mask[..., None], atol=1e-5, rtol=1e-4)
+    assert torch.isfinite(ours).all()  # padding queries attend to themselves, never to nothing
+    resp, rmask, logprobs = lean.generate(lm, ids, mask, 10, tok.eos_token_id, tok.pad_token_id, 0.8,
+                                          torch.Generator().manual_seed(0))
+    full, fmask = torch.cat([ids, resp], 1), torch.cat([mask, rmask], 1)
+    logits = lm(input_ids=full, attention_mask=fmask, position_ids=lean.position_ids_of(fmask)).logits
+    expected = torch.log_softmax(logits[:, ids.shape[1] - 1:-1] / 0.8, -1).gather(2, resp[..., None])[..., 0]
+    torch.testing.assert_close(logprobs, expected * rmask, atol=1e-4, rtol=1e-4)
+    assert (resp[rmask == 0] == tok.pad_token_id).all()
+
+
+# ----------------------------------------------------------------------------- learning
+
+def test_seeded_tiny_ppo_raises_the_proxy_score(tiny_base, tiny_rm, tmp_path):
+    cfg = tiny_cfg(tiny_base, tiny_rm, iterations=12, kl_coef=0.0)
+    run = Run.create("ppo", to_dict(cfg), out=tmp_path / "run")
+    drive(run, train_ppo(cfg, run))
+    df = read_metrics(run.path)
+    assert len(df) == 12 and run.status()["state"] == "done"
+    first, last = df["objective/scores"][:3].mean(), df["objective/scores"][-3:].mean()
+    assert last > first + 0.5, (first, last)                  # std-1 scores: half a std in 12 tiny iterations
+    assert df["objective/kl"].iloc[-1] > df["objective/kl"].iloc[0]   # it got there by moving away from the base
+    for name in ("objective/gold", "objective/entropy", "policy/clipfrac_avg", "val/ratio", "params/clip_eps",
+                 "time/tokens_per_s", "loss/value_avg", "objective/rlhf_reward", "objective/non_score_reward"):
+        assert df[name].notna().all(), name
+    row = df.iloc[-1]
+    assert len(row["hist/ratio_edges"]) == len(row["hist/ratio_counts"]) + 1 and sum(row["hist/ratio_counts"]) > 0
+    samples = read_jsonl(run.path / "samples.jsonl")
+    assert {s["kind"] for s in samples} == {"base", "policy"}
+    s = samples[-1]
+    assert set(s) >= {"iteration", "kind", "prompt", "response", "score", "gold", "tokens", "kl"}
+    assert len(s["tokens"]) == len(s["kl"])
+    inspect = json.loads((run.path / "inspect.json").read_text())
+    r = inspect["rows"][0]
+    n = len(r["tokens"])
+    for key in ("logprobs", "ref_logprobs", "kl", "rewards", "values", "advantages", "returns", "ratio", "clipped"):
+        assert len(r[key]) == n, key
+    assert inspect["iteration"] == 12 and "kl_coef" in inspect and "clip_eps" in inspect
+    assert (run.checkpoint_dir / "model.safetensors").exists()
+    assert (run.checkpoint_dir / "value" / "model.safetensors").exists()
+
+
+def test_kl_penalty_keeps_kl_lower(tiny_base, tiny_rm, tmp_path):
+    kls = {}
+    for lam in (0.0, 1.0):
+        cfg = tiny_cfg(tiny_base, tiny_rm, iterations=10, kl_coef=lam)
+        kls[lam] = sum(m["objective/kl"] for m in list(train_ppo(cfg))[-3:]) / 3
+    assert kls[1.0] < kls[0.0], kls
+
+
+def test_shared_value_head_runs(tiny_base, tiny_rm):
+    rows = list(train_ppo(tiny_cfg(tiny_base, tiny_rm, iterations=2, value_model="shared")))
+    assert len(rows) == 2 and all(r["loss/value_avg"] >= 0 for r in rows)
+
+
+# ----------------------------------------------------------------------------- live control
+
+def test_live_control_change_refuse_pause_step_resume_stop_and_resume_after_stop(tiny_base, tiny_rm, tmp_path):
+    cfg = tiny_cfg(tiny_base, tiny_rm, iterations=20, checkpoint_every=100)
+    run = Run.create("ppo", to_dict(cfg), out=tmp_path / "run", control={"paused": False, "stop": False, "step": 0})
+    run.set_status("running", iteration=0)
+    steps = statused(run, train_ppo(cfg, run))
+    m = next_within(steps)
+    assert m["step"] == 1 and m["params/clip_eps"] == pytest.approx(0.2)
+
+    run.write_control(kl_coef=0.3, clip_eps=0.1, lr=1e-4, temperature=0.9)      # change
+    m = next_within(steps)
+    assert (m["step"], m["params/kl_coef"], m["params/clip_eps"]) == (2, 0.3, 0.1)
+    assert (m["params/lr"], m["params/temperature"]) == (1e-4, 0.9)
+
+    run.write_control(clip_eps=1.5, kl_coef="lots")                              # refused, run goes on
+    item = next_within(steps)
+    assert item["_status"] == "running" and "clip_eps" in item["message"] and "kl_coef" in item["message"]
+    m = next_within(steps)
+    assert m["step"] == 3 and m["params/clip_eps"] == 0.1 and m["params/kl_coef"] == 0.3
+    assert "clip_eps" in m["control/rejected"]
+    log = read_jsonl(run.path / "control_log.jsonl")
+    assert [r["key"] for r in log if not r["accepted"]] == ["kl_coef", "clip_eps"]
+    assert "clip_eps" in run.status()["message"]
+
+    run.write_control(adaptive_kl=True, target_kl=0.5)                           # adaptive from the current lambda
+    m = next_within(steps)
+    assert m["params/adaptive_kl"] is True and m["params/kl_coef"] == pytest.approx(0.3)
+
+    run.write_control(paused=True)                                                # pause
+    assert next_within(steps) == {"_status": "paused", "step": 4, "message": "paused"}
+    assert run.status()["state"] == "paused"
+    metrics_before = len(read_metrics(run.path)) if (run.path / "metrics.jsonl").exists() else 0
+    run.write_control(step=1)                                                     # exactly one iteration
+    m = next_within(steps)
+    assert m["step"] == 5
+    run.write_control(step=2)
+    assert next_within(steps)["step"] == 6
+    assert metrics_before == 0  # the test drives the generator itself: nothing was logged behind its back
+
+    run.write_control(paused=False)                                               # resume
+    assert next_within(steps)["_status"] == "running"
+    assert next_within(steps)["step"] == 7
+
+    run.write_control(stop=True)                                                  # stop: checkpoint kept
+    item = next_within(steps)
+    assert item["_status"] == "stopped" and item["step"] == 7
+    with pytest.raises(StopIteration):
+        next_within(steps)
+    info = json.loads((run.checkpoint_dir / "lab.json").read_text())
+    assert info["iteration"] == 7 and info["stage"] == "ppo"
+
+    # resume after stop: the iteration count continues, the stop is cleared, live values survive
+    cfg2 = from_dict(type(cfg), run.config)
+    cfg2.iterations = 9
+    rows = [r for r in train_ppo(cfg2, run) if "_status" not in r]
+    assert [r["step"] for r in rows] == [8, 9]
+    assert rows[0]["params/clip_eps"] == 0.1
+    assert run.read_control()["stop"] is False
+
+
+def test_live_control_with_drive_in_a_thread(tiny_base, tiny_rm, tmp_path):
+    """The way the app and the CLI do it: the trainer runs under drive(); another thread writes control.json."""
+    import threading
+
+    cfg = tiny_cfg(tiny_base, tiny_rm, iterations=200, checkpoint_every=1000)
+    run = Run.create("ppo", to_dict(cfg), out=tmp_path / "run")
+    seen = []
+    t = threading.Thread(target=drive, args=(run, train_ppo(cfg, run), seen.append), daemon=True)
+    t.start()
+    import time
+
+    deadline = time.monotonic() + 120
+    while len(seen) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run.write_control(stop=True)
+    t.join(timeout=120)
+    assert not t.is_alive()
+    assert run.status()["state"] == "stopped"
+    assert (run.checkpoint_dir / "model.safetensors").exists()
+    assert 2 <= len(read_metrics(run.path)) < 200
+
+
+# ----------------------------------------------------------------------------- failures and bad input
+
+def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tiny_base, tiny_rm, tmp_path, monkeypatch):
+    import core.ppo_train as ppo_train
+
+    real = ppo_train.policy_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss, stats = real(*args, **kwargs)
+        return (loss * float("nan") if calls["n"] > 4 else loss), stats   # iteration 1 has 2x2 minibatches
+
+    monkeypatch.setattr(ppo_train, "policy_loss", poisoned)
+    cfg = tiny_cfg(tiny_base, tiny_rm, iterations=5, checkpoint_every=1)
+    run = Run.create("ppo", to_dict(cfg), out=tmp_path / "run")
+    with pytest.raises(FloatingPointError):
+        drive(run, train_ppo(cfg, run))
+    status = run.status()
+    assert status["state"] == "failed" and "iteration 2" in status["error"]
+    assert json.loads((run.checkpoint_dir / "lab.json").read_text())["iteration"] == 1
+
+
+@pytest.mark.parametrize("bad", [dict(clip_eps=0.0), dict(clip_eps=1.0), dict(kl_coef=-0.1), dict(target_kl=0.0),
+                                 dict(temperature=0.0), dict(minibatches=3), dict(response_length=0)])
+def test_impossible_knobs_are_config_errors(bad):
+    with pytest.raises(ConfigError):
+        ppo_preset("tiny", **bad).validate()
+
+
+def test_response_longer_than_context_is_refused(tiny_base, tiny_rm):
+    n_ctx = preset_model("tiny").n_positions
+    cfg = tiny_cfg(tiny_base, tiny_rm, response_length=n_ctx)
+    with pytest.raises(ConfigError, match="context"):
+        next(train_ppo(cfg))
+
+
+def test_policy_and_reward_with_different_tokenizers_are_refused(tiny_base, tmp_path):
+    from core.tokenizer import train_tokenizer
+
+    other_tok = train_tokenizer(["completely different words here", "another corpus entirely"] * 50, 128)
+    other = scorer_from_lm(build_lm(preset_model("tiny"), other_tok))
+    save_checkpoint(other, other_tok, tmp_path / "other_rm")
+    with pytest.raises(ConfigError, match="tokenizers"):
+        next(train_ppo(ppo_preset("tiny", policy=str(tiny_base), reward=str(tmp_path / "other_rm"), device="cpu")))
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def test_cli_ppo_set_and_resume(tiny_base, tiny_rm, tmp_path, capsys):
+    from lab.cli import main
+
+    out = tmp_path / "run"
+    assert main(["ppo", "--preset", "tiny", "--policy", str(tiny_base), "--reward", str(tiny_rm), "--iterations",
+                 "2", "--device", "cpu", "--out", str(out)]) == 0
+    assert len(read_metrics(out)) == 2
+    # a finished run cannot be steered; a stopped one can (picked up when resumed)
+    assert main(["set", str(out), "kl_coef=0.2"]) == 2
+    Run.open(out).set_status("stopped", iteration=2)
+    assert main(["set", str(out), "kl_coef=0.2", "clip_eps=0.15", "adaptive_kl=false", "step=+1"]) == 0
+    control = Run.open(out).read_control()
+    assert (control["kl_coef"], control["clip_eps"], control["adaptive_kl"], control["step"]) == (0.2, 0.15, False, 1)
+    for bad in (["clip_eps=1.5"], ["kl_coef=abc"], ["nonsense=1"], ["temperature=-1"], ["paused=maybe"], ["kl_coef"]):
+        assert main(["set", str(out)] + bad) == 2, bad
+    err = capsys.readouterr().err
+    assert "clip_eps" in err and "nonsense" in err
+    assert Run.open(out).read_control()["clip_eps"] == 0.15       # refused values never reach control.json
+    assert main(["ppo", "--resume", str(out), "--iterations", "3"]) == 0
+    df = read_metrics(out)
+    assert list(df["step"]) == [1, 2, 3] and df["params/clip_eps"].iloc[-1] == 0.15
+    assert main(["ppo", "--preset", "tiny", "--clip-eps", "1.2", "--out", str(tmp_path / "bad")]) == 2
