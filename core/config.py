@@ -435,12 +435,13 @@ class RewardConfig:
     """The RM starts from this base model's backbone, and is normalised on this model's samples."""
     profile: str | None = None
     """Gold profile for rm/gold_agreement (None = the preference run's profile, else positive)."""
-    epochs: int = 2
+    epochs: int = 3
     """Passes over the training pairs."""
     batch_size: int = 32
     """Pairs per optimizer step."""
-    lr: float = 1e-4
-    """Peak AdamW learning rate (linear warm-up over 10% of the steps, then linear decay to 0)."""
+    lr: float = 1e-3
+    """Peak AdamW learning rate (linear warm-up over 10% of the steps, then linear decay to 0). High
+    for fine-tuning, but these backbones are small and the score head starts from scratch."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     margin: float = 0.0
@@ -449,7 +450,7 @@ class RewardConfig:
     """Clip the global gradient norm to this value (0 = off)."""
     val_fraction: float = 0.1
     """Share of prompts (with all their pairs) held out for rm/val_accuracy."""
-    eval_every: int = 20
+    eval_every: int = 50
     """Steps between validation and gold-agreement evaluations (one is always made at the end)."""
     gold_pairs: int = 200
     """Fresh base-model pairs of distinct gold utility, never trained on, for rm/gold_agreement."""
