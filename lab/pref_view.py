@@ -168,6 +168,17 @@ def scores(run_dir) -> dict | None:
         return None
 
 
+def disagreements(scores: dict | None) -> pd.DataFrame:
+    """Fresh pairs the reward model orders against the hidden gold: the two texts, who prefers which."""
+    rows = []
+    for p in (scores or {}).get("gold_disagreements") or []:
+        rows.append({"A": p.get("a"), "B": p.get("b"),
+                     "RM prefers": "A" if p.get("score_a", 0) > p.get("score_b", 0) else "B",
+                     "gold prefers": "A" if p.get("gold_a", 0) > p.get("gold_b", 0) else "B",
+                     "RM score gap": round(float(p.get("score_a", 0)) - float(p.get("score_b", 0)), 3)})
+    return pd.DataFrame(rows, columns=["A", "B", "RM prefers", "gold prefers", "RM score gap"])
+
+
 def agreement_summary(runs_root) -> pd.DataFrame:
     """One row per finished reward run: training pairs, the annotator noise tau, final gold agreement."""
     rows = []

@@ -84,14 +84,21 @@ def current_run(stage: str) -> Path | None:
     return None
 
 
-def set_current_run(stage: str, path) -> None:
+def _remember(stage: str, path) -> None:
     st.session_state[_key(stage)] = str(path)
     st.query_params["run"] = Path(path).name
 
 
+def set_current_run(stage: str, path) -> None:
+    """Show `path` from now on (call before the page's run_picker is drawn: it moves the picker too)."""
+    _remember(stage, path)
+    st.session_state[f"picker/{stage}"] = Path(path).name
+
+
 def run_label(entry: dict) -> str:
-    key = "" if entry.get("key_value") is None else f" · {entry['key_metric']} {entry['key_value']:.3g}"
-    return f"{entry['run_id']} · {entry['state']}{key}"
+    """The picker's label: the run id only. Its state lives in the badge below, which redraws live
+    (a picker label would go stale: the browser keeps a select box's labels while its value holds)."""
+    return entry["run_id"]
 
 
 def run_picker(stage: str, label: str = "Run to show") -> Path | None:
@@ -106,7 +113,7 @@ def run_picker(stage: str, label: str = "Run to show") -> Path | None:
     chosen = st.selectbox(label, ids, index=index, format_func=lambda i: labels[i], key=f"picker/{stage}")
     path = runs_root() / chosen
     if current is None or path != current:
-        set_current_run(stage, path)
+        _remember(stage, path)
     return path
 
 

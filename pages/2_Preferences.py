@@ -70,6 +70,23 @@ if run_dir is None:
 live = ui.is_active(jobs.status(run_dir))
 
 
+def show_dataset(run_dir):
+    st.subheader("The dataset")
+    table = view.dataset(run_dir)
+    left, right = st.columns(2)
+    with left:
+        ui.chart(charts.label_counts_chart(view.label_table(run_dir)), charts.CAPTIONS["labels"], key="pref_labels")
+    with right:
+        ui.chart(charts.gold_gap_chart(table), charts.CAPTIONS["gold_gap"], key="pref_gap")
+    st.dataframe(table, hide_index=True, width="stretch", height=300)
+    if not table.empty:
+        st.download_button("Download as JSONL", table.to_json(orient="records", lines=True),
+                           file_name=f"{run_dir.name}.jsonl", mime="application/json")
+
+
+human = view.is_human_run(run_dir)
+
+
 @st.fragment(run_every=ui.live_every() if live else None)
 def show_progress(run_dir):
     status = ui.status_badge(run_dir)
@@ -79,6 +96,8 @@ def show_progress(run_dir):
     m1.metric("pairs made", int(ui.last_value(df, "pref/pairs") or 0))
     agree = ui.last_value(df, "pref/label_gold_agreement")
     m2.metric("labels agreeing with the hidden gold", "–" if agree is None else f"{agree:.0%}")
+    if not human:  # a human run's dataset redraws with each label, in the labelling fragment
+        show_dataset(run_dir)
     if live and not ui.is_active(status):
         st.rerun()
 
@@ -105,7 +124,12 @@ def labelling(run_dir):
     pair = preferences.next_unlabeled(run_dir)
     if pair is None:
         st.success("Every pair has a decision. Train a reward model on them on the Reward model page.")
-        return
+    else:
+        show_pair(run_dir, pair, progress)
+    show_dataset(run_dir)
+
+
+def show_pair(run_dir, pair, progress):
     st.markdown(f"**Prompt:** {pair['prompt']}")
     a_col, b_col = st.columns(2)
     a_col.markdown("**A**")
@@ -123,21 +147,10 @@ def labelling(run_dir):
         st.caption(f"You agreed with the hidden gold annotator on {progress['gold_agreement']:.0%} of your labels.")
 
 
-if view.is_human_run(run_dir):
+if human:
     st.subheader("Label pairs")
     if jobs.status(run_dir)["state"] == "done":
         labelling(run_dir)
     else:
         st.caption("The pairs appear here when the base model has written them.")
 
-st.subheader("The dataset")
-table = view.dataset(run_dir)
-left, right = st.columns(2)
-with left:
-    ui.chart(charts.label_counts_chart(view.label_table(run_dir)), charts.CAPTIONS["labels"], key="pref_labels")
-with right:
-    ui.chart(charts.gold_gap_chart(table), charts.CAPTIONS["gold_gap"], key="pref_gap")
-st.dataframe(table, hide_index=True, width="stretch", height=300)
-if not table.empty:
-    st.download_button("Download as JSONL", table.to_json(orient="records", lines=True),
-                       file_name=f"{run_dir.name}.jsonl", mime="application/json")

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 from lab import charts, jobs, ui
@@ -97,11 +96,12 @@ else:
             ui.chart(charts.score_histogram(scores["val"]["chosen"], scores["val"]["rejected"]),
                      charts.CAPTIONS["score_hist"], key="rm_hist")
         with right:
-            wrong = scores.get("gold_disagreements") or []
+            wrong = view.disagreements(scores)
             st.markdown(f"**Where it disagrees with the gold** ({len(wrong)} fresh pairs ordered wrongly)")
-            if wrong:
-                st.dataframe(pd.DataFrame(wrong)[[c for c in ("a", "b", "score_a", "score_b", "gold_a", "gold_b")
-                                                  if c in wrong[0]]], hide_index=True, height=300, width="stretch")
+            if not wrong.empty:
+                st.dataframe(wrong, hide_index=True, height=300, width="stretch",
+                             column_config={"A": st.column_config.TextColumn(width="medium"),
+                                            "B": st.column_config.TextColumn(width="medium")})
             corr = (scores.get("base_samples") or {}).get("correlation")
             if corr is not None:
                 st.caption(f"Correlation of RM score with gold utility on base-model samples: {corr:.2f}")

@@ -141,6 +141,20 @@ def test_a_good_corpus_upload_is_previewed(runs):
     assert any("12 documents" in s.value for s in at.success)
 
 
+def test_a_second_run_started_from_the_same_session_is_the_one_shown(runs):
+    at = open_page("1_Pretrain")
+    at.number_input(key="steps/tiny").set_value(3)
+    button(at, "Start pretraining").click().run()
+    first = only_run(runs, "pretrain")
+    jobs.wait(first, timeout=120)
+    at.run()
+    button(at, "Start pretraining").click().run()
+    second = [Path(r["path"]) for r in list_runs(runs) if r["run_id"] != first.name][0]
+    assert at.query_params["run"] == second.name
+    assert at.selectbox(key="picker/pretrain").value == second.name
+    jobs.wait(second, timeout=120)
+
+
 def test_a_run_folder_deleted_while_its_page_is_open(runs):
     at = open_page("1_Pretrain")
     at.number_input(key="steps/tiny").set_value(4)

@@ -149,3 +149,28 @@ def test_a_pretraining_run_draws_live_survives_refresh_and_second_tab(server, br
                what="the run to stop")
     page.close()
     second.close()
+
+
+def test_human_labels_are_saved_per_click_and_counted_at_once(server, browser):
+    page = open_page(browser, server["url"], "preferences")
+    page.get_by_role("button", name="Start").wait_for(timeout=60000)
+    page.get_by_text("label pairs myself").click()
+    pairs = page.get_by_label("Pairs to prepare for you")
+    pairs.wait_for(timeout=30000)
+    pairs.fill("4")
+    pairs.press("Enter")
+    time.sleep(1.0)
+    page.get_by_role("button", name="Start").click()
+    page.get_by_role("button", name="A is better").wait_for(timeout=120000)  # appears when the pairs exist
+    run_dir = next(server["runs"].glob("*-preferences"))
+    page.get_by_role("button", name="A is better").click()
+    wait_until(lambda: (run_dir / "preferences.jsonl").exists(), timeout=30, what="the label on disk")
+    page.get_by_text("1 of 4 decided").wait_for(timeout=30000)
+    # the label-count chart redraws with the click (not only after a full reload)
+    wait_until(lambda: page.evaluate(
+        "() => { const p = document.querySelector('.js-plotly-plot'); "
+        "return p && p._fullData && p._fullData.length ? Array.from(p._fullData[0].y || []) : []; }") == [1],
+        timeout=30, what="the label count chart to show one label")
+    page.get_by_role("button", name="Skip").click()
+    page.get_by_text("2 of 4 decided").wait_for(timeout=30000)
+    page.close()
