@@ -20,6 +20,7 @@ STAGE_COMMANDS = (
     "lab.cli_pretrain",
     "lab.cli_reward",
     "lab.cli_pipeline",
+    "lab.cli_w2s",
     "lab.cli_ppo",
 )
 

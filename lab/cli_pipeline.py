@@ -54,10 +54,27 @@ def _reward(opts: PipelineOptions, folders: dict[str, Path], out: Path) -> Path:
     return run_reward(cfg, out=out)[0].path
 
 
+def _w2s(opts: PipelineOptions, folders: dict[str, Path], out: Path) -> Path:
+    from core.config import w2s_preset
+    from lab.cli_w2s import format_results, run_w2s_cli
+
+    # The strong student is this pipeline's base model when it is bigger than the shipped weak
+    # supervisor (small, gpu); the tiny and weak bases are not, so those use the shipped pair.
+    if opts.preset in ("small", "gpu"):
+        cfg = w2s_preset("gpu" if opts.preset == "gpu" else "default", strong_model=str(folders["pretrain"]),
+                         seed=opts.seed, device=opts.device)
+    else:
+        cfg = w2s_preset("tiny", seed=opts.seed, device=opts.device)
+    run, results = run_w2s_cli(cfg.validate(), out=out)
+    print(format_results(results))
+    return run.path
+
+
 STAGES = (
     ("pretrain", _pretrain),
     ("preferences", _preferences),
     ("reward", _reward),
+    ("w2s", _w2s),
 )
 
 
