@@ -24,6 +24,7 @@ GOLD_COLOR = "#d4a017"
 KL_COLOR = "#9467bd"
 MARK_COLORS = {"params/kl_coef": "#d62728", "params/clip_eps": "#2ca02c"}
 MARK_NAMES = {"params/kl_coef": "λ", "params/clip_eps": "ε"}
+ENTROPY_UNIT = "entropy (nats per response)"  # as TRL: mean over responses of −Σ log π
 MAX_MARKS = 12  # beyond this the chart is a barcode; the newest changes matter most
 
 CAPTIONS = {
@@ -68,7 +69,7 @@ def _empty(title: str, x: str, y: str, note: str = "waiting for the first iterat
 def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 320) -> go.Figure:
     fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="plotly_white", height=height,
                       margin=dict(l=60, r=30, t=60, b=50),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
+                      legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0.0))
     return fig
 
 
@@ -178,9 +179,9 @@ def value_loss_chart(df: pd.DataFrame) -> go.Figure:
 def entropy_chart(df: pd.DataFrame) -> go.Figure:
     title = "Policy entropy"
     if not _has(df, "objective/entropy"):
-        return _empty(title, ITERATION, "entropy (nats per token)")
+        return _empty(title, ITERATION, ENTROPY_UNIT)
     fig = go.Figure(_line(df, "objective/entropy", "entropy", "#17becf"))
-    _layout(fig, title, ITERATION, "entropy (nats per token)")
+    _layout(fig, title, ITERATION, ENTROPY_UNIT)
     fig.update_yaxes(rangemode="tozero")
     mark_param_changes(fig, df)
     return fig
@@ -229,9 +230,10 @@ def ratio_histogram(edges, counts, clip_eps: float, clipfrac: float | None = Non
     fig.add_vrect(x0=1 - clip_eps, x1=1 + clip_eps, fillcolor="#2ca02c", opacity=0.12, line_width=0,
                   annotation_text=f"clip band 1±{clip_eps:g}", annotation_position="top left")
     fig.add_vline(x=1.0, line=dict(color="gray", dash="dot", width=1))
-    full_title = f"{title} — {100 * outside:.1f}% outside the band"
+    shares = f"{100 * outside:.1f}% outside the band"
     if clipfrac is not None and not (isinstance(clipfrac, float) and math.isnan(clipfrac)):
-        full_title += f", {100 * float(clipfrac):.1f}% clipped"
+        shares += f", {100 * float(clipfrac):.1f}% clipped"
+    full_title = f"{title}<br><sup>{shares}</sup>"
     _layout(fig, full_title, x_label, y_label)
     fig.update_layout(showlegend=False, bargap=0)
     return fig
@@ -263,7 +265,7 @@ def kl_heatmap(tokens: list[str], kl: list[float], title: str = "Per-token KL", 
     for i, (tok, v) in enumerate(zip(tokens, kl)):
         r, c = divmod(i, per_row)
         z[r, c] = np.nan if v is None else float(v)
-        text[r][c] = str(tok).replace("Ġ", "·").replace("\n", "⏎")
+        text[r][c] = str(tok).replace("Ġ", "").replace("▁", "").replace("\n", "⏎") or "␣"
     span = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
     span = max(span, 1e-3)
     fig = go.Figure(go.Heatmap(

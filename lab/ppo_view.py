@@ -23,8 +23,11 @@ KNOBS = ("kl_coef", "adaptive_kl", "target_kl", "clip_eps", "lr", "temperature")
 
 # The "quick start" run: visible learning in well under a minute on a laptop CPU (small policy,
 # shipped reward model, small batches, short responses), long enough to play with the controls.
+# One torch thread: at this size a second thread gains little, and on a busy machine (two students,
+# other jobs) oversubscribed threads made an iteration 20-30x slower (1 s -> 30 s, measured).
 QUICK_START = dict(iterations=200, batch_size=16, response_length=16, kl_coef=0.05, sample_every=2,
-                   checkpoint_every=50, device="cpu")
+                   checkpoint_every=50, device="auto", threads=1)
+CPU_THREADS = 1  # threads of a run started from the PPO page on the CPU (same reason)
 
 
 # ----------------------------------------------------------------------------- is PPO here?

@@ -35,9 +35,11 @@ status = jobs.status(run_dir) if run_dir is not None else {}
 live = run_dir is not None and ui.is_active(status)
 run = Run(run_dir) if run_dir is not None else None
 
-# The knob widgets show the shown run's knobs; re-read them when another run is shown.
-shown = run_dir.name if run_dir is not None else None
-if st.session_state.get("ppo/synced") != shown:
+# The knob widgets show the shown run's knobs: (re)read them when another run is shown, and when
+# Streamlit has dropped the widgets' state (it does so for widgets of a page the student left).
+KNOB_KEYS = ("ppo/kl_coef", "ppo/kl_mode", "ppo/target_kl", "ppo/clip_eps", "ppo/lr", "ppo/temperature")
+shown = run_dir.name if run_dir is not None else ""
+if st.session_state.get("ppo/synced") != shown or any(k not in st.session_state for k in KNOB_KEYS):
     knobs = V.current_knobs(run) if run is not None else {k: DEFAULTS[k] for k in V.KNOBS}
     st.session_state["ppo/kl_coef"] = float(knobs.get("kl_coef", DEFAULTS["kl_coef"]))
     st.session_state["ppo/kl_mode"] = "adaptive" if knobs.get("adaptive_kl") else "fixed"
@@ -116,7 +118,8 @@ with start_col:
         try:
             cfg, parents, control = V.ppo_job(
                 policy=policies[policy_label], reward=rewards[reward_label], iterations=int(iterations),
-                batch_size=int(batch), response_length=int(resp_len), sample_every=2, device="cpu",
+                batch_size=int(batch), response_length=int(resp_len), sample_every=2, device="auto",
+                threads=V.CPU_THREADS,
                 kl_coef=float(st.session_state["ppo/kl_coef"]),
                 adaptive_kl=st.session_state["ppo/kl_mode"] == "adaptive",
                 target_kl=float(st.session_state["ppo/target_kl"]), clip_eps=float(st.session_state["ppo/clip_eps"]),
@@ -164,8 +167,11 @@ def live_charts(run_dir: Path) -> None:
     ui.status_badge(run_dir)
     df = ui.metrics_frame(run_dir)
     control = Run(run_dir).read_control()
-    if control.get("paused") and jobs.status(run_dir).get("state") in ("running", "paused"):
-        st.caption("Paused: nothing trains until you resume or step one iteration.")
+    paused = control.get("paused") and jobs.status(run_dir).get("state") in ("running", "paused")
+    # always one caption here, so the charts below keep their places in the page between redraws
+    st.caption("Paused: nothing trains until you resume or step one iteration." if paused else
+               f"Redrawn about every {ui.LIVE_EVERY_S:g} s from {run_dir.name}/metrics.jsonl"
+               if ui.live_every() else "Frozen: switch off “Freeze live charts” to follow the run again.")
     m = st.columns(6)
     for col, (label, key, fmt) in zip(m, [("iteration", "step", "{:.0f}"), ("proxy score", "objective/scores", "{:.3f}"),
                                           ("gold utility", "objective/gold", "{:.3f}"),
@@ -214,9 +220,9 @@ def generations(run_dir: Path) -> None:
     rows = []
     for p in pairs:
         base, pol = p["base"] or {}, p["policy"] or {}
-        rows.append({"prompt": p["prompt"], "base response": base.get("response"), "base proxy": base.get("score"),
-                     "base gold": base.get("gold"), "policy response": pol.get("response"),
-                     "policy proxy": pol.get("score"), "policy gold": pol.get("gold")})
+        rows.append({"prompt": p["prompt"], "base response": base.get("response"),
+                     "policy response": pol.get("response"), "base proxy": base.get("score"),
+                     "policy proxy": pol.get("score"), "base gold": base.get("gold"), "policy gold": pol.get("gold")})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="%.3f")
                                 for c in ("base proxy", "base gold", "policy proxy", "policy gold")})

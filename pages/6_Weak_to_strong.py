@@ -49,7 +49,7 @@ with st.expander("Configure and start an experiment", expanded=not ui.runs_of("w
         try:
             cfg = V.make_w2s_config(preset, task=task, weak_model=weak_options[weak_label],
                                     strong_model=strong_options[strong_label], seeds=int(seeds),
-                                    alpha_max=float(alpha), device="cpu")
+                                    alpha_max=float(alpha), device="auto", threads=V.CPU_THREADS)
         except ConfigError as e:
             st.error(f"Not started: {e}")
         else:

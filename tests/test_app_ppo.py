@@ -87,6 +87,11 @@ def test_ppo_page_renders_on_a_fresh_runs_folder(tmp_path, monkeypatch):
     for knob in ("λ (kl_coef)", "clip ε", "temperature", "target KL (nats per response)"):
         assert knob in labels
     assert by_label(at.radio, "λ mode").options == ["fixed", "adaptive"]
+    # the knobs start at PPOConfig's defaults (not at the slider minimums)
+    defaults = V.make_ppo_config()
+    assert by_label(at.slider, "λ (kl_coef)").value == pytest.approx(defaults.kl_coef)
+    assert by_label(at.slider, "clip ε").value == pytest.approx(defaults.clip_eps)
+    assert by_label(at.slider, "temperature").value == pytest.approx(defaults.temperature)
     assert any(b.label == "Start PPO" for b in at.button)
     assert any("No PPO run yet" in i.value for i in at.info)
 
@@ -109,6 +114,7 @@ def test_start_from_the_page_creates_one_run_and_the_controls_reach_it(lab_root)
         # the chosen models and knobs went into the config and the initial control.json
         assert run.config["policy"].endswith("pretrain") and run.config["reward"].endswith("reward")
         assert run.read_control()["kl_coef"] == pytest.approx(run.config["kl_coef"])
+        assert run.config["kl_coef"] == pytest.approx(V.make_ppo_config().kl_coef)
         # a second click on Start does not make a second run: it says why
         by_label(at.button, "Start PPO").click()
         at.run()
