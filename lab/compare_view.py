@@ -10,9 +10,20 @@ from core.runs import Run, RunError, list_runs, read_jsonl
 
 
 def choices(runs_root) -> dict[str, str]:
-    """run id -> a label with stage and state, newest first."""
-    return {r["run_id"]: f"{r['run_id']} · {r['stage']} · {r['state']}" for r in list_runs(runs_root)
-            if r["state"] != "corrupt"}
+    """run id -> a label with its stage, newest first."""
+    return {r["run_id"]: f"{r['run_id']} · {r['stage']}" for r in list_runs(runs_root) if r["state"] != "corrupt"}
+
+
+def default_selection(runs_root, n: int = 2) -> list[str]:
+    """The newest runs of one stage (PPO first, where there are two), so the first view compares like with like."""
+    rows = [r for r in list_runs(runs_root) if r["state"] != "corrupt"]
+    by_stage: dict[str, list[str]] = {}
+    for r in rows:
+        by_stage.setdefault(r["stage"], []).append(r["run_id"])
+    for stage in ["ppo", *[r["stage"] for r in rows]]:
+        if len(by_stage.get(stage, [])) >= n:
+            return by_stage[stage][:n]
+    return [rows[0]["run_id"]] if rows else []
 
 
 def _flat(config: dict, prefix: str = "") -> dict:

@@ -88,7 +88,11 @@ def unit(name: str) -> str:
     """The unit of a metric for an axis title ("nats per token"), or "value" when unknown."""
     if name not in METRICS:
         return "value"
-    return METRICS[name][1].split(";")[0].split(",")[0].strip()
+    text = METRICS[name][1].split(";")[0]
+    for i, ch in enumerate(text):  # cut at the first comma outside brackets: "fraction in [0, 1]" stays whole
+        if ch == "," and text[:i].count("[") == text[:i].count("]") and text[:i].count("(") == text[:i].count(")"):
+            return text[:i].strip()
+    return text.strip()
 
 
 def healthy(name: str) -> str:

@@ -92,7 +92,7 @@ def shipped_table() -> pd.DataFrame:
         else:
             row["note"] = "missing from assets/"
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["name", "present", "note", "what"])
 
 
 def runs_table(runs_root) -> pd.DataFrame:

@@ -89,7 +89,7 @@ def show_run(run_dir):
     df = ui.metrics_frame(run_dir)
     m1, m2, m3 = st.columns(3)
     m1.metric("train loss (nats/token)", f"{ui.last_value(df, 'lm/loss'):.3f}" if ui.last_value(df, "lm/loss") is not None else "–")
-    m2.metric("validation loss", f"{ui.last_value(df, 'lm/val_loss'):.3f}" if ui.last_value(df, "lm/val_loss") is not None else "–")
+    m2.metric("validation loss (nats/token)", f"{ui.last_value(df, 'lm/val_loss'):.3f}" if ui.last_value(df, "lm/val_loss") is not None else "–")
     m3.metric("tokens / s", f"{ui.last_value(df, 'time/tokens_per_s'):,.0f}" if ui.last_value(df, "time/tokens_per_s") is not None else "–")
     left, right = st.columns([3, 2])
     with left:

@@ -35,7 +35,8 @@ if mode == "simulated annotator":
     c4, c5 = st.columns(2)
     tau = c4.select_slider("Annotator noise τ", options=[0.01, 0.03, 0.1, 0.3, 1.0, 3.0], value=0.1,
                            help="small = a careful annotator; large = close to coin flips")
-    pairs = c5.number_input("Pairs", min_value=10, max_value=20000, value=120 if preset == "tiny" else 2000)
+    pairs = c5.number_input("Pairs", min_value=10, max_value=20000, key=f"pairs/{preset}",
+                            value=preferences.preference_preset(preset).pairs)
 elif mode == "label pairs myself":
     pairs = st.number_input("Pairs to prepare for you", min_value=4, max_value=2000, value=30)
 elif mode == "import a file":

@@ -47,9 +47,10 @@ index = next((i for i, k in enumerate(base_options) if bases[k] == default_base)
 base_label = c1.selectbox("Start from base model", base_options, index=index,
                           help="the base model the pairs were sampled from: its tokenizer must match") if bases else None
 preset = c2.selectbox("Size preset", ["tiny", "small"], key="rm_preset")
-epochs = c3.number_input("Epochs", min_value=1, max_value=50, value=2)
-lr = c4.number_input("Learning rate", min_value=1e-6, max_value=0.1, value=1e-3 if preset == "tiny" else 1e-4,
-                     format="%.5f", key=f"rm_lr/{preset}")
+defaults = reward.reward_preset(preset)
+epochs = c3.number_input("Epochs", min_value=1, max_value=50, value=defaults.epochs, key=f"rm_epochs/{preset}")
+lr = c4.number_input("Learning rate", min_value=1e-6, max_value=0.1, value=defaults.lr, format="%.5f",
+                     key=f"rm_lr/{preset}")
 if st.button("Start training", type="primary", icon=":material/play_arrow:", key="start_rm"):
     if pref_spec is None or base_label is None:
         st.error("Choose preference pairs and a base model first.")

@@ -14,7 +14,7 @@ if not options:
     st.info("No runs yet: start some on the stage pages, then come back to compare them.")
     st.stop()
 picked = st.multiselect("Runs", list(options), format_func=options.get, key="compare_runs",
-                        default=list(options)[:2] if len(options) >= 2 else list(options))
+                        default=view.default_selection(ui.runs_root()))
 if not picked:
     st.info("Pick at least one run.")
     st.stop()

@@ -123,3 +123,11 @@ def test_glossary_states_the_signs():
     md = glossary.markdown()
     for name in ("objective/kl", "rm/gold_agreement", "lm/val_loss", "w2s/pgr"):
         assert f"`{name}`" in md
+
+
+def test_axis_units_come_from_the_glossary():
+    assert glossary.unit("rm/val_accuracy") == "fraction in [0, 1]"  # a comma inside brackets is not a cut
+    assert glossary.unit("lm/loss") == "nats per token"
+    assert glossary.unit("not/a_metric") == "value"
+    assert charts.compare_chart({"a": pd.DataFrame({"step": [1], "lm/loss": [2.0]})},
+                                "lm/loss").layout.yaxis.title.text == "lm/loss (nats per token)"
