@@ -112,6 +112,12 @@ def _worker(stage_name: str, run_dir: str) -> None:
 
         stage = CONTRACT[stage_name]
         cfg = from_dict(stage.config_cls(), run.config)
+        if not getattr(cfg, "threads", 0):
+            # half the cores: a page's job shares the machine with the app and, often, another job;
+            # oversubscribed torch threads make every one of them many times slower
+            import torch
+
+            torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
         steps = stage.generator()(cfg, run)
         if not stage.handles_stop:
             steps = _stop_on_request(run, steps)
