@@ -429,12 +429,15 @@ def w2s_chart(accuracy: dict, pgrs: dict | None = None, metric: str = "accuracy"
     if spread:
         errs = [100 * float(spread.get(k) or 0.0) for k, _ in present]
         error_y = dict(type="data", array=errs, visible=True, color="#444")
-    fig = go.Figure(go.Bar(x=xs, y=ys, text=text, textposition="outside", error_y=error_y,
+    # numbers inside the top of each bar, where error bars cannot cover them
+    fig = go.Figure(go.Bar(x=xs, y=ys, text=text, textposition="inside", insidetextanchor="end",
+                           textfont=dict(color="white"), error_y=error_y,
                            marker_color=[colors[k] for k, _ in present]))
     low = min(ys)
-    fig.update_yaxes(range=[max(0.0, low - 10), min(100.0, max(ys) + 10)])
+    top = max(y + (e if error_y else 0) for y, e in zip(ys, error_y["array"] if error_y else [0] * len(ys)))
+    fig.update_yaxes(range=[max(0.0, low - 15), min(100.0, top + 5)])
     parts = [f"PGR ({k}) = {pgrs[k]:.2f}" for k in ("xent", "confidence") if k in pgrs and not math.isnan(pgrs[k])]
-    _layout(fig, title + (" — " + ", ".join(parts) if parts else ""), "model", y_label, height=400)
+    _layout(fig, title + ("<br><sup>" + ", ".join(parts) + "</sup>" if parts else ""), "model", y_label, height=400)
     fig.update_layout(showlegend=False)
     return fig
 

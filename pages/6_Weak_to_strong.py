@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.config import ConfigError
+from core.config import W2S_TASKS, ConfigError, W2SConfig
 from core.runs import RunError, read_json
 from lab import charts_ppo as C
 from lab import jobs, ppo_view as V, ui
@@ -29,9 +29,11 @@ with st.expander("Configure and start an experiment", expanded=not ui.runs_of("w
     weak_options = dict(V.policy_choices(ui.runs_root(), shipped="weak"))
     strong_options = dict(V.policy_choices(ui.runs_root(), shipped="small"))
     with c1:
-        task = st.radio("task", ["classify", "preference"], horizontal=True, key="w2s/task",
-                        help="classify: is this review positive (by the gold annotator)? preference: which of two "
-                             "texts does the annotator prefer (the reward-modelling task)")
+        tasks = list(W2S_TASKS)
+        task = st.radio("task", tasks, index=tasks.index(W2SConfig().task), horizontal=True, key="w2s/task",
+                        help="preference: which of two close texts (one edit apart) the gold annotator prefers — "
+                             "the reward-modelling task; classify: is this review positive? (On classify the weak "
+                             "model is as good as the strong one, so there is no gap to recover.)")
         preset = st.radio("size", ["tiny", "default"], index=1, horizontal=True, key="w2s/preset",
                           format_func=lambda p: {"tiny": "tiny (seconds, noisy)", "default": "default (minutes)"}[p])
     with c2:
@@ -105,7 +107,9 @@ if results is not None:
         s = students.get(name, {})
         if s.get("acc") is not None:
             col.metric(f"student ({name})", f"{100 * s['acc']:.1f}%",
-                       None if s.get("pgr") is None else f"PGR {s['pgr']:.2f}")
+                       None if s.get("pgr") is None else f"PGR {s['pgr']:.2f} ± {s.get('pgr_std') or 0:.2f}",
+                       delta_color="off", delta_arrow="off",
+                       help="mean over seeds of the per-seed PGR, ± its standard deviation")
     m[3].metric("strong ceiling", f"{100 * results['ceiling_acc']:.1f}%")
     ui.chart(C.w2s_chart_from_results(results), C.CAPTIONS["w2s"], key="w2s/chart/bars")
     n = results.get("n", {})
@@ -130,30 +134,33 @@ if results is not None:
 
     examples = results.get("examples", {})
 
-    def example_table(kind: str) -> pd.DataFrame:
-        out = []
-        for ex in examples.get(kind, []):
-            text = ex.get("text") or f"A: {ex.get('text_a')}  |  B: {ex.get('text_b')}"
-            out.append({"text": text, "gold label": ex.get("gold_label"),
-                        "weak P(label 1)": ex.get("weak_prob"), "student P(label 1)": ex.get("student_prob"),
-                        "gold utility": ex.get("gold_utility")})
-        return pd.DataFrame(out)
+    task = results.get("task")
+
+    def p(x) -> str:
+        return "–" if x is None else f"{x:.2f}"
+
+    def show_examples(kind: str) -> None:
+        rows = examples.get(kind, [])
+        if not rows:
+            st.caption("none in this run")
+        for ex in rows:
+            if task == "preference":
+                gold = "A" if ex.get("gold_label") == 1 else "B"
+                text = f"A: *{ex.get('text_a')}*  \nB: *{ex.get('text_b')}*  \n"
+                probs = f"gold prefers **{gold}** · weak P(A) {p(ex.get('weak_prob'))} · student P(A) {p(ex.get('student_prob'))}"
+            else:
+                gold = "positive" if ex.get("gold_label") == 1 else "negative"
+                text = f"*{ex.get('text')}*  \n"
+                probs = (f"gold: **{gold}** · weak P(positive) {p(ex.get('weak_prob'))} · "
+                         f"student P(positive) {p(ex.get('student_prob'))}")
+            with st.container(border=True):
+                st.markdown(text + probs)
 
     st.subheader("Examples from the test set (first seed, confidence student)")
     left, right = st.columns(2)
     with left:
         st.markdown("**Corrected**: the supervisor was wrong, the student got it right")
-        table = example_table("corrected")
-        if table.empty:
-            st.caption("none in this run")
-        else:
-            st.dataframe(table, hide_index=True, width="stretch")
+        show_examples("corrected")
     with right:
         st.markdown("**Copied**: the supervisor was wrong and the student made the same mistake")
-        table = example_table("copied")
-        if table.empty:
-            st.caption("none in this run")
-        else:
-            st.dataframe(table, hide_index=True, width="stretch")
-    label_note = "1 = positive review" if results.get("task") == "classify" else "1 = A preferred over B"
-    st.caption(f"Labels: {label_note}; probabilities are each model's P(label 1).")
+        show_examples("copied")

@@ -185,7 +185,8 @@ def test_a_bad_live_value_is_refused_with_the_config_rule(lab_root):
 def test_w2s_page_renders_on_a_fresh_runs_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("RLHF_LAB_RUNS", str(tmp_path / "fresh"))
     at = page(W2S_PAGE)
-    assert by_label(at.radio, "task").options == ["classify", "preference"]
+    task = by_label(at.radio, "task")
+    assert set(task.options) == {"classify", "preference"} and task.value == "preference"
     assert any(b.label == "Start weak-to-strong" for b in at.button)
     assert any("No weak-to-strong experiment yet" in i.value for i in at.info)
 
