@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# One prepared GPU check (issue 7), meant to finish in under 8 minutes on an H100:
+#   1. the test suite with every device choice forced to the GPU (RLHF_LAB_DEVICE),
+#   2. benchmarks/ppo_iteration.py at the TRL reference setting and at the `gpu` preset shape,
+#   3. TRL 1.12's PPO at the reference setting, when its wheel was carried into .peer/,
+#   4. a compact report: device, s/iter, generated tokens/s, the update phase's TFLOP/s and its share of
+#      the device's bf16 peak.
+# Usage: bash scripts/gpu_check.sh [--device cuda|cpu] [--skip-tests]
+# With --device cpu it runs the same steps on the CPU (for checking the script itself on a laptop).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DEVICE=cuda; SKIP_TESTS=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --device) DEVICE="$2"; shift 2;;
+    --skip-tests) SKIP_TESTS=1; shift;;
+    *) echo "unknown argument $1" >&2; exit 2;;
+  esac
+done
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+OUTDIR="${OUT:-/tmp/gpu_check}"; mkdir -p "$OUTDIR"
+PY=${PYTHON:-python}
+# vaderSentiment (and friends) carried as wheels into .peer/wheels when the machine has no internet
+if ls .peer/wheels/*.whl >/dev/null 2>&1; then $PY -m pip install -q --no-index --find-links .peer/wheels .peer/wheels/*.whl || true; fi
+$PY -m pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || true
+
+$PY - <<PY
+import torch
+print("device check:", torch.__version__, "cuda" if torch.cuda.is_available() else "no cuda",
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
+if "$DEVICE" == "cuda" and not torch.cuda.is_available():
+    raise SystemExit("gpu_check: --device cuda but torch sees no CUDA GPU")
+PY
+[ $? -eq 0 ] || exit 2
+
+if [ "$SKIP_TESTS" = 0 ]; then
+  echo "== tests on $DEVICE"
+  RLHF_LAB_DEVICE=$DEVICE timeout 240 $PY -m pytest -x -q -m "not browser" 2>&1 | tail -15 | tee "$OUTDIR/tests.txt"
+fi
+
+BF16=""; [ "$DEVICE" = cuda ] && BF16="--bf16"
+echo "== PPO iteration, reference setting"
+timeout 120 $PY benchmarks/ppo_iteration.py --device "$DEVICE" --iterations 6 --quiet --json-out "$OUTDIR/ref.jsonl" | tail -1
+timeout 120 $PY benchmarks/ppo_iteration.py --device "$DEVICE" $BF16 --iterations 6 --quiet --json-out "$OUTDIR/ref_bf16.jsonl" | tail -1
+echo "== PPO iteration, gpu preset shape (12 layers, 768 wide, 128 prompts, 48 response tokens)"
+timeout 180 $PY benchmarks/ppo_iteration.py --device "$DEVICE" $BF16 --iterations 4 --quiet --layers 12 --embd 768 --heads 12 \
+  --batch 128 --response-length 48 --json-out "$OUTDIR/gpu.jsonl" | tail -1
+if [ -d .peer/trl_1_12_0 ] && [ -f shared/peers/trl_ppo_bench.py -o -f ../shared/peers/trl_ppo_bench.py ]; then
+  PEER=$( [ -f shared/peers/trl_ppo_bench.py ] && echo shared/peers/trl_ppo_bench.py || echo ../shared/peers/trl_ppo_bench.py )
+  echo "== TRL 1.12 PPO, reference setting"
+  PYTHONPATH=.peer/trl_1_12_0 timeout 180 $PY "$PEER" --iterations 6 --quiet --json-out "$OUTDIR/trl.jsonl" | tail -1
+fi
+
+$PY - "$OUTDIR" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+def last(name):
+    p = os.path.join(out, name)
+    return json.loads(open(p).read().strip().splitlines()[-1]) if os.path.exists(p) else None
+try:
+    import torch
+    name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+except Exception:
+    name = "?"
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}   # dense bf16 tensor-core peak, SXM
+peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
+def params(layers, d, vocab=1024, pos=128):
+    return layers * 12 * d * d + (vocab + pos) * d
+report = {"device": name}
+for key, fname, (layers, d) in [("reference_fp32", "ref.jsonl", (4, 128)), ("reference_bf16", "ref_bf16.jsonl", (4, 128)),
+                                ("gpu_preset", "gpu.jsonl", (12, 768))]:
+    s = last(fname)
+    if not s:
+        continue
+    B, T = s.get("batch", 0), s.get("prompt_length", 8) + s.get("response_length", 0)
+    steps_tokens = s.get("ppo_epochs", 4) * B * T                  # tokens through each model per iteration
+    # update = forward + backward (6 N flops/token) of the policy and the value model
+    n = s.get("policy_params") or params(layers, d)
+    flops = 6 * 2 * n * steps_tokens
+    upd = s.get("update_s_median") or float("nan")
+    tflops = flops / upd / 1e12 if upd == upd and upd > 0 else None
+    report[key] = {"iter_s_median": s.get("iter_s_median"), "gen_tokens_per_s": s.get("gen_tokens_per_s_overall_median"),
+                   "update_s": upd, "update_tflops": round(tflops, 2) if tflops else None,
+                   "share_of_bf16_peak": round(tflops * 1e12 / peak, 3) if (tflops and peak) else None}
+trl = last("trl.jsonl")
+if trl and report.get("reference_fp32"):
+    report["trl_iter_s_median"] = trl.get("iter_s_median")
+    report["speedup_vs_trl"] = round(trl["iter_s_median"] / report["reference_fp32"]["iter_s_median"], 2)
+print("GPU_CHECK " + json.dumps(report))
+PY
