@@ -25,22 +25,24 @@ def finished_run(root: Path, stage: str, name: str, fill) -> Path:
     return run.path
 
 
-@pytest.fixture()
-def lab_root(tmp_path, tiny_base, monkeypatch):
-    """A runs root holding the student's own tiny base model and a tiny (untrained-head) reward model,
-    so the page offers them next to the shipped ones."""
+@pytest.fixture(scope="module")
+def own_rm(tmp_path_factory):
+    """A reward model of the student's own (the shipped small model's backbone with a fresh score head):
+    the page must work with it whether or not the shipped reward model is in assets/."""
     from core.model import load_lm, save_checkpoint, scorer_from_lm
 
+    folder = tmp_path_factory.mktemp("own_rm") / "checkpoint"
+    lm, tok = load_lm("small")
+    save_checkpoint(scorer_from_lm(lm), tok, folder)
+    return folder
+
+
+@pytest.fixture()
+def lab_root(tmp_path, own_rm, monkeypatch):
+    """A runs root holding the student's own finished reward run, offered next to the shipped models."""
     root = tmp_path / "runs"
     root.mkdir()
-    finished_run(root, "pretrain", "20260101-000000-pretrain",
-                 lambda d: shutil.copytree(Path(tiny_base) / "checkpoint", d))
-
-    def rm(d):
-        lm, tok = load_lm(tiny_base)
-        save_checkpoint(scorer_from_lm(lm), tok, d)
-
-    finished_run(root, "reward", "20260101-000001-reward", rm)
+    finished_run(root, "reward", "20260101-000001-reward", lambda d: shutil.copytree(own_rm, d))
     monkeypatch.setenv("RLHF_LAB_RUNS", str(root))
     return root
 
@@ -61,7 +63,7 @@ def by_label(elements, label):
 
 def choose_own_models(at):
     policy = by_label(at.selectbox, "policy (and frozen reference)")
-    policy.select(next(o for o in policy.options if "your run" in o))
+    policy.select(next(o for o in policy.options if "shipped small" in o))
     reward = by_label(at.selectbox, "reward model (proxy)")
     reward.select(next(o for o in reward.options if "your run" in o))
 
@@ -112,7 +114,7 @@ def test_start_from_the_page_creates_one_run_and_the_controls_reach_it(lab_root)
     run = Run.open(runs[0])
     try:
         # the chosen models and knobs went into the config and the initial control.json
-        assert run.config["policy"].endswith("pretrain") and run.config["reward"].endswith("reward")
+        assert run.config["policy"] == "small" and run.config["reward"].endswith("reward")
         assert run.read_control()["kl_coef"] == pytest.approx(run.config["kl_coef"])
         assert run.config["kl_coef"] == pytest.approx(V.make_ppo_config().kl_coef)
         # a second click on Start does not make a second run: it says why
@@ -165,8 +167,7 @@ def test_start_from_the_page_creates_one_run_and_the_controls_reach_it(lab_root)
 
 @needs_ppo
 def test_a_bad_live_value_is_refused_with_the_config_rule(lab_root):
-    cfg, parents, control = V.ppo_job(preset="tiny", policy=str(lab_root / "20260101-000000-pretrain"),
-                                      reward=str(lab_root / "20260101-000001-reward"), device="cpu")
+    cfg, parents, control = V.ppo_job(preset="tiny", reward=str(lab_root / "20260101-000001-reward"), device="cpu")
     run = Run.create("ppo", __import__("dataclasses").asdict(cfg), root=lab_root, control=control)
     with pytest.raises(Exception, match="clip_eps"):
         V.set_knobs(run, clip_eps=1.5)
