@@ -90,9 +90,11 @@ def _remember(stage: str, path) -> None:
 
 
 def set_current_run(stage: str, path) -> None:
-    """Show `path` from now on (call before the page's run_picker is drawn: it moves the picker too)."""
+    """Show `path` from now on. The run picker moves to it when it is next drawn (in this script run
+    when the picker comes later on the page, else in the next one: a widget's value cannot change
+    after it is drawn)."""
     _remember(stage, path)
-    st.session_state[f"picker/{stage}"] = Path(path).name
+    st.session_state[f"pending/{stage}"] = Path(path).name
 
 
 def run_label(entry: dict) -> str:
@@ -108,6 +110,11 @@ def run_picker(stage: str, label: str = "Run to show") -> Path | None:
         return None
     current = current_run(stage)
     ids = [r["run_id"] for r in rows]
+    pending = st.session_state.pop(f"pending/{stage}", None)
+    if pending in ids:  # a run was just started or chosen elsewhere: the picker follows it
+        st.session_state[f"picker/{stage}"] = pending
+    elif st.session_state.get(f"picker/{stage}") not in ids:  # its run was deleted
+        st.session_state.pop(f"picker/{stage}", None)
     index = ids.index(current.name) if current is not None and current.name in ids else 0
     labels = {r["run_id"]: run_label(r) for r in rows}
     chosen = st.selectbox(label, ids, index=index, format_func=lambda i: labels[i], key=f"picker/{stage}")

@@ -256,3 +256,30 @@ def test_compare_runs_overlays_two_runs_and_shows_what_differs(runs):
     assert at.selectbox(key="compare_metric").value == "lm/val_loss"
     side = at.dataframe[1].value
     assert list(side.columns[1:]) == at.multiselect[0].value and len(side) > 0
+
+
+def _picker_script():
+    import streamlit as st
+
+    from lab import ui
+
+    picked = ui.run_picker("pretrain")
+    st.markdown(f"shown={picked.name if picked else None}")
+    if st.button("switch"):  # a start button drawn *after* the picker, as on the PPO page
+        ui.set_current_run("pretrain", ui.runs_root() / st.session_state["target"])
+
+
+def test_the_run_picker_follows_a_run_chosen_after_it_was_drawn(runs):
+    from core.runs import Run
+
+    older = Run.create("pretrain", {}, out=runs / "a-older")
+    newer = Run.create("pretrain", {}, out=runs / "b-newer")
+    Run.open(older.path).write_json("config.json", {**older.info(), "created": 1.0})
+    at = AppTest.from_function(_picker_script, default_timeout=TIMEOUT)
+    at.session_state["target"] = older.run_id
+    at.run()
+    assert at.markdown[0].value == f"shown={newer.run_id}"  # newest first
+    button(at, "switch").click().run()
+    at.run()
+    assert at.markdown[0].value == f"shown={older.run_id}"
+    assert at.query_params["run"] == older.run_id
