@@ -212,3 +212,46 @@ def test_w2s_tiny_run_from_the_page_shows_bars_pgr_and_examples(tmp_path, monkey
     assert "weak supervisor" in labels and "strong ceiling" in labels and "student (confidence)" in labels
     assert any("PGR" in str(m.delta) for m in at.metric)
     assert any("Corrected" in m.value for m in at.markdown) and any("Copied" in m.value for m in at.markdown)
+
+
+def fake_finished_ppo_run(root: Path) -> Run:
+    """A PPO run folder written by hand in the trainer's formats (metrics, samples, inspect.json)."""
+    cfg, _, control = V.ppo_job(preset="tiny", device="cpu")
+    run = Run.create("ppo", __import__("dataclasses").asdict(cfg), root=root, control=control)
+    edges = [0.5 + 0.025 * i for i in range(41)]
+    for i in range(1, 4):
+        run.log_metrics({"step": i, "objective/scores": 0.1 * i, "objective/gold": 0.05 * i, "objective/kl": 0.2 * i,
+                         "objective/entropy": 20 - i, "loss/value_avg": 1 / i, "policy/clipfrac_avg": 0.02,
+                         "params/kl_coef": 0.05 if i < 3 else 0.2, "params/clip_eps": 0.2, "params/adaptive_kl": False,
+                         "hist/ratio_edges": edges, "hist/ratio_counts": [0] * 19 + [30, 30] + [0] * 19})
+    for kind, it in (("base", 0), ("policy", 2)):
+        run.log_sample({"iteration": it, "kind": kind, "prompt": "the lens", "response": f"{kind} words here",
+                        "score": 0.5, "gold": 0.1, "tokens": ["▁words", "▁here"], "kl": [0.0, 0.3]})
+    n = 2
+    run.write_json("inspect.json", {"iteration": 3, "kl_coef": 0.2, "clip_eps": 0.2, "rows": [{
+        "prompt": "the lens", "response": "words here", "tokens": ["▁words", "▁here"], "logprobs": [-1.0, -2.0],
+        "ref_logprobs": [-1.1, -2.2], "kl": [0.1, 0.2], "rewards": [-0.02, 0.96], "values": [0.3, 0.4],
+        "advantages": [0.5, -0.5], "returns": [0.8, 0.9], "ratio": [1.0, 1.3], "clipped": [False, True],
+        "score": 1.0}] * n})
+    run.set_status("done", iteration=3, message="finished")
+    return run
+
+
+@needs_ppo
+def test_page_shows_a_finished_run_and_survives_its_folder_being_deleted(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    monkeypatch.setenv("RLHF_LAB_RUNS", str(root))
+    run = fake_finished_ppo_run(root)
+    at = page(PPO_PAGE)
+    assert all(b.disabled for b in at.button if b.label in ("Pause", "Resume", "Step one iteration", "Stop"))
+    texts = [m.value for m in at.markdown]
+    assert any("Iteration 3" in t and "the lens" in t for t in texts)  # one PPO step, slowly
+    gens = [d.value for d in at.dataframe if "policy response" in d.value.columns]
+    assert gens and gens[0]["policy response"].tolist() == ["policy words here"]
+    step_tables = [d.value for d in at.dataframe if "clipped" in d.value.columns]
+    assert step_tables and step_tables[0]["clipped"].tolist() == [False, True]
+    shutil.rmtree(run.path)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    said = [w.value for w in at.warning] + [i.value for i in at.info]
+    assert any("gone" in t or "No PPO run yet" in t for t in said), said
