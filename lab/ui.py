@@ -9,6 +9,7 @@ an `owner` id, and jobs.start refuses only a second start by the *same* owner.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 import uuid
@@ -211,17 +212,24 @@ def stage_missing(stage: str) -> bool:
 
 # ----------------------------------------------------------------------------- uploads
 
-def read_upload(uploaded, what: str = "file", max_mb: int = MAX_UPLOAD_MB) -> bytes | None:
+def upload_limit_mb() -> int:
+    """For st.file_uploader(max_upload_size=...): whole megabytes, at least 1 (the browser refuses
+    bigger files before they are sent; read_upload checks again on the server)."""
+    return max(1, math.ceil(MAX_UPLOAD_MB))
+
+
+def read_upload(uploaded, what: str = "file", max_mb: float | None = None) -> bytes | None:
     """The bytes of an uploaded file after the checks every upload needs; None (with a message) when
     it is empty or too large. Content checks (binary, malformed) belong to the core parser."""
     if uploaded is None:
         return None
+    max_mb = MAX_UPLOAD_MB if max_mb is None else max_mb
     data = uploaded.getvalue()
     if not data:
         st.error(f"The {what} {uploaded.name!r} is empty.")
         return None
     if len(data) > max_mb * 1024 * 1024:
-        st.error(f"The {what} {uploaded.name!r} is {len(data) / 1e6:.1f} MB; the limit is {max_mb} MB.")
+        st.error(f"The {what} {uploaded.name!r} is {len(data) / 2**20:.2f} MB; the limit is {max_mb:g} MB.")
         return None
     return data
 

@@ -21,7 +21,7 @@ with corpus_col:
     source = st.radio("Train on", ["synthetic reviews (built in)", "my own text file"], horizontal=True)
     if source == "my own text file":
         upload = st.file_uploader("UTF-8 text, one document a line", type=["txt", "text", "csv", "md"],
-                                  max_upload_size=ui.MAX_UPLOAD_MB)
+                                  max_upload_size=ui.upload_limit_mb())
         data = ui.read_upload(upload, "corpus file")
         if data is not None:
             try:

@@ -283,3 +283,29 @@ def test_the_run_picker_follows_a_run_chosen_after_it_was_drawn(runs):
     at.run()
     assert at.markdown[0].value == f"shown={older.run_id}"
     assert at.query_params["run"] == older.run_id
+
+
+def test_a_too_large_upload_is_refused_with_its_size(runs, monkeypatch):
+    import lab.ui
+
+    monkeypatch.setattr(lab.ui, "MAX_UPLOAD_MB", 0.001)  # ~1 KB, so the test needs no 20 MB file
+    at = open_page("1_Pretrain")
+    at.radio[0].set_value("my own text file").run()
+    at.file_uploader[0].set_value(("big.txt", b"a fine review of a fine thing\n" * 100, "text/plain")).run()
+    assert any("the limit is 0.001 MB" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_a_crashed_run_shows_its_error_on_the_page(runs):
+    bad = runs.parent / "few.txt"
+    bad.write_text("too\nfew\nlines\n")
+    from core.config import pretrain_preset
+
+    run = jobs.start("pretrain", pretrain_preset("tiny", corpus_file=str(bad), device="cpu", threads=1), runs)
+    assert jobs.wait(run.path, timeout=120)["state"] == "failed"
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["run"] = run.run_id  # e.g. a refresh of the page that started it
+    at.run()
+    at.switch_page("../pages/1_Pretrain.py").run()
+    assert not at.exception
+    assert any("This run failed" in e.value and "CorpusError" in e.value for e in at.error)
+    assert any("Traceback" in c.value for c in at.code)  # the details, folded away in an expander
