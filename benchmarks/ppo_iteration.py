@@ -99,11 +99,11 @@ def main():
     prompts = torch.randint(3, args.vocab, (256, args.prompt_length), generator=torch.Generator().manual_seed(0))
     prompt_mask = torch.ones_like(prompts)
 
-    iters, gens, fwds, upds = [], [], [], []
+    iters, gens, fwds, upds, cpus = [], [], [], [], []
     t_all = time.perf_counter()
     for it in range(args.iterations):
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         rows = torch.arange(it * args.batch, (it + 1) * args.batch) % len(prompts)
         ro = rollout(models, prompts[rows].to(device), prompt_mask[rows].to(device), args.response_length,
                      args.temperature, gen, stop_at_eos=args.stop_eos, bf16=args.bf16)
@@ -114,6 +114,7 @@ def main():
                          grad_clip=1.0, generator=cpu_gen, bf16=args.bf16)
         sync()
         dt = time.perf_counter() - t0
+        cpus.append(time.process_time() - c0)
         iters.append(dt)
         gens.append(ro.times["generation"])
         fwds.append(ro.times["forwards"])
@@ -140,6 +141,7 @@ def main():
         "iter_s_stdev": round(statistics.stdev(steady), 4) if len(steady) > 1 else 0.0,
         "iter_s_median": round(med, 4),
         "iter_s_min": round(min(steady), 4),
+        "cpu_s_median": round(statistics.median(cpus[1:] or cpus), 4),  # CPU seconds (all threads): robust to load
         "gen_s_median": round(statistics.median(gens[1:] or gens), 4),
         "rollout_fwd_s_median": round(statistics.median(fwds[1:] or fwds), 4),  # ref + value + reward
         "update_s_median": round(statistics.median(upds[1:] or upds), 4),     # GAE + PPO epochs

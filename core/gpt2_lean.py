@@ -53,22 +53,36 @@ def _attention_mask(mask: torch.Tensor | None, T: int):
     return allowed[:, None]                                              # (B, 1, T, T)
 
 
-def hidden_states(transformer, input_ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """The final (ln_f) hidden states of a GPT2Model.                    (B, T) ids -> (B, T, D)"""
+def hidden_states(transformer, input_ids: torch.Tensor, mask: torch.Tensor | None = None,
+                  keep_from: int = 0) -> torch.Tensor:
+    """The final (ln_f) hidden states of a GPT2Model at positions keep_from..T-1.   (B, T) -> (B, T-keep_from, D)
+
+    keep_from > 0 is the RL case: only the positions that predict response tokens are read, so the LAST block
+    runs its attention output, MLP and ln_f on those positions only (every block before it must still run on
+    all positions: their keys and values are what the kept positions attend to). Same numbers, fewer FLOPs."""
     B, T = input_ids.shape
     n_head, eps = transformer.config.n_head, transformer.config.layer_norm_epsilon
     positions = position_ids_of(mask) if mask is not None else torch.arange(T, device=input_ids.device)[None]
     attn_mask = _attention_mask(mask, T)
     x = transformer.wte(input_ids) + transformer.wpe(positions)
-    for block in transformer.h:
+    last = len(transformer.h) - 1
+    for i, block in enumerate(transformer.h):
         h = F.layer_norm(x, (x.shape[-1],), block.ln_1.weight, block.ln_1.bias, eps)
         q, k, v = _linear(h, block.attn.c_attn).split(x.shape[-1], dim=2)
         q, k, v = _split_heads(q, n_head), _split_heads(k, n_head), _split_heads(v, n_head)
-        if attn_mask is None:
+        if i == last and keep_from:
+            # queries keep_from.. only; causal alignment is explicit because q and k lengths now differ
+            if attn_mask is None:
+                sub_mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()[keep_from:]
+            else:
+                sub_mask = attn_mask[:, :, keep_from:]
+            q, x = q[:, :, keep_from:], x[:, keep_from:]
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=sub_mask)
+        elif attn_mask is None:
             a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        x = x + _linear(a.transpose(1, 2).reshape(B, T, -1), block.attn.c_proj)
+        x = x + _linear(a.transpose(1, 2).reshape(B, q.shape[2], -1), block.attn.c_proj)
         h = F.layer_norm(x, (x.shape[-1],), block.ln_2.weight, block.ln_2.bias, eps)
         x = x + _linear(F.gelu(_linear(h, block.mlp.c_fc), approximate="tanh"), block.mlp.c_proj)
     return F.layer_norm(x, (x.shape[-1],), transformer.ln_f.weight, transformer.ln_f.bias, eps)
@@ -133,7 +147,7 @@ def _generate(lm, prompt_ids, prompt_mask, max_new_tokens, eos_token_id, pad_tok
     logprobs = torch.zeros(B, max_new_tokens, dtype=torch.float32, device=device)
     n = 0
     for step in range(max_new_tokens):
-        logp = torch.log_softmax(lm_logits(lm, x[:, 0]).float() / temperature, dim=-1)   # (B, V)
+        logp = torch.log_softmax(lm_logits(lm, x[:, 0] / temperature).float(), dim=-1)   # (B, V)
         token = torch.multinomial(logp.exp(), 1, generator=generator)                    # (B, 1)
         logprobs[:, step] = logp.gather(1, token)[:, 0].masked_fill(finished, 0.0)
         token = token.masked_fill(finished[:, None], pad_token_id)

@@ -128,15 +128,20 @@ def encode_prompts(tokenizer, prompts: list[str], prompt_length: int, device):
 
 # ----------------------------------------------------------------------------- forwards
 
-def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
-    """log pi(a_t | s_t) under temperature-scaled logits.          (B, T, V), (B, T) -> (B, T)"""
-    logp = torch.log_softmax(logits.float() / temperature, dim=-1)
-    return logp.gather(-1, tokens[..., None])[..., 0]
+def token_logprobs(lm, hidden: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log pi(a_t | s_t) under temperature-scaled logits.                   (B, T, D), (B, T) -> (B, T)
+
+    logits / temperature = (hidden / temperature) @ W^T: the division runs on D=128 numbers per token, not
+    V=1024; and log pi(a) = logit_a - logsumexp(logits) never materialises the full log-softmax."""
+    logits = lean.lm_logits(lm, hidden / temperature).float()                    # (B, T, V)
+    return logits.gather(-1, tokens[..., None])[..., 0] - torch.logsumexp(logits, dim=-1)
 
 
 def response_hidden(model, full_ids, full_mask, P: int) -> torch.Tensor:
-    """Hidden states at the positions that PREDICT the response tokens (P-1 .. P+R-2).   -> (B, R, D)"""
-    return lean.hidden_states(model.transformer, full_ids, full_mask)[:, P - 1:-1]
+    """Hidden states at the positions that PREDICT the response tokens (P-1 .. P+R-2).   -> (B, R, D)
+
+    The last token predicts nothing we score, and (causal attention) nothing reads it: it is not fed at all."""
+    return lean.hidden_states(model.transformer, full_ids[:, :-1], full_mask[:, :-1], keep_from=P - 1)
 
 
 def sequence_score(scorer, full_ids, full_mask) -> torch.Tensor:
@@ -199,8 +204,8 @@ def rollout(models: Models, prompt_ids, prompt_mask, response_length: int, tempe
     full_ids = torch.cat([prompt_ids, responses], 1)
     full_mask = torch.cat([prompt_mask, rmask], 1)
     with torch.inference_mode(), autocast(device, bf16):
-        ref_logits = lean.lm_logits(models.ref, response_hidden(models.ref, full_ids, full_mask, P))
-        ref_logprobs = token_logprobs(ref_logits, responses, temperature)
+        ref_logprobs = token_logprobs(models.ref, response_hidden(models.ref, full_ids, full_mask, P), responses,
+                                      temperature)
         values = token_values(models, full_ids, full_mask, P)
         raw_scores = sequence_score(models.reward, full_ids, full_mask)
     mask = rmask.float()
@@ -240,8 +245,7 @@ def ppo_update(models: Models, optimizer, ro: Rollout, advantages, returns, *, c
             mb_mask = ro.mask[idx]
             with autocast(device, bf16):
                 hidden = response_hidden(models.policy, full_ids[idx], full_mask[idx], P)          # (b, R, D)
-                logits = lean.lm_logits(models.policy, hidden)                                   # (b, R, V)
-                new_logprobs = token_logprobs(logits, ro.responses[idx], temperature)           # (b, R)
+                new_logprobs = token_logprobs(models.policy, hidden, ro.responses[idx], temperature)  # (b, R)
                 vpred = token_values(models, full_ids[idx], full_mask[idx], P, policy_hidden=hidden)
             pg_loss, pg_stats = policy_loss(new_logprobs, ro.logprobs[idx], advantages[idx], mb_mask, clip_eps)
             vf_loss, vf_stats = value_loss(vpred, ro.values[idx], returns[idx], mb_mask, clip_value)

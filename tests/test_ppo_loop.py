@@ -61,6 +61,10 @@ def test_lean_forward_and_generation_match_hf(tiny_base):
     hf = lm.transformer(input_ids=ids, attention_mask=mask, position_ids=lean.position_ids_of(mask)).last_hidden_state
     torch.testing.assert_close(ours * mask[..., None], hf * mask[..., None], atol=1e-5, rtol=1e-4)
     assert torch.isfinite(ours).all()  # padding queries attend to themselves, never to nothing
+    for m in (mask, None):  # the last block on the kept positions only gives the same numbers
+        kept = lean.hidden_states(lm.transformer, ids, m, keep_from=3)
+        torch.testing.assert_close(kept * mask[:, 3:, None], lean.hidden_states(lm.transformer, ids, m)[:, 3:]
+                                   * mask[:, 3:, None], atol=1e-5, rtol=1e-4)
     resp, rmask, logprobs = lean.generate(lm, ids, mask, 10, tok.eos_token_id, tok.pad_token_id, 0.8,
                                           torch.Generator().manual_seed(0))
     full, fmask = torch.cat([ids, resp], 1), torch.cat([mask, rmask], 1)
