@@ -339,7 +339,8 @@ def ppo_step_figure(row: dict) -> go.Figure:
         title += f" — RM score {float(row['score']):.2f}"
     if row.get("kl_coef") is not None:
         title += f", λ={float(row['kl_coef']):.3g}"
-    _layout(fig, title, "", "", height=620)
+    _layout(fig, title, "", "", height=640)
+    fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.01))
     fig.update_xaxes(tickmode="array", tickvals=x, ticktext=labels, tickangle=-60, row=3, col=1)
     fig.update_xaxes(title_text="response token (position:text)", row=3, col=1)
     fig.update_yaxes(title_text="reward units", row=1, col=1)

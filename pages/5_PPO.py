@@ -68,8 +68,8 @@ def apply_knob(knob: str, key: str, convert=float) -> None:
 knob_col, start_col = st.columns([3, 2])
 with knob_col:
     st.subheader("Knobs" + (" — live" if live else ""))
-    st.caption(f"The run {run_dir.name} is {status.get('state')}: a change applies at its next iteration and is "
-               "marked on the charts." if live else "Settings of the next run (they become live once it runs).")
+    st.caption(f"The run {run_dir.name} is live: a change applies at its next iteration and is marked on the "
+               "charts." if live else "Settings of the next run (they become live once it runs).")
     a, b, c = st.columns(3)
     with a:
         st.radio("λ mode", ["fixed", "adaptive"], key="ppo/kl_mode", horizontal=True,
@@ -223,9 +223,10 @@ def generations(run_dir: Path) -> None:
         rows.append({"prompt": p["prompt"], "base response": base.get("response"),
                      "policy response": pol.get("response"), "base proxy": base.get("score"),
                      "policy proxy": pol.get("score"), "base gold": base.get("gold"), "policy gold": pol.get("gold")})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                for c in ("base proxy", "base gold", "policy proxy", "policy gold")})
+    config = {c: st.column_config.NumberColumn(format="%.3f", width="small")
+              for c in ("base proxy", "base gold", "policy proxy", "policy gold")}
+    config.update({c: st.column_config.TextColumn(width="large") for c in ("base response", "policy response")})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config=config)
     with_tokens = [p for p in pairs if p["policy"] and p["policy"].get("tokens")]
     if with_tokens:
         i = st.selectbox("Per-token KL of the policy's response to", range(len(with_tokens)),
@@ -267,7 +268,14 @@ with step_tab:
         st.latex(r"r_t = -\lambda\,(\log\pi(a_t|s_t) - \log\pi_{ref}(a_t|s_t)) + [t = T]\, r_\theta(x, y)"
                  r"\qquad \hat A_t = \sum_l (\gamma\lambda_{GAE})^l \delta_{t+l},\ \ \delta_t = r_t + \gamma V_{t+1} - V_t")
         try:
-            st.dataframe(C.ppo_step_table(row), hide_index=True, width="stretch")
+            table = C.ppo_step_table(row)
+            st.dataframe(table, hide_index=True, width="stretch")
+            notes = ["▁ marks a token that starts a word."]
+            if (table["ratio π_θ/π_old"] - 1.0).abs().max() < 1e-6:
+                notes.append("Every ratio is 1 here: the trainer records it in the first update minibatch, before "
+                             "the policy has moved; later minibatches of the iteration are the ones that clip "
+                             "(the histogram above counts them all).")
+            st.caption(" ".join(notes))
             ui.chart(C.ppo_step_figure(row), C.CAPTIONS["step_tokens"], key="ppo/chart/step")
         except ValueError as e:
             st.error(f"This inspect.json cannot be shown: {e}")

@@ -163,11 +163,12 @@ def test_quick_start_ppo_then_steer_it_live(server, browser):
         slider.press("ArrowRight")
     wait_until(lambda: Run(run_dir).read_control()["kl_coef"] > before + 0.05, timeout=30,
                what="control.json to receive the new λ")
+    time.sleep(2.0)  # the slider may send a value or two more while it settles
     new = Run(run_dir).read_control()["kl_coef"]
     wait_until(lambda: any(abs((r.get("params/kl_coef") or -1) - new) < 1e-9
                            for r in read_jsonl(run_dir / "metrics.jsonl")),
-               timeout=60, what="params/kl_coef of the running job to change")
-    wait_until(lambda: page.get_by_text(f"λ {before:.3g}→{new:.3g}").count() > 0, timeout=30,
+               timeout=90, what="params/kl_coef of the running job to change")
+    wait_until(lambda: page.get_by_text(f"→{new:.3g}").count() > 0, timeout=30,
                what="the λ change marked on the charts")
 
     # pause: the job stops training; resume: it goes on
