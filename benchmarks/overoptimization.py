@@ -57,6 +57,7 @@ def main():
     import torch
 
     from core.config import ppo_preset
+    from core.model import generate_texts
     from core.ppo_train import train_ppo
 
     if args.threads:
@@ -76,10 +77,15 @@ def main():
             if m["step"] % args.every == 0 or m["step"] == 1:
                 print(f"{m['step']:>5} {math.sqrt(max(0.0, m['objective/kl'])):>9.3f} {m['objective/scores']:>+8.3f} "
                       f"{m['objective/gold']:>+8.3f}", flush=True)
-        policy_sample = getattr(train_ppo, "last_models", None)
+        models = train_ppo.last_models
+        texts = generate_texts(models.policy, models.tokenizer, ["the acting was", "i bought this"],
+                               max_new_tokens=cfg.response_length, temperature=cfg.temperature, seed=0)
+        for t in texts:
+            print(f"  final sample: {t}")
         gold_s = moving_average([r["gold"] for r in rows], args.smooth)
         proxy_s = moving_average([r["proxy"] for r in rows], args.smooth)
-        peak = max(range(len(gold_s)), key=gold_s.__getitem__)
+        start = min(args.smooth, len(gold_s)) - 1          # the first full window: no peak from one noisy batch
+        peak = max(range(start, len(gold_s)), key=gold_s.__getitem__)
         results[lam] = {
             "gold_start": round(gold_s[args.smooth - 1] if len(gold_s) >= args.smooth else gold_s[0], 4),
             "gold_peak": round(gold_s[peak], 4), "gold_peak_iteration": rows[peak]["iteration"],
@@ -91,7 +97,7 @@ def main():
             "seconds": round(time.perf_counter() - t0, 1),
         }
         curves[lam] = rows
-        del policy_sample
+        del models
     print(f"\n{'lambda':>7} {'gold start':>10} {'gold peak':>10} {'@sqrtKL':>8} {'gold end':>9} {'proxy start':>11} "
           f"{'proxy end':>10} {'sqrtKL end':>10}")
     for lam, r in results.items():

@@ -54,6 +54,26 @@ def _reward(opts: PipelineOptions, folders: dict[str, Path], out: Path) -> Path:
     return run_reward(cfg, out=out)[0].path
 
 
+def _ppo(opts: PipelineOptions, folders: dict[str, Path], out: Path) -> Path:
+    from core.config import PPOConfig, PRESET_PPO, from_dict, ppo_preset
+    from core.ppo_train import train_ppo
+    from lab.cli import run_stage
+    from lab.cli_ppo import initial_control
+
+    if (out / "config.json").exists():  # a stopped or interrupted PPO stage continues from its checkpoint
+        run = Run.open(out)
+        cfg = from_dict(PPOConfig, run.config)
+        run.write_control(stop=False)
+    else:
+        cfg = ppo_preset(opts.preset if opts.preset in PRESET_PPO else "small", policy=str(folders["pretrain"]),
+                         reward=str(folders["reward"]), seed=opts.seed, device=opts.device).validate()
+        run = Run.create("ppo", to_dict(cfg), out=out, parents={"policy": cfg.policy, "reward": cfg.reward},
+                         control=initial_control(cfg))
+    run_stage(run, train_ppo(cfg, run), cfg.iterations, "ppo",
+              lambda m: {"score": f"{m['objective/scores']:+.3f}", "kl": f"{m['objective/kl']:.2f}"})
+    return run.path
+
+
 def _w2s(opts: PipelineOptions, folders: dict[str, Path], out: Path) -> Path:
     from core.config import w2s_preset
     from lab.cli_w2s import format_results, run_w2s_cli
@@ -74,6 +94,7 @@ STAGES = (
     ("pretrain", _pretrain),
     ("preferences", _preferences),
     ("reward", _reward),
+    ("ppo", _ppo),
     ("w2s", _w2s),
 )
 

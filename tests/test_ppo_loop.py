@@ -272,3 +272,13 @@ def test_cli_ppo_set_and_resume(tiny_base, tiny_rm, tmp_path, capsys):
     df = read_metrics(out)
     assert list(df["step"]) == [1, 2, 3] and df["params/clip_eps"].iloc[-1] == 0.15
     assert main(["ppo", "--preset", "tiny", "--clip-eps", "1.2", "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_pipeline_ppo_stage(tiny_base, tiny_rm, tmp_path):
+    from lab.cli_pipeline import STAGES, PipelineOptions, _ppo
+
+    assert [name for name, _ in STAGES].index("ppo") == [name for name, _ in STAGES].index("reward") + 1
+    folder = _ppo(PipelineOptions("tiny", 0, "cpu"), {"pretrain": tiny_base, "reward": tiny_rm}, tmp_path / "ppo")
+    run = Run.open(folder)
+    assert run.status()["state"] == "done" and len(read_metrics(folder)) == ppo_preset("tiny").iterations
+    assert run.info()["parents"] == {"policy": str(tiny_base), "reward": str(tiny_rm)}
