@@ -367,9 +367,19 @@ def overoptimization_points(runs: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def overoptimization_chart(runs: dict[str, pd.DataFrame]) -> go.Figure:
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average (the first points average what exists so far)."""
+    out = np.empty(len(values))
+    for i in range(len(values)):
+        out[i] = np.mean(values[max(0, i - window + 1): i + 1])
+    return out
+
+
+def overoptimization_chart(runs: dict[str, pd.DataFrame], window: int = 5) -> go.Figure:
     """Gold and proxy reward against √KL, one colour per run (Gao et al. 2022, "Scaling laws for
-    reward model overoptimization"): proxy solid on the left axis, gold dashed on the right axis."""
+    reward model overoptimization"): proxy solid on the left axis, gold dashed on the right axis.
+    One rollout batch is noisy, so each run is drawn as a moving average over `window` iterations
+    (of √KL and of the rewards alike), with the raw iterations as faint dots."""
     title = "Over-optimisation: proxy and gold reward vs √KL"
     x_label = "√KL from the base model (√nats)"
     pts = overoptimization_points(runs)
@@ -379,12 +389,17 @@ def overoptimization_chart(runs: dict[str, pd.DataFrame]) -> go.Figure:
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
     for i, (name, d) in enumerate(pts.groupby("run", sort=False)):
         color = palette[i % len(palette)]
-        fig.add_trace(go.Scatter(x=d["sqrt_kl"], y=d["proxy"], name=f"{name}: proxy", mode="lines+markers",
-                                 marker=dict(size=5), line=dict(color=color)), secondary_y=False)
-        fig.add_trace(go.Scatter(x=d["sqrt_kl"], y=d["gold"], name=f"{name}: gold", mode="lines+markers",
-                                 marker=dict(size=5, symbol="diamond"), line=dict(color=color, dash="dash")),
-                      secondary_y=True)
-    _layout(fig, title, x_label, "proxy RM score (logit, solid)", height=420)
+        x = smooth(d["sqrt_kl"].to_numpy(), window)
+        for col, dash, axis2 in (("proxy", None, False), ("gold", "dash", True)):
+            fig.add_trace(go.Scatter(x=x, y=smooth(d[col].to_numpy(), window), name=f"{name}: {col}",
+                                     mode="lines", line=dict(color=color, dash=dash, width=2.5),
+                                     hovertemplate="√KL %{x:.2f}: %{y:.3f}<extra>" + f"{name} {col}</extra>"),
+                          secondary_y=axis2)
+            fig.add_trace(go.Scatter(x=d["sqrt_kl"], y=d[col], mode="markers", showlegend=False, hoverinfo="skip",
+                                     marker=dict(color=color, size=4, opacity=0.25,
+                                                 symbol="diamond" if axis2 else "circle")), secondary_y=axis2)
+    _layout(fig, title + f"<br><sup>moving average over {window} iterations; dots: single iterations</sup>",
+            x_label, "proxy RM score (logit, solid)", height=440)
     fig.update_yaxes(title_text="gold utility (annotator units, dashed)", secondary_y=True, showgrid=False)
     return fig
 

@@ -167,7 +167,12 @@ def test_overoptimization_chart_across_runs():
     assert pts[pts.run == "λ=0"]["sqrt_kl"].tolist() == pytest.approx(np.sqrt(0.3 * np.arange(8)))
     fig = C.overoptimization_chart({"λ=0": a, "λ=0.5": b})
     assert_labelled(fig)
-    assert len(fig.data) == 4  # proxy and gold per run
+    lines = [t for t in fig.data if t.mode == "lines"]
+    assert [t.name for t in lines] == ["λ=0: proxy", "λ=0: gold", "λ=0.5: proxy", "λ=0.5: gold"]
+    assert len(fig.data) == 8  # each line with its raw iterations as dots
+    # the lines are moving averages of the raw points
+    assert list(lines[1].y) == pytest.approx(C.smooth(0.05 * np.arange(8), 5))
+    assert C.smooth(np.array([1.0, 3.0, 5.0, 7.0]), 2).tolist() == [1.0, 2.0, 4.0, 6.0]
     assert "√KL" in fig.layout.xaxis.title.text
     assert len(C.overoptimization_chart({}).data) == 0
 
