@@ -292,7 +292,7 @@ def collect_preferences(cfg: PreferenceConfig, run: Run):
     n_prompts = math.ceil(cfg.pairs / pairs_per_prompt * 1.2) + 1
     prompts = held_out_prompts(n_prompts, "preferences", cfg.seed, cfg.prompt_words_min, cfg.prompt_words_max)
     target = run.path / (PAIRS_FILE if cfg.annotator == "human" else PREFERENCES_FILE)
-    made, step, agree, gap_sum, cursor, attempts = 0, 0, 0, 0.0, 0, 0
+    made, step, agree, distinct, gap_sum, cursor, attempts = 0, 0, 0, 0, 0.0, 0, 0
     prompts_per_batch = max(1, cfg.batch_size // K)
     while made < cfg.pairs:
         if cursor >= len(prompts):  # many identical responses (a very peaked model): draw more prompts
@@ -328,6 +328,7 @@ def collect_preferences(cfg: PreferenceConfig, run: Run):
                            "gold_chosen": u_a[n] if first else u_b[n], "gold_rejected": u_b[n] if first else u_a[n],
                            "p_chosen": p_a[n] if first else 1.0 - p_a[n], "profile": cfg.profile, "tau": cfg.tau}
                     append_jsonl(target, row)
+                    distinct += u_a[n] != u_b[n]  # a tie in gold has no right answer
                     agree += row["gold_chosen"] > row["gold_rejected"]
                     gap_sum += abs(u_a[n] - u_b[n])
             made += len(pairs)
@@ -336,8 +337,8 @@ def collect_preferences(cfg: PreferenceConfig, run: Run):
                    "pref/gold_gap": gap_sum / max(1, made),
                    "time/responses_per_s": len(repeated) / (time.perf_counter() - t0)}
         if cfg.annotator == "simulated":
-            # how often the noisy annotator picked the text with the higher gold utility
-            metrics["pref/label_gold_agreement"] = agree / max(1, made)
+            # how often the noisy annotator picked the text with the higher gold utility (ties excluded)
+            metrics["pref/label_gold_agreement"] = agree / max(1, distinct)
         if made >= cfg.pairs:
             metrics["final"] = True
         yield metrics
@@ -352,11 +353,12 @@ def _import_into_run(cfg: PreferenceConfig, run: Run):
         for r, c, j in zip(missing, g_c, g_r):
             r.update(gold_chosen=c, gold_rejected=j, profile=cfg.profile)
     target = run.path / PREFERENCES_FILE
-    agree = 0
-    for n, row in enumerate(rows, start=1):
+    agree = distinct = 0
+    for row in rows:
         append_jsonl(target, row)
+        distinct += row["gold_chosen"] != row["gold_rejected"]
         agree += row["gold_chosen"] > row["gold_rejected"]
-    yield {"step": 1, "pref/pairs": len(rows), "pref/label_gold_agreement": agree / len(rows), "final": True}
+    yield {"step": 1, "pref/pairs": len(rows), "pref/label_gold_agreement": agree / max(1, distinct), "final": True}
 
 
 # ----------------------------------------------------------------------------- human labelling
@@ -424,7 +426,8 @@ def labelling_progress(run) -> dict:
     total = len(read_jsonl(path / PAIRS_FILE))
     labelled = [r for r in read_jsonl(path / PREFERENCES_FILE) if r.get("source") == "human"]
     skipped = read_jsonl(path / SKIPPED_FILE)
-    judged = [r for r in labelled if r.get("gold_chosen") is not None and r.get("gold_rejected") is not None]
+    judged = [r for r in labelled if r.get("gold_chosen") is not None and r.get("gold_rejected") is not None
+              and r["gold_chosen"] != r["gold_rejected"]]
     agree = sum(r["gold_chosen"] > r["gold_rejected"] for r in judged)
     return {"total": total, "labelled": len(labelled),
             "ties": sum(r["choice"] == "tie" for r in skipped), "skipped": sum(r["choice"] == "skip" for r in skipped),

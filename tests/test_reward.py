@@ -175,3 +175,52 @@ def test_shipped_reward_model_agrees_with_gold():
     pairs = fresh_gold_pairs(lm, tok, 150, seed=12345)  # a seed no training or normalisation used
     assert len(pairs) >= 100
     assert gold_agreement(scorer.model, scorer.tokenizer, pairs) >= 0.8
+
+
+# ----------------------------------------------------------------------------- the command line
+
+def test_cli_preferences_then_reward(tiny_base, tmp_path, capsys):
+    from lab.cli import main
+
+    assert main(["preferences", "--preset", "tiny", "--base", str(tiny_base), "--pairs", "60", "--device", "cpu",
+                 "--out", str(tmp_path / "pref")]) == 0
+    assert "60 pairs" in capsys.readouterr().out
+    assert main(["reward", "--preset", "tiny", "--preferences", str(tmp_path / "pref"), "--base", str(tiny_base),
+                 "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "rm")]) == 0
+    out = capsys.readouterr().out
+    assert "gold agreement" in out and (tmp_path / "rm" / "checkpoint" / "model.safetensors").exists()
+    assert RewardScorer(tmp_path / "rm").info["profile"] == "positive"
+
+
+def test_cli_bad_input_is_one_line(tiny_base, tmp_path, capsys):
+    from lab.cli import main
+
+    assert main(["preferences", "--preset", "tiny", "--base", str(tiny_base), "--tau", "0",
+                 "--out", str(tmp_path / "a")]) == 2
+    assert "tau must be > 0" in capsys.readouterr().err
+    empty = tmp_path / "empty.csv"
+    empty.write_text("prompt,chosen,rejected\n")
+    assert main(["reward", "--preferences", str(empty), "--base", str(tiny_base), "--out", str(tmp_path / "b")]) == 2
+    assert "no preference pairs" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()  # refused before a run folder was made
+    assert main(["preferences", "--preset", "tiny", "--base", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "c")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_pipeline_runs_stages_in_order_and_resumes(tmp_path, capsys):
+    from lab.cli import main
+    from lab.cli_pipeline import STAGES
+
+    assert [name for name, _ in STAGES][:3] == ["pretrain", "preferences", "reward"]
+    out = tmp_path / "pipe"
+    assert main(["pipeline", "--preset", "tiny", "--out", str(out), "--until", "preferences", "--device", "cpu"]) == 0
+    assert Run.open(out / "pretrain").status()["state"] == "done"
+    assert Run.open(out / "preferences").status()["state"] == "done"
+    assert not (out / "reward").exists()
+    assert Run.open(out / "preferences").config["base"] == str(out / "pretrain")
+    capsys.readouterr()
+    # a second call reuses the finished stages and goes on
+    assert main(["pipeline", "--preset", "tiny", "--out", str(out), "--until", "reward", "--device", "cpu"]) == 0
+    assert "pretrain: already done" in capsys.readouterr().out
+    assert RewardScorer(out / "reward").info["base"] == str(out / "pretrain")
