@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.model import SHIPPED
 from core.runs import Run, read_json, read_metrics
 from lab import jobs, ppo_view as V
 
@@ -255,3 +256,23 @@ def test_page_shows_a_finished_run_and_survives_its_folder_being_deleted(tmp_pat
     assert not at.exception, [e.value for e in at.exception]
     said = [w.value for w in at.warning] + [i.value for i in at.info]
     assert any("gone" in t or "No PPO run yet" in t for t in said), said
+
+
+@needs_ppo
+def test_quick_start_ppo_is_small_visible_and_refuses_a_double_start(tmp_path, own_rm):
+    # the shipped reward model is the default; an own one stands in where assets/reward is not there
+    over = {} if (SHIPPED["reward"] / "model.safetensors").exists() \
+        else {"reward": str(own_rm)}
+    run = V.quick_start_ppo(tmp_path, owner="student", **over)
+    try:
+        cfg = run.config
+        for key, value in V.QUICK_START.items():
+            assert cfg[key] == value, key
+        assert cfg["policy"] == "small"
+        with pytest.raises(jobs.JobError, match="still"):
+            V.quick_start_ppo(tmp_path, owner="student", **over)
+        assert len([p for p in tmp_path.iterdir() if p.name.endswith("-ppo")]) == 1
+        wait_for(lambda: len(read_metrics(run.path)) >= 1, what="the first quick-start iteration")
+    finally:
+        V.stop(run)
+        jobs.wait(run.path, timeout=120)
