@@ -275,6 +275,8 @@ def test_the_run_picker_follows_a_run_chosen_after_it_was_drawn(runs):
     older = Run.create("pretrain", {}, out=runs / "a-older")
     newer = Run.create("pretrain", {}, out=runs / "b-newer")
     Run.open(older.path).write_json("config.json", {**older.info(), "created": 1.0})
+    for run in (older, newer):
+        run.set_status("done")  # folders only: no worker behind them
     at = AppTest.from_function(_picker_script, default_timeout=TIMEOUT)
     at.session_state["target"] = older.run_id
     at.run()
