@@ -68,6 +68,7 @@ def _series(df: pd.DataFrame, col: str) -> pd.DataFrame:
 
 def _line(df, col, name, color, dash=None, markers=False) -> go.Scatter:
     s = _series(df, col)
+    markers = markers or len(s) < 3  # a line through one point draws nothing
     return go.Scatter(x=s["step"], y=s[col], name=name, mode="lines+markers" if markers else "lines",
                       line=dict(color=color, dash=dash))
 

@@ -20,10 +20,21 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "time/tokens_per_s": ("Training throughput.", "tokens per second, > 0", "steady; drops when another job shares the CPU"),
     # preferences
     "pref/pairs": ("Preference pairs labelled so far.", "count, >= 0", "grows by one per label"),
+    "pref/prompts": ("Prompts the base model has answered so far.", "count, >= 0", "grows steadily"),
+    "pref/gold_gap": ("Mean |u(A) - u(B)| of the pairs under the hidden gold utility: how different they are.",
+                      "utility units, >= 0", "well above 0; near 0 the pairs are coin flips for any annotator"),
+    "pref/label_gold_agreement": ("Share of simulated labels that picked the response with the higher gold "
+                                  "utility.", "fraction in [0, 1]; 0.5 is chance",
+                                  "high for small τ, towards 0.5 as τ grows"),
+    "time/responses_per_s": ("Sampling throughput of the base model.", "responses per second, > 0", "steady"),
     # reward model
     "rm/loss": ("Pairwise Bradley-Terry loss -log sigmoid(r(chosen) - r(rejected)).",
                 "nats per pair, >= 0; ln 2 ~ 0.693 is a coin flip",
                 "falls below 0.693; near 0 on training pairs only can mean memorising"),
+    "rm/val_loss": ("The pairwise loss on held-out pairs.", "nats per pair, >= 0; ln 2 ~ 0.693 is a coin flip",
+                    "falls with rm/loss; rising while rm/loss falls is memorising"),
+    "rm/margin": ("Mean r(chosen) - r(rejected) on the training batch.", "RM units; > 0 means ordered right",
+                  "grows from 0"),
     "rm/accuracy": ("Share of training pairs where r(chosen) > r(rejected).", "fraction in [0, 1]; 0.5 is chance",
                     "rises above 0.5"),
     "rm/val_accuracy": ("The same on held-out pairs.", "fraction in [0, 1]; 0.5 is chance",
