@@ -49,8 +49,11 @@ def lab_root(tmp_path, own_rm, monkeypatch):
 
 
 def page(path, timeout=60):
-    at = AppTest.from_file(path, default_timeout=timeout)
+    """A page as the app serves it: through the entry script, so that `__main__` is lab/app.py (guarded)
+    and a job spawned from the page does not re-run the page in its worker."""
+    at = AppTest.from_file(str(ROOT / "lab" / "app.py"), default_timeout=timeout)
     at.run()
+    at.switch_page(str(Path("..") / "pages" / Path(path).name)).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
