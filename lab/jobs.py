@@ -248,7 +248,10 @@ def kill(run_dir) -> None:
         process.join(5)
     elif pid and _alive(pid):
         os.kill(int(pid), 15)
-    run = Run.open(run_dir)
+    try:
+        run = Run.open(run_dir)
+    except RunError:
+        return  # its folder is gone: nothing left to mark
     if run.status().get("state") not in FINAL_STATES:
         run.set_status("stopped", message="terminated from the app")
 

@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from core.config import ConfigError
-from core.runs import DEFAULT_ROOT, FINAL_STATES, Run, RunError, list_runs
+from core.runs import DEFAULT_ROOT, Run, RunError, list_runs
 from lab import glossary, jobs
 
 LIVE_EVERY_S = 1.0  # live charts redraw about once a second
@@ -142,6 +142,9 @@ def spec_options(stage: str, shipped: tuple[str, ...] = (), states=("done",)) ->
 def status_badge(run_dir) -> dict:
     """A coloured badge with the run's state and iteration; a failed run shows its error (and the
     worker's traceback in an expander), never a traceback in place of the page."""
+    if not (Path(run_dir) / "config.json").exists():
+        st.warning(f"Run {Path(run_dir).name} is gone: its folder was deleted (or moved) while this page showed it.")
+        return {"state": "gone"}
     st_ = jobs.status(run_dir)
     state = st_.get("state", "queued")
     text = f"{state} · step {st_.get('iteration', 0)}"
@@ -158,7 +161,8 @@ def status_badge(run_dir) -> dict:
 
 
 def is_active(status: dict) -> bool:
-    return status.get("state") not in FINAL_STATES
+    """Queued, running or paused: the page keeps redrawing it live."""
+    return status.get("state") in jobs.ACTIVE_STATES
 
 
 def start_job(stage: str, cfg, parents: dict | None = None, control: dict | None = None) -> Run | None:

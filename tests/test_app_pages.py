@@ -6,6 +6,7 @@ page creates a run folder that a spawned worker trains. (PPO and weak-to-strong 
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -165,6 +166,23 @@ def test_a_run_folder_deleted_while_its_page_is_open(runs):
     at.run()
     assert not at.exception
     assert "No pretraining run yet" in texts(at) or "is gone" in texts(at)
+
+
+def test_a_run_folder_deleted_while_it_trains(runs):
+    at = open_page("1_Pretrain")
+    at.number_input(key="steps/tiny").set_value(100000)
+    button(at, "Start pretraining").click().run()
+    run_dir = only_run(runs, "pretrain")
+    deadline = time.monotonic() + 120
+    while jobs.status(run_dir)["state"] != "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    shutil.rmtree(run_dir)
+    try:
+        at.run()
+        assert not at.exception
+        assert "is gone" in texts(at) or "No pretraining run yet" in texts(at)
+    finally:
+        jobs.kill(run_dir)
 
 
 def test_preferences_then_reward_model_from_the_pages(runs):
