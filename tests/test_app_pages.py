@@ -329,3 +329,19 @@ def test_a_crashed_run_shows_its_error_on_the_page(runs):
     assert not at.exception
     assert any("This run failed" in e.value and "CorpusError" in e.value for e in at.error)
     assert any("Traceback" in c.value for c in at.code)  # the details, folded away in an expander
+
+
+def test_home_quick_start_starts_ppo_and_opens_its_page(runs):
+    from lab import home_view
+
+    state = home_view.quick_start_state()
+    if not state["available"]:
+        pytest.skip(state["reason"])
+    at = open_page("0_Home")
+    button(at, "Quick start: PPO on the shipped models").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    run_dir = only_run(runs, "ppo")
+    assert (run_dir / "config.json").exists()
+    assert at.query_params.get("run") == run_dir.name
+    assert any("PPO" in t.value for t in at.title)  # switched to the PPO page, showing this run
+    assert at.selectbox(key="picker/ppo").value == run_dir.name
