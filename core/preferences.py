@@ -116,11 +116,12 @@ def full_texts(prompts: list[str], responses: list[str]) -> list[str]:
 
 
 def candidate_pairs(prompts: list[str], responses: list[list[str]]):
-    """All K*(K-1)/2 pairs (prompt, a, b) of each prompt's K responses; identical texts are skipped."""
+    """All K*(K-1)/2 pairs (prompt, a, b) of each prompt's K responses. Identical texts are skipped,
+    and so are empty responses (<eos> at once): a pair file refuses an empty side as one-sided."""
     for prompt, group in zip(prompts, responses):
         for i in range(len(group)):
             for j in range(i + 1, len(group)):
-                if group[i] != group[j]:
+                if group[i] != group[j] and group[i].strip() and group[j].strip():
                     yield prompt, group[i], group[j]
 
 
