@@ -23,7 +23,15 @@ Where we deviate from the paper (and why):
     gives the same split up to one row of interpolation; ranking makes the positive share exact.
   - alpha warms up linearly over `warmup_frac` of training to `alpha_max` (the issue's definition;
     the paper's code ramps with the raw training fraction).
-  - Models are tiny and trained on CPU: a few thousand synthetic reviews, two epochs.
+  - Models are tiny and trained on CPU: 1,600 labelled pairs (800 per half), 600 test pairs.
+  - The default task is the preference task on *minimal pairs*: a held-out review and a copy with
+    one edit (a flipped sentiment word, a scrambled run of words, a repeated sentence), labelled by
+    the gold annotator. On plain "is this review positive" the shipped 1-layer model is as good as
+    the 4-layer one (the label is the sign of VADER, a bag-of-words quantity that a 1-layer model
+    reads directly), so the ceiling does not beat the supervisor and PGR is meaningless. A 1-layer
+    model cannot see word order (its attention reads token + position embeddings only), while the
+    4-layer model's pretraining taught it what fluent text looks like: that is the latent
+    knowledge weak-to-strong generalisation needs, as pretrained knowledge is in the paper.
 """
 
 from __future__ import annotations
