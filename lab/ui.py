@@ -276,6 +276,11 @@ def metrics_frame(run_dir) -> pd.DataFrame:
     return Run(Path(run_dir)).metrics()
 
 
+def metric(container, label: str, value, fmt: str = "{:.3f}") -> None:
+    """st.metric with a dash while the value does not exist yet."""
+    container.metric(label, "–" if value is None else fmt.format(value))
+
+
 def last_value(df: pd.DataFrame, col: str):
     if df is None or df.empty or col not in df.columns:
         return None

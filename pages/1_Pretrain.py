@@ -88,9 +88,9 @@ def show_run(run_dir):
     ui.stop_button(run_dir, status, key="stop/pretrain")
     df = ui.metrics_frame(run_dir)
     m1, m2, m3 = st.columns(3)
-    m1.metric("train loss (nats/token)", f"{ui.last_value(df, 'lm/loss'):.3f}" if ui.last_value(df, "lm/loss") is not None else "–")
-    m2.metric("validation loss (nats/token)", f"{ui.last_value(df, 'lm/val_loss'):.3f}" if ui.last_value(df, "lm/val_loss") is not None else "–")
-    m3.metric("tokens / s", f"{ui.last_value(df, 'time/tokens_per_s'):,.0f}" if ui.last_value(df, "time/tokens_per_s") is not None else "–")
+    ui.metric(m1, "train loss (nats/token)", ui.last_value(df, "lm/loss"))
+    ui.metric(m2, "validation loss (nats/token)", ui.last_value(df, "lm/val_loss"))
+    ui.metric(m3, "tokens / s", ui.last_value(df, "time/tokens_per_s"), "{:,.0f}")
     left, right = st.columns([3, 2])
     with left:
         ui.chart(charts.pretrain_loss_chart(df), charts.CAPTIONS["pretrain_loss"], key="pretrain_loss")

@@ -95,8 +95,7 @@ def show_progress(run_dir):
     df = ui.metrics_frame(run_dir)
     m1, m2 = st.columns(2)
     m1.metric("pairs made", int(ui.last_value(df, "pref/pairs") or 0))
-    agree = ui.last_value(df, "pref/label_gold_agreement")
-    m2.metric("labels agreeing with the hidden gold", "–" if agree is None else f"{agree:.0%}")
+    ui.metric(m2, "labels agreeing with the hidden gold", ui.last_value(df, "pref/label_gold_agreement"), "{:.0%}")
     if not human:  # a human run's dataset redraws with each label, in the labelling fragment
         show_dataset(run_dir)
     if live and not ui.is_active(status):

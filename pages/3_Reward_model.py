@@ -79,8 +79,7 @@ else:
         for col, (name, label) in zip(m, [("rm/loss", "loss (nats/pair)"), ("rm/accuracy", "train accuracy"),
                                           ("rm/val_accuracy", "validation accuracy"),
                                           ("rm/gold_agreement", "gold agreement")]):
-            value = ui.last_value(df, name)
-            col.metric(label, "–" if value is None else f"{value:.3f}")
+            ui.metric(col, label, ui.last_value(df, name))
         left, right = st.columns(2)
         with left:
             ui.chart(charts.rm_loss_chart(df), charts.CAPTIONS["rm_loss"], key="rm_loss")
