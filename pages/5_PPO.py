@@ -37,9 +37,41 @@ run = Run(run_dir) if run_dir is not None else None
 
 # The knob widgets show the shown run's knobs: (re)read them when another run is shown, and when
 # Streamlit has dropped the widgets' state (it does so for widgets of a page the student left).
-KNOB_KEYS = ("ppo/kl_coef", "ppo/kl_mode", "ppo/target_kl", "ppo/clip_eps", "ppo/lr", "ppo/temperature")
+WIDGET_OF = {"kl_coef": "ppo/kl_coef", "adaptive_kl": "ppo/kl_mode", "target_kl": "ppo/target_kl",
+             "clip_eps": "ppo/clip_eps", "lr": "ppo/lr", "temperature": "ppo/temperature"}
+
+
+def widget_knobs() -> dict:
+    """The knob values the widgets show, in control.json's types."""
+    out = {}
+    for knob, key in WIDGET_OF.items():
+        if key in st.session_state:
+            value = st.session_state[key]
+            out[knob] = value == "adaptive" if knob == "adaptive_kl" else float(value)
+    return out
+
+
+def send_changed_knobs(run_dir: Path) -> tuple[str, str] | None:
+    """Write to control.json every knob whose widget differs from what this session last sent; the
+    trainer applies it at its next iteration. Called by every run of the page *and* of the live
+    fragment: a slider moved while the fragment redraws may reach the server in a fragment run, where
+    an on_change callback can be skipped, and a lost last value is a knob that lies."""
+    sent = st.session_state.get("ppo/sent", {})
+    changed = {k: v for k, v in widget_knobs().items() if sent.get(k) != v}
+    if not changed or not ui.is_active(jobs.status(run_dir)):
+        return None
+    sent.update(changed)  # a refused value too, so that it is not re-sent every second
+    st.session_state["ppo/sent"] = sent
+    try:
+        V.set_knobs(Run(run_dir), **changed)
+    except (ConfigError, RunError, OSError) as e:
+        return "error", f"Not applied: {e}"
+    said = ", ".join(f"{k} = {v:g}" if not isinstance(v, bool) else f"{k} = {v}" for k, v in changed.items())
+    return "success", f"{said} sent to {run_dir.name}: it applies at the next iteration."
+
+
 shown = run_dir.name if run_dir is not None else ""
-if st.session_state.get("ppo/synced") != shown or any(k not in st.session_state for k in KNOB_KEYS):
+if st.session_state.get("ppo/synced") != shown or any(k not in st.session_state for k in WIDGET_OF.values()):
     knobs = V.current_knobs(run) if run is not None else {k: DEFAULTS[k] for k in V.KNOBS}
     st.session_state["ppo/kl_coef"] = float(knobs.get("kl_coef", DEFAULTS["kl_coef"]))
     st.session_state["ppo/kl_mode"] = "adaptive" if knobs.get("adaptive_kl") else "fixed"
@@ -49,18 +81,7 @@ if st.session_state.get("ppo/synced") != shown or any(k not in st.session_state 
     st.session_state["ppo/lr"] = min(LR_CHOICES, key=lambda c: abs(c - lr))
     st.session_state["ppo/temperature"] = float(knobs.get("temperature", DEFAULTS["temperature"]))
     st.session_state["ppo/synced"] = shown
-
-
-def apply_knob(knob: str, key: str, convert=float) -> None:
-    """on_change of a knob widget: a live run gets the new value at its next iteration."""
-    if run is None or not live:
-        return
-    try:
-        V.set_knobs(run, **{knob: convert(st.session_state[key])})
-        st.session_state["ppo/notice"] = ("success", f"{knob} = {st.session_state[key]} sent to {run.run_id}: "
-                                          "it applies at the next iteration.")
-    except (ConfigError, RunError, OSError) as e:
-        st.session_state["ppo/notice"] = ("error", f"Not applied: {e}")
+    st.session_state["ppo/sent"] = widget_knobs()
 
 
 # ----------------------------------------------------------------------------- knobs and buttons
@@ -73,24 +94,22 @@ with knob_col:
     a, b, c = st.columns(3)
     with a:
         st.radio("λ mode", ["fixed", "adaptive"], key="ppo/kl_mode", horizontal=True,
-                 help="adaptive: λ follows the KL towards the target (Ziegler et al. 2019)",
-                 on_change=apply_knob, args=("adaptive_kl", "ppo/kl_mode", lambda v: v == "adaptive"))
+                 help="adaptive: λ follows the KL towards the target (Ziegler et al. 2019)")
         st.slider("λ (kl_coef)", 0.0, 1.0, step=0.01, key="ppo/kl_coef",
-                  help="reward = score − λ·KL. 0 lets the policy chase the reward model anywhere.",
-                  on_change=apply_knob, args=("kl_coef", "ppo/kl_coef"))
+                  help="reward = score − λ·KL. 0 lets the policy chase the reward model anywhere.")
         st.slider("target KL (nats per response)", 0.5, 20.0, step=0.5, key="ppo/target_kl",
-                  disabled=st.session_state["ppo/kl_mode"] != "adaptive",
-                  on_change=apply_knob, args=("target_kl", "ppo/target_kl"))
+                  disabled=st.session_state["ppo/kl_mode"] != "adaptive")
     with b:
         st.slider("clip ε", 0.05, 0.5, step=0.05, key="ppo/clip_eps",
-                  help="the policy ratio is clipped to [1−ε, 1+ε] in the surrogate loss",
-                  on_change=apply_knob, args=("clip_eps", "ppo/clip_eps"))
-        st.select_slider("learning rate", LR_CHOICES, key="ppo/lr", format_func=lambda v: f"{v:g}",
-                         on_change=apply_knob, args=("lr", "ppo/lr"))
+                  help="the policy ratio is clipped to [1−ε, 1+ε] in the surrogate loss")
+        st.select_slider("learning rate", LR_CHOICES, key="ppo/lr", format_func=lambda v: f"{v:g}")
     with c:
         st.slider("temperature", 0.3, 1.5, step=0.1, key="ppo/temperature",
-                  help="sampling temperature of the rollouts",
-                  on_change=apply_knob, args=("temperature", "ppo/temperature"))
+                  help="sampling temperature of the rollouts")
+    if live:
+        sent_now = send_changed_knobs(run_dir)
+        if sent_now:
+            st.session_state["ppo/notice"] = sent_now
 
 with start_col:
     st.subheader("Start a run")
@@ -130,6 +149,7 @@ with start_col:
             new = ui.start_job("ppo", cfg, parents=parents, control=control)
             if new is not None:
                 st.session_state["ppo/synced"] = new.run_id
+                st.session_state["ppo/sent"] = widget_knobs()  # the run starts with them
                 st.rerun()
 
 notice = st.session_state.pop("ppo/notice", None)
@@ -164,6 +184,9 @@ def live_charts(run_dir: Path) -> None:
     if not run_dir.is_dir():
         st.warning(f"The folder of run {run_dir.name} was deleted; pick another run or start a new one.")
         return
+    sent_now = send_changed_knobs(run_dir)
+    if sent_now:
+        st.toast(sent_now[1], icon=":material/tune:" if sent_now[0] == "success" else ":material/error:")
     ui.status_badge(run_dir)
     df = ui.metrics_frame(run_dir)
     control = Run(run_dir).read_control()

@@ -157,14 +157,17 @@ def test_quick_start_ppo_then_steer_it_live(server, browser):
 
     # move the λ slider: the running job's params/kl_coef follows at its next iteration
     before = Run(run_dir).read_control()["kl_coef"]
-    slider = page.locator("[data-testid='stSlider']").filter(has_text="λ (kl_coef)").get_by_role("slider")
+    box = page.locator("[data-testid='stSlider']").filter(has_text="λ (kl_coef)")
+    slider = box.get_by_role("slider")
     slider.focus()
     for _ in range(10):
         slider.press("ArrowRight")
-    wait_until(lambda: Run(run_dir).read_control()["kl_coef"] > before + 0.05, timeout=30,
-               what="control.json to receive the new λ")
-    time.sleep(2.0)  # the slider may send a value or two more while it settles
-    new = Run(run_dir).read_control()["kl_coef"]
+    shown = float(box.get_by_test_id("stSliderThumbValue").inner_text())
+    assert shown == pytest.approx(before + 0.10)
+    # what the slider shows is what the job gets: its last value too, whichever redraw carried it
+    wait_until(lambda: Run(run_dir).read_control()["kl_coef"] == pytest.approx(shown), timeout=30,
+               what="control.json to receive the slider's value")
+    new = shown
     wait_until(lambda: any(abs((r.get("params/kl_coef") or -1) - new) < 1e-9
                            for r in read_jsonl(run_dir / "metrics.jsonl")),
                timeout=90, what="params/kl_coef of the running job to change")
