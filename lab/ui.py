@@ -117,6 +117,8 @@ def run_picker(stage: str, label: str = "Run to show") -> Path | None:
     elif st.session_state.get(f"picker/{stage}") not in ids:  # its run was deleted
         st.session_state.pop(f"picker/{stage}", None)
     index = ids.index(current.name) if current is not None and current.name in ids else 0
+    if f"picker/{stage}" in st.session_state:
+        index = None  # its value comes from Session State; a default as well only earns a server warning
     labels = {r["run_id"]: run_label(r) for r in rows}
     chosen = st.selectbox(label, ids, index=index, format_func=lambda i: labels[i], key=f"picker/{stage}")
     path = runs_root() / chosen
