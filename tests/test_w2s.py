@@ -228,7 +228,9 @@ def test_tiny_cli_run_writes_complete_results(tmp_path):
 def test_strong_student_beats_its_weak_supervisor():
     """The effect the stage exists for, on the default data and schedule, seed 0, one student
     (about half a minute on 2 cores: the effect needs hundreds of weak-labelled pairs).
-    Measured: supervisor ~70%, confidence student ~78% on the 600 test pairs."""
+    Measured: supervisor 69.8%, confidence student 78.0% on the 600 test pairs. This pins seed 0, the
+    favourable one: on seeds 1 and 2 of the default run the confidence student fell below its
+    supervisor (71.5 vs 72.7, 67.5 vs 71.0), so the effect is real here but not yet robust."""
     from core.model import load_lm, scorer_from_lm
     from core.w2s import accuracy, predict, train_classifier
 
