@@ -259,6 +259,16 @@ def live_every() -> float | None:
     return None if st.session_state.get("freeze", False) else LIVE_EVERY_S
 
 
+def live_note(live: bool) -> None:
+    """Under a live view: say whether it follows the run or is frozen (and how to unfreeze)."""
+    if not live:
+        return
+    if live_every() is None:
+        st.caption("Frozen: zoom and read at will; switch off “Freeze live charts” to follow the run again.")
+    else:
+        st.caption(f"Live: redrawn about every {LIVE_EVERY_S:g} s from the run folder.")
+
+
 def freeze_toggle() -> None:
     st.toggle("Freeze live charts", key="freeze",
               help="Charts redraw every second and that resets any zoom; freeze them to zoom and read.")

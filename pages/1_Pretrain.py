@@ -86,6 +86,7 @@ live = ui.is_active(jobs.status(run_dir))
 def show_run(run_dir):
     status = ui.status_badge(run_dir)
     ui.stop_button(run_dir, status, key="stop/pretrain")
+    ui.live_note(live)
     df = ui.metrics_frame(run_dir)
     m1, m2, m3 = st.columns(3)
     ui.metric(m1, "train loss (nats/token)", ui.last_value(df, "lm/loss"))

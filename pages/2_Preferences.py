@@ -92,6 +92,7 @@ human = view.is_human_run(run_dir)
 def show_progress(run_dir):
     status = ui.status_badge(run_dir)
     ui.stop_button(run_dir, status, key="stop/pref")
+    ui.live_note(live)
     df = ui.metrics_frame(run_dir)
     m1, m2 = st.columns(2)
     m1.metric("pairs made", int(ui.last_value(df, "pref/pairs") or 0))

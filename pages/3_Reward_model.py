@@ -74,6 +74,7 @@ else:
     def show_run(run_dir):
         status = ui.status_badge(run_dir)
         ui.stop_button(run_dir, status, key="stop/rm")
+        ui.live_note(live)
         df = ui.metrics_frame(run_dir)
         m = st.columns(4)
         for col, (name, label) in zip(m, [("rm/loss", "loss (nats/pair)"), ("rm/accuracy", "train accuracy"),

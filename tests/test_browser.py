@@ -124,14 +124,15 @@ def test_a_pretraining_run_draws_live_survives_refresh_and_second_tab(server, br
     assert "run=" in page.url  # the URL names the run, so a refresh finds it
 
     # freeze: the chart stops redrawing while the run keeps writing metrics
-    page.get_by_text("Freeze live charts").click()
-    time.sleep(1.5)
+    page.get_by_text("Freeze live charts", exact=True).click()
+    page.get_by_text("Frozen: zoom and read").wait_for(timeout=60000)  # the page has redrawn without a timer
     run_dir = next(server["runs"].glob("*-pretrain"))
     frozen, lines = chart_points(page), len((run_dir / "metrics.jsonl").read_text().splitlines())
     wait_until(lambda: len((run_dir / "metrics.jsonl").read_text().splitlines()) > lines + 5, timeout=60,
                what="the run to keep training")
     assert chart_points(page) == frozen
-    page.get_by_text("Freeze live charts").click()
+    page.get_by_text("Freeze live charts", exact=True).click()
+    page.get_by_text("Live: redrawn about every").wait_for(timeout=60000)
     wait_until(lambda: chart_points(page) > frozen, timeout=30, what="the unfrozen chart to move again")
 
     # a refresh (new session) and a second tab both find the same running job
