@@ -225,7 +225,8 @@ def ppo_update(models: Models, optimizer, ro: Rollout, advantages, returns, *, c
                vf_coef: float, temperature: float, ppo_epochs: int, minibatches: int, grad_clip: float,
                generator=None, bf16: bool = False, inspect_rows: int = 0) -> dict:
     """ppo_epochs x minibatches clipped policy + value steps on one rollout. Returns summed statistics and
-    the ratio histogram; with inspect_rows, the per-token ratio/clipped of the first minibatch's first rows."""
+    the ratio histogram; with inspect_rows, the per-token ratio/clipped of the first rows of the last epoch's
+    first minibatch (by then the policy has moved, so the ratio and the clipping have something to show)."""
     B = ro.responses.shape[0]
     P = ro.prompt_ids.shape[1]
     mb_size = B // minibatches
@@ -267,7 +268,7 @@ def ppo_update(models: Models, optimizer, ro: Rollout, advantages, returns, *, c
                                    ("vf_clipfrac", vf_stats["clipfrac"]), ("approx_kl", pg_stats["approx_kl"]),
                                    ("ratio", masked_mean(ratio, mb_mask))):
                     sums[key] += value.detach()
-                if inspect is None and inspect_rows:
+                if inspect is None and inspect_rows and epoch == ppo_epochs - 1:
                     adv = advantages[idx]
                     lo, hi = 1.0 - clip_eps, 1.0 + clip_eps
                     clipped = ((adv > 0) & (ratio > hi)) | ((adv < 0) & (ratio < lo))  # where clip is the active term
