@@ -119,14 +119,14 @@ def read_lab_json(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{p} is corrupt ({e})") from e
 
 
-def _load(cls, spec, device):
+def _load(cls, spec, device, **kwargs):
     path = resolve_checkpoint(spec)
     try:
         tokenizer = load_tokenizer(path)
     except TokenizerError as e:
         raise CheckpointError(str(e)) from e
     try:
-        model = cls.from_pretrained(path)
+        model = cls.from_pretrained(path, **kwargs)
     except Exception as e:  # transformers raises many kinds; the student needs to know which folder
         raise CheckpointError(f"could not load the model in {path}: {type(e).__name__}: {e}") from e
     if model.config.vocab_size != len(tokenizer):
@@ -143,7 +143,13 @@ def load_scorer(spec, device="cpu"):
     """(GPT2ForSequenceClassification with one output, tokenizer) from a spec. A base LM checkpoint
     loads too: its backbone is kept and a fresh score head is initialised (how RMs start)."""
     path = resolve_checkpoint(spec)
-    model, tok = _load(GPT2ForSequenceClassification, path, device)
+    try:
+        architectures = json.loads((path / "config.json").read_text()).get("architectures") or []
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}/config.json is corrupt ({e})") from e
+    # A base LM has no score head yet: ask for a fresh one-output head (transformers' default is 2).
+    extra = {} if "GPT2ForSequenceClassification" in architectures else {"num_labels": 1}
+    model, tok = _load(GPT2ForSequenceClassification, path, device, **extra)
     if model.config.num_labels != 1:
         raise CheckpointError(f"{path} is a classifier with {model.config.num_labels} outputs, expected 1")
     return model, tok

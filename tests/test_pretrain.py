@@ -53,3 +53,10 @@ def test_corrupt_checkpoint_gives_clear_error(tiny_base, tmp_path):
     (broken / "tokenizer.json").unlink()
     with pytest.raises(CheckpointError, match="tokenizer.json"):
         load_lm(broken)
+
+
+def test_a_base_lm_loads_as_a_one_output_scorer():
+    from core.model import load_scorer
+
+    model, _ = load_scorer("small")
+    assert model.config.num_labels == 1 and model.score.out_features == 1
