@@ -115,3 +115,36 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 def shutdown(d: Dist) -> None:
     if d.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def all_reduce_means(values: dict, d: Dist) -> dict:
+    """{name: float} averaged over ranks in ONE collective (a metrics row costs one all-reduce, not twenty)."""
+    if not d.enabled:
+        return values
+    keys = list(values)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return {k: float(v) / d.world_size for k, v in zip(keys, t.tolist())}
+
+
+def all_reduce_grads(params, d: Dist) -> None:
+    """Average the gradients of `params` over ranks, in place, with one flat all-reduce.
+
+    For models we drive through their submodules (core.gpt2_lean calls model.transformer directly, so a DDP
+    wrapper's forward never runs and its hooks could not be trusted); after this every rank holds the same
+    gradients, so gradient clipping and the optimizer step are identical everywhere. A parameter without a
+    gradient on this rank counts as zeros (the ranks' lists must line up)."""
+    if not d.enabled:
+        return
+    params = list(params)
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= d.world_size
+    offset = 0
+    for p in params:
+        n = p.grad.numel()
+        p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
+        offset += n

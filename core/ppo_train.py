@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
 import time
 from dataclasses import dataclass
 
 import torch
 
+from core import distributed
 from core import gpt2_lean as lean
-from core.config import ConfigError, PPOConfig, resolve_device, seed_everything
+from core.config import ConfigError, PPOConfig, resolve_device, seed_everything, to_dict
 from core.corpus import synthetic_reviews
 from core.model import (CheckpointError, decode_responses, join_text, left_pad, load_lm, load_scorer,
                         no_dropout, read_lab_json, resolve_checkpoint, save_checkpoint)
@@ -39,6 +41,12 @@ LIVE_KNOBS = ("kl_coef", "adaptive_kl", "target_kl", "clip_eps", "lr", "temperat
 RATIO_EDGES = [round(0.5 + 0.025 * i, 3) for i in range(41)]  # fixed bins over [0.5, 1.5]; outliers go to the ends
 PROMPT_SEED = 4_000_000        # prompts of their own stream: never the RM's training or gold prompts
 INSPECT_ROWS = 2
+# Data parallel: with this environment variable set to 1, every rank samples the WHOLE global rollout with the
+# shared generator and keeps its slice: W times the generation work, but the rollout is bit-for-bit the one a
+# single process samples (the check in tests/test_distributed.py). Otherwise each rank samples only its share,
+# with a generator of its own (different draws from one process's, the same distribution).
+REPLICATED_ROLLOUT_ENV = "RLHF_LAB_DDP_REPLICATED_ROLLOUT"
+RANK_SEED_STRIDE = 1_000_003
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -190,8 +198,10 @@ class Rollout:
 
 
 def rollout(models: Models, prompt_ids, prompt_mask, response_length: int, temperature: float,
-            generator=None, stop_at_eos: bool = True, missing_eos_penalty: float = 0.0, bf16: bool = False):
-    """Sample responses and everything PPO needs about them, without gradients."""
+            generator=None, stop_at_eos: bool = True, missing_eos_penalty: float = 0.0, bf16: bool = False,
+            keep: slice | None = None):
+    """Sample responses and everything PPO needs about them, without gradients.
+    keep: sample all rows but keep only these (a data-parallel rank's share of a replicated rollout)."""
     tok = models.tokenizer
     device = prompt_ids.device
     t0 = time.perf_counter()
@@ -199,6 +209,9 @@ def rollout(models: Models, prompt_ids, prompt_mask, response_length: int, tempe
         responses, rmask, logprobs = lean.generate(models.policy, prompt_ids, prompt_mask, response_length,
                                                    tok.eos_token_id, tok.pad_token_id, temperature, generator,
                                                    stop_at_eos)
+    if keep is not None:
+        prompt_ids, prompt_mask, responses, rmask, logprobs = (x[keep] for x in (prompt_ids, prompt_mask, responses,
+                                                                                 rmask, logprobs))
     t1 = time.perf_counter()
     P = prompt_ids.shape[1]
     full_ids = torch.cat([prompt_ids, responses], 1)
@@ -223,11 +236,19 @@ def rollout(models: Models, prompt_ids, prompt_mask, response_length: int, tempe
 
 def ppo_update(models: Models, optimizer, ro: Rollout, advantages, returns, *, clip_eps: float, clip_value: float,
                vf_coef: float, temperature: float, ppo_epochs: int, minibatches: int, grad_clip: float,
-               generator=None, bf16: bool = False, inspect_rows: int = 0) -> dict:
+               generator=None, bf16: bool = False, inspect_rows: int = 0, dd: distributed.Dist | None = None) -> dict:
     """ppo_epochs x minibatches clipped policy + value steps on one rollout. Returns summed statistics and
     the ratio histogram; with inspect_rows, the per-token ratio/clipped of the first rows of the last epoch's
-    first minibatch (by then the policy has moved, so the ratio and the clipping have something to show)."""
-    B = ro.responses.shape[0]
+    first minibatch (by then the policy has moved, so the ratio and the clipping have something to show).
+
+    Data parallel (dd with world size W > 1; `ro` holds this rank's rows, global rows rank*B_local + i): every
+    rank draws the same permutation of the GLOBAL batch and trains on its own rows of each global minibatch.
+    Its loss (a mean over its tokens) is scaled by W * local_tokens / global_tokens, so the rank-averaged
+    gradient is exactly the gradient of the mean over the global minibatch's tokens, the step a single process
+    takes on the same rows (a rank that owns no row of a minibatch contributes zeros)."""
+    dd = dd or distributed.Dist()
+    B_local = ro.responses.shape[0]
+    B = B_local * dd.world_size
     P = ro.prompt_ids.shape[1]
     mb_size = B // minibatches
     full_ids, full_mask = ro.full_ids, ro.full_mask
@@ -239,10 +260,30 @@ def ppo_update(models: Models, optimizer, ro: Rollout, advantages, returns, *, c
     counts = torch.zeros(len(RATIO_EDGES) - 1, device=device)
     inspect = None
     n_steps = 0
+    orders = [torch.randperm(B, generator=generator).to(device) for _ in range(ppo_epochs)]
+    if dd.enabled:
+        # this rank's rows of each global minibatch, and every minibatch's global token count (one collective)
+        lo = dd.rank * B_local
+        owned = [[o[s:s + mb_size][(o[s:s + mb_size] >= lo) & (o[s:s + mb_size] < lo + B_local)] - lo
+                  for s in range(0, B, mb_size)] for o in orders]
+        local_tokens = torch.tensor([[float(ro.mask[i].sum()) for i in ep] for ep in owned], dtype=torch.float64)
+        global_tokens = distributed.all_reduce_sum(local_tokens.clone(), dd).clamp(min=1.0)
+        scales = (dd.world_size * local_tokens / global_tokens).tolist()
     for epoch in range(ppo_epochs):
-        order = torch.randperm(B, generator=generator).to(device)
+        order = orders[epoch]
         for start in range(0, B, mb_size):
             idx = order[start:start + mb_size]
+            scale = 1.0
+            if dd.enabled:
+                idx, scale = owned[epoch][start // mb_size], scales[epoch][start // mb_size]
+                if idx.numel() == 0:  # none of this minibatch's rows live here: contribute zero gradient
+                    optimizer.zero_grad(set_to_none=True)
+                    distributed.all_reduce_grads(params, dd)
+                    if grad_clip:
+                        torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
+                    optimizer.step()
+                    n_steps += 1
+                    continue
             mb_mask = ro.mask[idx]
             with autocast(device, bf16):
                 hidden = response_hidden(models.policy, full_ids[idx], full_mask[idx], P)          # (b, R, D)
@@ -255,7 +296,8 @@ def ppo_update(models: Models, optimizer, ro: Rollout, advantages, returns, *, c
                 raise NonFiniteLoss(f"the PPO loss became {loss.item()} (epoch {epoch + 1}, minibatch "
                                     f"{start // mb_size + 1})")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * scale if dd.enabled else loss).backward()
+            distributed.all_reduce_grads(params, dd)   # no-op in one process
             if grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
             optimizer.step()
@@ -267,7 +309,7 @@ def ppo_update(models: Models, optimizer, ro: Rollout, advantages, returns, *, c
                 for key, value in (("pg_loss", pg_loss), ("vf_loss", vf_loss), ("clipfrac", pg_stats["clipfrac"]),
                                    ("vf_clipfrac", vf_stats["clipfrac"]), ("approx_kl", pg_stats["approx_kl"]),
                                    ("ratio", masked_mean(ratio, mb_mask))):
-                    sums[key] += value.detach()
+                    sums[key] += value.detach() * scale if dd.enabled else value.detach()
                 if inspect is None and inspect_rows and epoch == ppo_epochs - 1:
                     adv = advantages[idx]
                     lo, hi = 1.0 - clip_eps, 1.0 + clip_eps
@@ -276,18 +318,40 @@ def ppo_update(models: Models, optimizer, ro: Rollout, advantages, returns, *, c
                                "clipped": clipped[:inspect_rows].tolist()}
             n_steps += 1
     out = {k: (v / n_steps).item() for k, v in sums.items()}
+    # mean over ranks of (local mean * W * local/global tokens) = the mean over the global minibatch's tokens
+    out = distributed.all_reduce_means(out, dd)
+    counts = distributed.all_reduce_sum(counts, dd)
     out.update(ratio_edges=list(RATIO_EDGES), ratio_counts=[int(c) for c in counts.tolist()], inspect=inspect)
     return out
 
 
 def advantages_and_returns(ro: Rollout, kl_coef: float, estimator: str, gamma: float, lam: float,
-                           whiten_rewards: bool):
-    """Shaped rewards -> GAE -> whitened advantages (the only place the KL penalty enters)."""
+                           whiten_rewards: bool, dd: distributed.Dist | None = None):
+    """Shaped rewards -> GAE -> whitened advantages (the only place the KL penalty enters).
+    Under data parallelism the whitening statistics are those of the GLOBAL batch (global_whiten)."""
     rewards, kl = shaped_rewards(ro.scores, ro.logprobs, ro.ref_logprobs, ro.mask, kl_coef, estimator)
     if whiten_rewards:
-        rewards = whiten(rewards, ro.mask, shift_mean=False)
+        rewards = global_whiten(rewards, ro.mask, dd, shift_mean=False)
     advantages, returns = gae(rewards, ro.values, ro.mask, gamma, lam)
-    return rewards, kl, whiten(advantages, ro.mask), returns
+    return rewards, kl, global_whiten(advantages, ro.mask, dd), returns
+
+
+def global_whiten(x: torch.Tensor, mask: torch.Tensor, dd: distributed.Dist | None, shift_mean: bool = True):
+    """core.ppo.whiten with the mean and (unbiased) variance of the real tokens of ALL ranks.   (B, T) -> (B, T)
+
+    One process: exactly core.ppo.whiten. W ranks: all-reduce (sum x, n), then sum (x - mean)^2: the same
+    statistics a single process computes over the concatenated batch, so every rank scales alike."""
+    if dd is None or not dd.enabled:
+        return whiten(x, mask, shift_mean)
+    moments = distributed.all_reduce_sum(torch.stack([(x * mask).sum(), mask.sum()]).double(), dd)
+    n = moments[1].clamp(min=1.0)
+    mean = (moments[0] / n).to(x.dtype)
+    squares = distributed.all_reduce_sum(((x - mean) ** 2 * mask).sum().double().reshape(1), dd)[0]
+    var = (squares / (n - 1).clamp(min=1.0)).to(x.dtype)   # Bessel, as core.ppo.masked_var
+    whitened = (x - mean) * torch.rsqrt(var + 1e-8)
+    if not shift_mean:
+        whitened = whitened + mean
+    return whitened * mask
 
 
 # ----------------------------------------------------------------------------- live controls
@@ -424,13 +488,22 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
 
     With a run: samples.jsonl, inspect.json, control_log.jsonl, checkpoints; live controls from control.json.
     A run that already holds a PPO checkpoint resumes from it and continues the iteration count.
+
+    Under torchrun every rank runs this loop (pass `run` on rank 0 only): each samples batch_size / W of the
+    global rollout, advantages are whitened over the global batch, gradients are averaged over ranks, metrics
+    are rank means, and rank 0 reads control.json and broadcasts the live knobs and the pause/stop decision.
     """
     cfg.validate()
     seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    resume = resume_point(run)
+    dd = distributed.init(device.type)
+    device = distributed.rank_device(device, dd)
+    per_rank = distributed.check_divisible(cfg.batch_size, dd, "PPOConfig.batch_size")
+    distributed.check_same_config(to_dict(cfg), dd)
+    replicated = dd.enabled and os.environ.get(REPLICATED_ROLLOUT_ENV) == "1"
+    resume = distributed.broadcast_object(resume_point(run), dd)  # ranks > 0 have no run: rank 0 decides
     start_iteration = resume[1] if resume else 0
     if resume:  # the live values in force when the run stopped, not the ones it started with
         live = {k: v for k, v in resume[3].items() if k in LIVE_KNOBS}
@@ -445,7 +518,8 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
             optimizer.load_state_dict(torch.load(resume[0] / "optimizer.pt", weights_only=True))
         except (ValueError, RuntimeError, KeyError):
             pass  # a different optimizer layout: start Adam's moments afresh, the weights are what matters
-    gen = torch.Generator(device=device).manual_seed(cfg.seed + start_iteration)
+    rank_seed = 0 if replicated else RANK_SEED_STRIDE * dd.rank  # rank 0 (and one process) draws as before
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + start_iteration + rank_seed)
     cpu_gen = torch.Generator().manual_seed(cfg.seed + 1 + start_iteration)
     rng = random.Random(cfg.seed + start_iteration)
 
@@ -472,77 +546,100 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
     iteration = start_iteration
     while iteration < cfg.iterations:
         # ---- live controls: applied before the iteration, visible in its params/* metrics
-        messages = []
+        # (rank 0 decides "run" | "wait" (paused) | "stop" and broadcasts it with the knobs, so all ranks act alike)
+        messages, action, paused = [], "run", False
+        old = cfg
         if run is not None:
             control = run.read_control()
-            old = cfg
             cfg, messages = apply_controls(cfg, control, control_seen, iteration + 1, run)
-            if cfg.kl_coef != old.kl_coef or cfg.adaptive_kl != old.adaptive_kl or cfg.target_kl != old.target_kl:
-                kl_coef = cfg.kl_coef if cfg.kl_coef != old.kl_coef else controller.value
-                controller = (AdaptiveKLController(kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
-                              else FixedKLController(kl_coef))
-            if cfg.lr != old.lr:
-                for group in optimizer.param_groups:
-                    group["lr"] = cfg.lr
-            if messages:
-                yield {"_status": "running", "step": iteration, "message": "; ".join(messages)}
+            paused = bool(control.get("paused"))
             if control.get("stop"):
-                save_ppo_checkpoint(run, models, optimizer, cfg, iteration, controller.value, last_metrics)
-                yield {"_status": "stopped", "step": iteration, "message": f"stopped after iteration {iteration}"}
-                return
-            if control.get("paused"):
+                action = "stop"
+            elif paused:
                 stepped = int(control.get("step", 0) or 0)
                 if stepped > step_seen:
                     step_seen += 1          # exactly one iteration per increment of "step"
                 else:
-                    if run.status().get("state") != "paused":
-                        yield {"_status": "paused", "step": iteration, "message": "paused"}
-                    time.sleep(0.2)
-                    continue
+                    action = "wait"
             else:
                 step_seen = int(control.get("step", 0) or 0)  # increments made while running do not count
-                if run.status().get("state") == "paused":
-                    yield {"_status": "running", "step": iteration, "message": "resumed"}
+        if dd.enabled:
+            live, action = distributed.broadcast_object(({k: getattr(cfg, k) for k in LIVE_KNOBS}, action), dd)
+            cfg = dataclasses.replace(cfg, **live)
+        if cfg.kl_coef != old.kl_coef or cfg.adaptive_kl != old.adaptive_kl or cfg.target_kl != old.target_kl:
+            kl_coef = cfg.kl_coef if cfg.kl_coef != old.kl_coef else controller.value
+            controller = (AdaptiveKLController(kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
+                          else FixedKLController(kl_coef))
+        if cfg.lr != old.lr:
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr
+        if run is not None:
+            if messages:
+                yield {"_status": "running", "step": iteration, "message": "; ".join(messages)}
+            if action == "stop":
+                save_ppo_checkpoint(run, models, optimizer, cfg, iteration, controller.value, last_metrics)
+                yield {"_status": "stopped", "step": iteration, "message": f"stopped after iteration {iteration}"}
+            elif action == "wait":
+                if run.status().get("state") != "paused":
+                    yield {"_status": "paused", "step": iteration, "message": "paused"}
+            elif not paused and run.status().get("state") == "paused":
+                yield {"_status": "running", "step": iteration, "message": "resumed"}
+        if action == "stop":
+            return
+        if action == "wait":
+            time.sleep(0.2)
+            continue
 
         iteration += 1
         t0 = time.perf_counter()
-        batch = [rng.randrange(len(prompts)) for _ in range(cfg.batch_size)]
+        batch = [rng.randrange(len(prompts)) for _ in range(cfg.batch_size)]  # the same global batch on all ranks
         idx = torch.tensor(batch, device=device)
         batch_ids, batch_mask = trim_left_padding(prompt_ids[idx], prompt_mask[idx])
+        keep = None
+        if dd.enabled:  # this rank's share: global rows rank * per_rank ...
+            keep = slice(dd.rank * per_rank, (dd.rank + 1) * per_rank)
+            batch = batch[keep]
+            if not replicated:
+                batch_ids, batch_mask, keep = batch_ids[keep], batch_mask[keep], None
         ro = rollout(models, batch_ids, batch_mask, cfg.response_length, cfg.temperature, gen,
-                     cfg.stop_at_eos, cfg.missing_eos_penalty, cfg.bf16)
+                     cfg.stop_at_eos, cfg.missing_eos_penalty, cfg.bf16, keep=keep)
         kl_coef_used = controller.value
         rewards, kl, advantages, returns = advantages_and_returns(ro, kl_coef_used, cfg.kl_estimator, cfg.gamma,
-                                                                  cfg.lam, cfg.whiten_rewards)
+                                                                  cfg.lam, cfg.whiten_rewards, dd)
         t1 = time.perf_counter()
         try:
             upd = ppo_update(models, optimizer, ro, advantages, returns, clip_eps=cfg.clip_eps,
                              clip_value=cfg.clip_value, vf_coef=cfg.vf_coef, temperature=cfg.temperature,
                              ppo_epochs=cfg.ppo_epochs, minibatches=cfg.minibatches, grad_clip=cfg.grad_clip,
-                             generator=cpu_gen, bf16=cfg.bf16, inspect_rows=INSPECT_ROWS if run is not None else 0)
+                             generator=cpu_gen, bf16=cfg.bf16, inspect_rows=INSPECT_ROWS if run is not None else 0,
+                             dd=dd)
         except NonFiniteLoss as e:
             kept = resume_point(run)
             raise NonFiniteLoss(f"iteration {iteration}: {e}; the last good checkpoint (iteration "
                                 f"{kept[1] if kept else 'none'}) is kept") from None
         t2 = time.perf_counter()
         kl_per_seq = kl.sum(1)                                                    # (B,)
-        mean_kl = kl_per_seq.mean().item()
-        controller.update(mean_kl, cfg.batch_size)
-
         texts = decode_responses(tok, ro.responses, ro.mask.long())
         batch_prompts = [prompts[i] for i in batch]
         gold = gold_of(batch_prompts, texts, cfg.profile)
-        non_score = (-kl_coef_used * kl_per_seq).mean().item()
-        n_tokens = int(ro.mask.sum())
+        # per-row means; every rank holds batch_size / W rows, so the rank mean of them is the global mean
+        rollout_stats = distributed.all_reduce_means({
+            "scores": ro.scores.mean().item(), "gold": sum(gold) / len(gold), "kl": kl_per_seq.mean().item(),
+            "entropy": (-(ro.logprobs * ro.mask).sum(1)).mean().item(), "length": ro.mask.sum(1).mean().item(),
+            "non_score": (-kl_coef_used * kl_per_seq).mean().item(), "tokens": float(ro.mask.sum())}, dd)
+        mean_kl = rollout_stats["kl"]
+        controller.update(mean_kl, cfg.batch_size)
+        non_score = rollout_stats["non_score"]
+        n_tokens = rollout_stats["tokens"] * dd.world_size
         metrics = {
             "step": iteration,
-            "objective/scores": ro.scores.mean().item(),
-            "objective/gold": sum(gold) / len(gold),
+            "objective/scores": rollout_stats["scores"],
+            "objective/gold": rollout_stats["gold"],
             "objective/kl": mean_kl,
             "objective/non_score_reward": non_score,
-            "objective/rlhf_reward": ro.scores.mean().item() + non_score,
-            "objective/entropy": (-(ro.logprobs * ro.mask).sum(1)).mean().item(),
-            "objective/response_length": ro.mask.sum(1).mean().item(),
+            "objective/rlhf_reward": rollout_stats["scores"] + non_score,
+            "objective/entropy": rollout_stats["entropy"],
+            "objective/response_length": rollout_stats["length"],
             "policy/approxkl_avg": upd["approx_kl"],
             "policy/clipfrac_avg": upd["clipfrac"],
             "loss/policy_avg": upd["pg_loss"],

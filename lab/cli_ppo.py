@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from core.config import PPOConfig, PRESET_PPO, ConfigError, from_dict, ppo_preset, to_dict
+from core import distributed
+from core.config import PPOConfig, PRESET_PPO, ConfigError, from_dict, ppo_preset, resolve_device, to_dict
 from core.runs import FINAL_STATES, Run, atomic_write_json
 
 FLOW_CONTROLS = ("paused", "stop", "step")
@@ -84,13 +85,24 @@ def cmd_ppo(args) -> int:
         cfg = from_dict(PPOConfig, run.config)
         if args.iterations is not None:
             cfg = dataclasses.replace(cfg, iterations=args.iterations)
+    else:
+        cfg = config_from_args(args).validate()
+    # Under torchrun: every rank trains; rank 0 alone owns the run folder (and control.json), the others
+    # follow its broadcasts inside train_ppo.
+    dd = distributed.init(resolve_device(cfg.device).type)
+    if not dd.is_main:
+        for _ in train_ppo(cfg, None):
+            pass
+        distributed.shutdown(dd)
+        return 0
+    if args.resume:
+        if args.iterations is not None:
             info = run.info()
             info["config"] = to_dict(cfg.validate())
             atomic_write_json(run.path / "config.json", info)
         run.write_control(stop=False)
         done = int(run.status().get("iteration", 0) or 0)
     else:
-        cfg = config_from_args(args).validate()
         run = Run.create("ppo", to_dict(cfg), out=args.out, root=args.runs,
                          parents={"policy": cfg.policy, "reward": cfg.reward}, control=initial_control(cfg))
         done = 0
@@ -99,6 +111,7 @@ def cmd_ppo(args) -> int:
     last = run_stage(run, train_ppo(cfg, run), bar_total, "ppo",
                      lambda m: {"score": f"{m['objective/scores']:+.3f}", "kl": f"{m['objective/kl']:.2f}",
                                 "gold": f"{m['objective/gold']:+.3f}"})
+    distributed.shutdown(dd)
     state = run.status().get("state")
     if last is None:
         print(f"{state}: no iteration ran")
