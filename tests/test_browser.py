@@ -7,88 +7,28 @@ a refresh or a second tab finds the running job again.
 """
 
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+from tests.browser_support import SKIP_WITHOUT_CHROMIUM, app_server, chromium, open_page, wait_until
 
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed")]
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout=60.0, poll=0.2, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+pytestmark = SKIP_WITHOUT_CHROMIUM
+pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`rlhf-lab app --no-browser --port N --runs ROOT`, as a student would start it."""
     runs = tmp_path_factory.mktemp("browser") / "runs"
-    port = free_port()
-    exe = shutil.which("rlhf-lab") or str(Path(sys.executable).parent / "rlhf-lab")
-    log = open(runs.parent / "server.log", "w")
-    proc = subprocess.Popen([exe, "app", "--no-browser", "--port", str(port), "--runs", str(runs)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy():
-        try:
-            return urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok"
-        except OSError:
-            return False
-
-    try:
-        wait_until(healthy, timeout=90, what="the app server")
+    with app_server(runs) as (url, _):
         yield {"url": url, "runs": runs}
-    finally:
-        for run_dir in runs.glob("*/control.json"):  # ask every run to stop, then end the server
-            data = json.loads(run_dir.read_text() or "{}")
-            data["stop"] = True
-            run_dir.write_text(json.dumps(data))
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
-
-
-def open_page(browser, url, path=""):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{url}/{path}")
-    page.wait_for_selector("[data-testid='stAppViewContainer']", timeout=60000)
-    return page
 
 
 def chart_points(page, index=0) -> int:

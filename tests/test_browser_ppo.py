@@ -8,106 +8,31 @@ $RLHF_LAB_SCREENS when it is set (how the pages were checked by eye).
 
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from core.model import SHIPPED
 from core.runs import Run, read_jsonl
+from tests.browser_support import SKIP_WITHOUT_CHROMIUM, app_server, chromium, open_page, wait_until
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENS = os.environ.get("RLHF_LAB_SCREENS")
 
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed")]
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout=60.0, poll=0.2, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def own_reward_run(runs: Path) -> None:
-    """Where the shipped reward model is not (yet) in assets/, the student's own finished reward run
-    (the small base model's backbone with a fresh score head) stands in for it."""
-    from core.model import load_lm, save_checkpoint, scorer_from_lm
-
-    run = Run.create("reward", {}, out=runs / "20260101-000000-reward")
-    lm, tok = load_lm("small")
-    save_checkpoint(scorer_from_lm(lm), tok, run.checkpoint_dir)
-    run.set_status("done", iteration=1, message="finished")
+pytestmark = SKIP_WITHOUT_CHROMIUM
+pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     runs = tmp_path_factory.mktemp("browser_ppo") / "runs"
-    runs.mkdir()
-    shipped_rm = (SHIPPED["reward"] / "model.safetensors").exists()
-    if not shipped_rm:
-        own_reward_run(runs)
-    port = free_port()
-    exe = shutil.which("rlhf-lab") or str(Path(sys.executable).parent / "rlhf-lab")
-    log = open(runs.parent / "server.log", "w")
-    launched = time.monotonic()
-    proc = subprocess.Popen([exe, "app", "--no-browser", "--port", str(port), "--runs", str(runs)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy():
-        try:
-            return urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok"
-        except OSError:
-            return False
-
-    try:
-        wait_until(healthy, timeout=90, what="the app server")
-        yield {"url": url, "runs": runs, "launched": launched, "shipped_rm": shipped_rm}
-    finally:
-        for control in runs.glob("*/control.json"):  # ask every run to stop, then end the server
-            data = json.loads(control.read_text() or "{}")
-            data["stop"] = True
-            control.write_text(json.dumps(data))
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+    with app_server(runs) as (url, launched):
+        yield {"url": url, "runs": runs, "launched": launched}
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
-
-
-def open_page(browser, url, path=""):
-    page = browser.new_page(viewport={"width": 1500, "height": 1100})
-    page.goto(f"{url}/{path}")
-    page.wait_for_selector("[data-testid='stAppViewContainer']", timeout=60000)
-    return page
 
 
 def chart_points(page, title: str) -> int:
@@ -135,19 +60,13 @@ def state(run_dir: Path) -> str:
 
 
 def test_quick_start_ppo_then_steer_it_live(server, browser):
-    page = open_page(browser, server["url"])
-    if server["shipped_rm"]:
-        # the first-time student's path: one click on Home, then the PPO page with its live curve
-        button = page.get_by_role("button", name="Quick start: PPO on the shipped models")
-        button.wait_for(timeout=60000)
-        shot(page, "home")
-        button.click()
-        page.wait_for_url("**/ppo**", timeout=60000)
-    else:
-        page.get_by_text("RLHF Lab", exact=True).first.wait_for(timeout=60000)
-        page.goto(f"{server['url']}/ppo")
-        page.get_by_role("button", name="Start PPO").wait_for(timeout=60000)
-        page.get_by_role("button", name="Start PPO").click()
+    page = open_page(browser, server["url"], viewport=(1500, 1100))
+    # the first-time student's path: one click on Home, then the PPO page with its live curve
+    button = page.get_by_role("button", name="Quick start: PPO on the shipped models")
+    button.wait_for(timeout=60000)
+    shot(page, "home")
+    button.click()
+    page.wait_for_url("**/ppo**", timeout=60000)
     first = wait_until(lambda: chart_points(page, "Reward: proxy"), timeout=240, what="the first live PPO point")
     seconds = time.monotonic() - server["launched"]
     print(f"\nlaunch -> first live PPO point: {seconds:.1f} s")
