@@ -111,10 +111,6 @@ def quick_start_state() -> dict:
     if not jobs.stage_available("ppo"):
         return {"available": False, "reason": "The quick start runs PPO, which is not part of this version "
                 "yet (core/ppo_train.py is missing). Meanwhile, start with the Pretrain page."}
-    try:
-        from lab import ppo_view  # noqa: F401 - the PPO page's helpers (its quick-start settings)
-    except ImportError:
-        return {"available": False, "reason": "The PPO page's helpers (lab/ppo_view.py) are missing."}
     for name in ("small", "reward"):
         if not (SHIPPED[name] / "model.safetensors").exists():
             return {"available": False, "reason": f"The shipped {name!r} checkpoint is missing from assets/; "

@@ -129,8 +129,6 @@ def run_picker(stage: str, label: str = "Run to show") -> Path | None:
 
 def spec_options(stage: str, shipped: tuple[str, ...] = (), states=("done",)) -> dict[str, str]:
     """Choices for a parent artifact: label -> spec (shipped checkpoint names, then finished runs)."""
-    from core.model import SHIPPED  # noqa: F401 - shipped names are checked by resolve_checkpoint
-
     options = {}
     for name in shipped:
         options[f"shipped: {name}"] = name

@@ -1,9 +1,9 @@
 import json
 
-from core.config import pretrain_preset, to_dict
+from core.config import pretrain_preset
 from core.model import generate_texts, load_lm, resolve_checkpoint, CheckpointError
 from core.pretrain import pretrain
-from core.runs import Run, drive, read_metrics
+from core.runs import Run, read_metrics
 
 import pytest
 
