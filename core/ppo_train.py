@@ -256,7 +256,6 @@ def ppo_update(models: Models, optimizer, ro: Rollout, advantages, returns, *, c
     device = full_ids.device
     sums = {k: torch.zeros((), device=device) for k in ("pg_loss", "vf_loss", "clipfrac", "vf_clipfrac",
                                                          "approx_kl", "ratio")}
-    edges = torch.tensor(RATIO_EDGES, device=device)
     counts = torch.zeros(len(RATIO_EDGES) - 1, device=device)
     inspect = None
     n_steps = 0
