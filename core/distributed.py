@@ -148,3 +148,21 @@ def all_reduce_grads(params, d: Dist) -> None:
         n = p.grad.numel()
         p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
         offset += n
+
+
+def setup(cfg, what: str = "batch size") -> tuple[torch.device, Dist, int]:
+    """What every training stage does first: validate its config, seed, set CPU threads, pick the device,
+    join torchrun's process group when there is one, and check that the world size divides
+    `cfg.batch_size` and that all ranks run the same config. Returns (device, dist, per-rank batch)."""
+    from core.config import resolve_device, seed_everything, to_dict
+
+    cfg.validate()
+    seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    d = init(device.type)
+    device = rank_device(device, d)
+    per_rank = check_divisible(cfg.batch_size, d, what)
+    check_same_config(to_dict(cfg), d)
+    return device, d, per_rank

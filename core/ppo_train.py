@@ -28,7 +28,7 @@ import torch
 
 from core import distributed
 from core import gpt2_lean as lean
-from core.config import ConfigError, PPOConfig, resolve_device, seed_everything, to_dict
+from core.config import ConfigError, PPOConfig
 from core.corpus import synthetic_reviews
 from core.model import (CheckpointError, decode_responses, join_text, left_pad, load_lm, load_scorer,
                         no_dropout, read_lab_json, resolve_checkpoint, save_checkpoint)
@@ -492,15 +492,7 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
     global rollout, advantages are whitened over the global batch, gradients are averaged over ranks, metrics
     are rank means, and rank 0 reads control.json and broadcasts the live knobs and the pause/stop decision.
     """
-    cfg.validate()
-    seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    dd = distributed.init(device.type)
-    device = distributed.rank_device(device, dd)
-    per_rank = distributed.check_divisible(cfg.batch_size, dd, "PPOConfig.batch_size")
-    distributed.check_same_config(to_dict(cfg), dd)
+    device, dd, per_rank = distributed.setup(cfg, "PPOConfig.batch_size")
     replicated = dd.enabled and os.environ.get(REPLICATED_ROLLOUT_ENV) == "1"
     resume = distributed.broadcast_object(resume_point(run), dd)  # ranks > 0 have no run: rank 0 decides
     start_iteration = resume[1] if resume else 0

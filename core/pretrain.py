@@ -13,7 +13,7 @@ import time
 import torch
 
 from core import distributed
-from core.config import PretrainConfig, resolve_device, seed_everything, to_dict
+from core.config import PretrainConfig
 from core.corpus import default_corpus, load_text_file, synthetic_reviews
 from core.model import build_lm, generate_texts, save_checkpoint
 from core.runs import Run
@@ -87,15 +87,7 @@ def pretrain(cfg: PretrainConfig, run: Run | None = None, docs: list[str] | None
     Under torchrun every rank runs this loop on its slice of the same global batch (DDP averages the
     gradients); pass `run` on rank 0 only.
     """
-    cfg.validate()
-    seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    dd = distributed.init(device.type)
-    device = distributed.rank_device(device, dd)
-    per_rank = distributed.check_divisible(cfg.batch_size, dd)
-    distributed.check_same_config(to_dict(cfg), dd)
+    device, dd, per_rank = distributed.setup(cfg, "PretrainConfig.batch_size")
     # bf16 autocast on CUDA: matmuls in bf16, the loss (log-softmax) is computed in fp32 by autocast.
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     docs = docs if docs is not None else load_corpus(cfg)
