@@ -18,9 +18,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-OUTDIR="${OUT:-/tmp/gpu_check}"; mkdir -p "$OUTDIR"
+OUTDIR="${OUT:-/tmp/gpu_check}"; rm -f "$OUTDIR"/*.jsonl; mkdir -p "$OUTDIR"
 PY=${PYTHON:-python}
-# vaderSentiment (and friends) carried as wheels into .peer/wheels when the machine has no internet
+# vaderSentiment (and friends) carried as wheels into .peer/wheels when the machine has no internet;
+# TRL 1.12 in .peer/trl_1_12_0 and its own needs (datasets, accelerate) in .peer/deps, as ../shared/peers/README.md says
 if ls .peer/wheels/*.whl >/dev/null 2>&1; then $PY -m pip install -q --no-index --find-links .peer/wheels .peer/wheels/*.whl || true; fi
 $PY -m pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || true
 
@@ -42,13 +43,17 @@ BF16=""; [ "$DEVICE" = cuda ] && BF16="--bf16"
 echo "== PPO iteration, reference setting"
 timeout 120 $PY benchmarks/ppo_iteration.py --device "$DEVICE" --iterations 6 --quiet --json-out "$OUTDIR/ref.jsonl" | tail -1
 timeout 120 $PY benchmarks/ppo_iteration.py --device "$DEVICE" $BF16 --iterations 6 --quiet --json-out "$OUTDIR/ref_bf16.jsonl" | tail -1
-echo "== PPO iteration, gpu preset shape (12 layers, 768 wide, 128 prompts, 48 response tokens)"
-timeout 180 $PY benchmarks/ppo_iteration.py --device "$DEVICE" $BF16 --iterations 4 --quiet --layers 12 --embd 768 --heads 12 \
-  --batch 128 --response-length 48 --json-out "$OUTDIR/gpu.jsonl" | tail -1
+if [ "$DEVICE" = cuda ]; then
+  echo "== PPO iteration, gpu preset shape (12 layers, 768 wide, 128 prompts, 48 response tokens)"
+  timeout 180 $PY benchmarks/ppo_iteration.py --device "$DEVICE" $BF16 --iterations 4 --quiet --layers 12 --embd 768 --heads 12 \
+    --batch 128 --response-length 48 --json-out "$OUTDIR/gpu.jsonl" | tail -1
+else
+  echo "== gpu preset shape skipped on $DEVICE (minutes per iteration on a laptop CPU)"
+fi
 if [ -d .peer/trl_1_12_0 ] && [ -f shared/peers/trl_ppo_bench.py -o -f ../shared/peers/trl_ppo_bench.py ]; then
   PEER=$( [ -f shared/peers/trl_ppo_bench.py ] && echo shared/peers/trl_ppo_bench.py || echo ../shared/peers/trl_ppo_bench.py )
   echo "== TRL 1.12 PPO, reference setting"
-  PYTHONPATH=.peer/trl_1_12_0 timeout 180 $PY "$PEER" --iterations 6 --quiet --json-out "$OUTDIR/trl.jsonl" | tail -1
+  PYTHONPATH=.peer/trl_1_12_0:.peer/deps timeout 180 $PY "$PEER" --iterations 6 --quiet --json-out "$OUTDIR/trl.jsonl" | tail -1
 fi
 
 $PY - "$OUTDIR" <<'PY'
