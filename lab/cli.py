@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import sys
+import threading
 from pathlib import Path
 
 from core.config import ConfigError
@@ -84,13 +85,35 @@ def cmd_app(args) -> int:
         except OSError:
             raise CLIError(f"port {args.port} on 127.0.0.1 is in use (another lab?); pass --port N") from None
     runs = Path(args.runs or DEFAULT_ROOT).expanduser().resolve()
+    # Always headless: a non-headless Streamlit asks for an e-mail address on its first run and waits on
+    # stdin, which would hang a student's first `rlhf-lab`. We open the browser tab ourselves instead.
     argv = ["streamlit", "run", str(app), "--server.address", "127.0.0.1",
             "--server.port", str(args.port), "--browser.gatherUsageStats", "false",
-            "--server.headless", "true" if args.no_browser else "false",
+            "--server.headless", "true",
             "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"]
     argv += ["--", "--runs", str(runs)]
+    url = f"http://127.0.0.1:{args.port}"
+    print(f"RLHF Lab: {url}  (runs in {runs}; Ctrl+C stops the server)", flush=True)
+    if not args.no_browser:
+        threading.Thread(target=open_browser_when_up, args=(url,), daemon=True).start()
     sys.argv = argv
     return stcli.main()
+
+
+def open_browser_when_up(url: str, timeout: float = 60.0) -> None:
+    """Open a browser tab once the server answers its health check (no tab on a machine without one)."""
+    import time
+    import urllib.request
+    import webbrowser
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                webbrowser.open(url)
+                return
+        except OSError:
+            time.sleep(0.5)
 
 
 def build_parser() -> argparse.ArgumentParser:
