@@ -54,6 +54,12 @@ def check_range(cfg, name: str, low: float, high: float, low_open=False, high_op
         raise ConfigError(f"{type(cfg).__name__}.{name} must be in {lb}{low}, {high}{rb}, got {value!r}")
 
 
+def check_int(cfg, name: str, low: int) -> None:
+    value = getattr(cfg, name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"{type(cfg).__name__}.{name} must be an integer >= {low}, got {value!r}")
+
+
 def check_choice(cfg, name: str, choices) -> None:
     value = getattr(cfg, name)
     if value not in choices:
@@ -65,7 +71,14 @@ def check_choice(cfg, name: str, choices) -> None:
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+DEVICE_CHOICES = DEVICES + tuple(f"cuda:{i}" for i in range(16))
 DEVICE_OVERRIDE_ENV = "RLHF_LAB_DEVICE"
+
+
+def check_device(cfg) -> None:
+    """Every stage config's `device` field: auto, cpu, cuda, cuda:N or mps (availability is checked
+    when the stage starts, by resolve_device)."""
+    check_choice(cfg, "device", DEVICE_CHOICES)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -205,7 +218,7 @@ class PretrainConfig:
         check_range(self, "val_fraction", 0.0, 0.5, low_open=True)
         if self.corpus_file is not None and not os.path.isfile(self.corpus_file):
             raise ConfigError(f"PretrainConfig.corpus_file: no such file {self.corpus_file!r}")
-        check_choice(self, "device", [d for d in DEVICES] + [f"cuda:{i}" for i in range(16)])
+        check_device(self)
         return self
 
 
@@ -327,7 +340,7 @@ class W2SConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"W2SConfig.{name} must be an integer >= 0, got {value!r}")
-        check_choice(self, "device", [d for d in DEVICES] + [f"cuda:{i}" for i in range(16)])
+        check_device(self)
         return self
 
 
@@ -350,12 +363,6 @@ def w2s_preset(preset: str = "default", **overrides) -> W2SConfig:
 # ----------------------------------------------------------------------------- stage 2: preferences and the reward model
 
 ANNOTATORS = ("simulated", "human")
-
-
-def _check_int(cfg, name: str, low: int) -> None:
-    value = getattr(cfg, name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ConfigError(f"{type(cfg).__name__}.{name} must be an integer >= {low}, got {value!r}")
 
 
 @dataclass
@@ -407,22 +414,22 @@ class PreferenceConfig:
         if isinstance(self.tau, bool) or not isinstance(self.tau, (int, float)) or not self.tau > 0:
             raise ConfigError(f"PreferenceConfig.tau must be > 0 (the annotator's noise; small = careful), "
                               f"got {self.tau!r}")
-        _check_int(self, "pairs", 1)
-        _check_int(self, "responses_per_prompt", 2)
-        _check_int(self, "prompt_words_min", 1)
-        _check_int(self, "prompt_words_max", 1)
+        check_int(self, "pairs", 1)
+        check_int(self, "responses_per_prompt", 2)
+        check_int(self, "prompt_words_min", 1)
+        check_int(self, "prompt_words_max", 1)
         if self.prompt_words_max < self.prompt_words_min:
             raise ConfigError(f"PreferenceConfig.prompt_words_max must be >= prompt_words_min "
                               f"({self.prompt_words_min}), got {self.prompt_words_max}")
-        _check_int(self, "max_new_tokens", 1)
+        check_int(self, "max_new_tokens", 1)
         check_range(self, "temperature", 0.0, 10.0, low_open=True)
-        _check_int(self, "top_k", 0)
-        _check_int(self, "batch_size", 1)
+        check_int(self, "top_k", 0)
+        check_int(self, "batch_size", 1)
         if self.import_file is not None and not os.path.isfile(self.import_file):
             raise ConfigError(f"PreferenceConfig.import_file: no such file {self.import_file!r}")
-        _check_int(self, "seed", 0)
-        _check_int(self, "threads", 0)
-        check_choice(self, "device", [d for d in DEVICES] + [f"cuda:{i}" for i in range(16)])
+        check_int(self, "seed", 0)
+        check_int(self, "threads", 0)
+        check_device(self)
         return self
 
 
@@ -480,15 +487,15 @@ class RewardConfig:
         if self.profile is not None:
             check_choice(self, "profile", ("positive", "negative", "concise"))
         for name in ("epochs", "batch_size", "eval_every", "gold_pairs", "max_new_tokens"):
-            _check_int(self, name, 1)
-        _check_int(self, "norm_samples", 2)
+            check_int(self, name, 1)
+        check_int(self, "norm_samples", 2)
         check_positive(self, "lr")
         for name in ("weight_decay", "margin", "grad_clip", "gold_gap"):
             check_non_negative(self, name)
         check_range(self, "val_fraction", 0.0, 0.5, low_open=True)
-        _check_int(self, "seed", 0)
-        _check_int(self, "threads", 0)
-        check_choice(self, "device", [d for d in DEVICES] + [f"cuda:{i}" for i in range(16)])
+        check_int(self, "seed", 0)
+        check_int(self, "threads", 0)
+        check_device(self)
         return self
 
 
@@ -587,8 +594,8 @@ class PPOConfig:
         check_choice(self, "kl_estimator", KL_ESTIMATORS)
         for name in ("iterations", "batch_size", "prompt_length", "response_length", "ppo_epochs", "minibatches",
                      "kl_horizon", "sample_every", "eval_prompts", "checkpoint_every"):
-            _check_int(self, name, 1)
-        _check_int(self, "prompt_length", 2)  # <bos> + at least one word
+            check_int(self, name, 1)
+        check_int(self, "prompt_length", 2)  # <bos> + at least one word
         if self.batch_size % self.minibatches:
             raise ConfigError(f"PPOConfig.minibatches must divide batch_size: {self.batch_size} prompts cannot "
                               f"be split into {self.minibatches} equal minibatches")
@@ -613,9 +620,9 @@ class PPOConfig:
             where = "the policy's context" if n_positions is not None else "the largest supported context"
             raise ConfigError(f"PPOConfig.response_length: prompt_length + response_length = "
                               f"{self.prompt_length} + {self.response_length} exceeds {where} of {limit} tokens")
-        _check_int(self, "seed", 0)
-        _check_int(self, "threads", 0)
-        check_choice(self, "device", [d for d in DEVICES] + [f"cuda:{i}" for i in range(16)])
+        check_int(self, "seed", 0)
+        check_int(self, "threads", 0)
+        check_device(self)
         return self
 
 
