@@ -29,8 +29,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core import distributed
 from core.annotators import gold_utility
-from core.config import ConfigError, RewardConfig, resolve_device, seed_everything
+from core.config import ConfigError, RewardConfig
 from core.model import (CheckpointError, encode, join_text, load_lm, load_scorer, no_dropout, read_lab_json,
                         resolve_checkpoint, save_checkpoint, scorer_from_lm, sequence_scores)
 from core.preferences import PreferenceError, held_out_prompts, load_preferences, sample_responses
@@ -202,6 +203,12 @@ def split_by_prompt(rows: list[dict], val_fraction: float, seed: int) -> tuple[l
     return [rows[i] for i in order[n_val:]], [rows[i] for i in order[:n_val]]
 
 
+def rank_share(n: int, d: distributed.Dist) -> slice:
+    """This rank's contiguous rows of a global batch of n. Full batches split evenly (the world size divides
+    cfg.batch_size); an epoch's last, shorter batch may not, so ranks may differ by one row (or hold none)."""
+    return slice(d.rank * n // d.world_size, (d.rank + 1) * n // d.world_size)
+
+
 def lr_at(step: int, total: int, peak: float) -> float:
     """Linear warm-up over the first 10% of the steps, then linear decay to 0."""
     warmup = max(1, total // 10)
@@ -219,12 +226,12 @@ def train_reward(cfg: RewardConfig, run: Run | None = None):
     After the last step the RM is normalised on base samples and saved (run/checkpoint, lab.json
     with gain and bias); scores.json holds validation scores and base-sample scores vs gold. The
     last dict has "final": True and the normalisation figures.
+
+    Under torchrun every rank trains on its share of each global batch of `batch_size` pairs and the
+    gradients are averaged so that every rank takes the single process's step (see the loop); rank 0 alone
+    evaluates, normalises and saves (pass `run` on rank 0 only). The others yield the training rows only.
     """
-    cfg.validate()
-    seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
+    device, dd, _ = distributed.setup(cfg, "RewardConfig.batch_size")  # validate, seed, threads, world size
     rows, pref_info = load_preferences(cfg.preferences)
     profile = cfg.profile or pref_info.get("profile") or "positive"
 
@@ -238,8 +245,9 @@ def train_reward(cfg: RewardConfig, run: Run | None = None):
     train_rows, val_rows = split_by_prompt(rows, cfg.val_fraction, cfg.seed)
     val_chosen = [join_text(r["prompt"], r["chosen"]) for r in val_rows]
     val_rejected = [join_text(r["prompt"], r["rejected"]) for r in val_rows]
+    # Only rank 0 evaluates: the other ranks would repeat the same sampling and scoring on the same cores.
     gold_pairs = fresh_gold_pairs(lm, tokenizer, cfg.gold_pairs, profile, cfg.gold_gap, cfg.seed,
-                                  cfg.max_new_tokens)
+                                  cfg.max_new_tokens) if dd.is_main else []
     margin = cfg.margin or None
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -253,26 +261,38 @@ def train_reward(cfg: RewardConfig, run: Run | None = None):
         rng.shuffle(order)
         for start in range(0, len(order), cfg.batch_size):
             t0 = time.perf_counter()
-            batch = [train_rows[i] for i in order[start: start + cfg.batch_size]]
+            global_batch = order[start: start + cfg.batch_size]   # every rank draws the same order
+            batch = [train_rows[i] for i in global_batch[rank_share(len(global_batch), dd)]]
             chosen = [join_text(r["prompt"], r["chosen"]) for r in batch]
             rejected = [join_text(r["prompt"], r["rejected"]) for r in batch]
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total, cfg.lr)
-            # one forward for both halves: (2B,) scores, chosen first
-            scores = score_texts(model, tokenizer, chosen + rejected, batch_size=2 * len(batch))
-            r_c, r_r = scores[: len(batch)], scores[len(batch):]
-            loss = pairwise_loss(r_c, r_r, margin)
+            # Data parallel: this rank's mean loss over its n pairs, scaled by W * n / N (N = the global batch),
+            # and the rank-averaged gradient is the gradient of the mean over all N pairs: the single
+            # process's step, even when the last batch of an epoch splits unevenly. Dropout is off, so a pair
+            # scores the same whichever rank and batch it is in.
+            share = dd.world_size * len(batch) / len(global_batch)   # 1.0 in one process
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if batch:
+                # one forward for both halves: (2B,) scores, chosen first
+                scores = score_texts(model, tokenizer, chosen + rejected, batch_size=2 * len(batch))
+                r_c, r_r = scores[: len(batch)], scores[len(batch):]
+                loss = pairwise_loss(r_c, r_r, margin)
+                (loss * share if dd.enabled else loss).backward()
+                local = {"rm/loss": loss.item(), "rm/accuracy": (r_c > r_r).float().mean().item(),
+                         "rm/margin": (r_c - r_r).mean().item()}
+            else:  # fewer pairs than ranks in this batch: this rank contributes a zero gradient
+                local = {"rm/loss": 0.0, "rm/accuracy": 0.0, "rm/margin": 0.0}
+            distributed.all_reduce_grads(model.parameters(), dd)   # no-op in one process
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             step += 1
-            metrics = {"step": step, "epoch": epoch + 1, "rm/loss": loss.item(),
-                       "rm/accuracy": (r_c > r_r).float().mean().item(),
-                       "rm/margin": (r_c - r_r).mean().item(), "rm/lr": optimizer.param_groups[0]["lr"],
-                       "time/pairs_per_s": len(batch) / (time.perf_counter() - t0)}
-            if step % cfg.eval_every == 0 or step == total:
+            if dd.enabled:  # the rank mean of (local mean * share) is the mean over the global batch
+                local = distributed.all_reduce_means({k: v * share for k, v in local.items()}, dd)
+            metrics = {"step": step, "epoch": epoch + 1, **local, "rm/lr": optimizer.param_groups[0]["lr"],
+                       "time/pairs_per_s": len(global_batch) / (time.perf_counter() - t0)}
+            if dd.is_main and (step % cfg.eval_every == 0 or step == total):
                 model.eval()
                 val_loss, val_acc, _, _ = evaluate_pairs(model, tokenizer, val_chosen, val_rejected, margin)
                 last_eval = {"rm/val_loss": val_loss, "rm/val_accuracy": val_acc,
@@ -284,6 +304,10 @@ def train_reward(cfg: RewardConfig, run: Run | None = None):
             yield metrics
 
     model.eval()
+    if not dd.is_main:  # rank 0 normalises, saves and yields the final figures
+        metrics["final"] = True
+        yield metrics
+        return
     norm, norm_texts, norm_scores = normalise(model, lm, tokenizer, cfg)
     _, _, val_c, val_r = evaluate_pairs(model, tokenizer, val_chosen, val_rejected, margin)
     metrics.update({"rm/norm_gain": norm["gain"], "rm/norm_bias": norm["bias"],

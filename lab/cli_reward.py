@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from core import distributed
 from core.annotators import PROFILES
-from core.config import PRESETS, to_dict
+from core.config import PRESETS, resolve_device, to_dict
 from core.preferences import collect_preferences, preference_preset
 from core.reward import reward_preset, train_reward
 from core.runs import Run
@@ -109,7 +110,16 @@ def cmd_preferences(args) -> int:
 
 def cmd_reward(args) -> int:
     cfg = reward_config(args)
+    # Under torchrun: every rank trains its share of each batch; rank 0 alone owns the run folder.
+    dd = distributed.init(resolve_device(cfg.device).type)
+    distributed.check_divisible(cfg.batch_size, dd, "RewardConfig.batch_size")  # before a run folder exists
+    if not dd.is_main:
+        for _ in train_reward(cfg, None):
+            pass
+        distributed.shutdown(dd)
+        return 0
     run, last = run_reward(cfg, args.out, args.runs)
+    distributed.shutdown(dd)
     print(f"done: val accuracy {last['rm/val_accuracy']:.1%}, gold agreement {last['rm/gold_agreement']:.1%}, "
           f"normalised with gain {last['rm/norm_gain']:.3f} and bias {last['rm/norm_bias']:.3f}; "
           f"checkpoint {run.checkpoint_dir}")
