@@ -9,7 +9,9 @@ Presets:
   small -- the CPU default: a fluent model in a few minutes on 2 cores. Also the "strong" model of
            the weak-to-strong experiment. Same shape as the TRL reference setting (4 layers, 128 wide,
            vocab 1024) so speed comparisons are like for like.
-  weak  -- a deliberately weaker, smaller model (the supervisor in weak-to-strong).
+  weak  -- a deliberately weaker, smaller model (the supervisor in weak-to-strong): 2 layers, 16 wide.
+           Two layers, not one: a 1-layer model cannot see word order at all, so its labels carry no
+           signal on the word-order task of weak-to-strong and there would be nothing to recover.
   gpu   -- GPT-2-small shaped (12 layers, 768 wide); same code, meant for a CUDA device.
 """
 
@@ -154,7 +156,7 @@ class ModelConfig:
 
 PRESET_MODELS = {
     "tiny": ModelConfig(n_layer=2, n_embd=32, n_head=2, n_positions=64, vocab_size=256),
-    "weak": ModelConfig(n_layer=1, n_embd=32, n_head=2, n_positions=128, vocab_size=1024),
+    "weak": ModelConfig(n_layer=2, n_embd=16, n_head=2, n_positions=128, vocab_size=1024),
     "small": ModelConfig(n_layer=4, n_embd=128, n_head=4, n_positions=128, vocab_size=1024),
     "gpu": ModelConfig(n_layer=12, n_embd=768, n_head=12, n_positions=128, vocab_size=1024),
 }
@@ -271,13 +273,17 @@ class W2SConfig:
     preset: str = "default"
     """Data size and schedule preset: tiny (tests, seconds), default (2 CPU cores, minutes) or gpu."""
     task: str = "preference"
-    """preference (the default): which of two close texts (one edit apart: a flipped sentiment word,
-    scrambled word order, a repeated sentence) the gold annotator prefers, a reward-modelling task;
-    classify: is this review positive by the gold utility. On `classify` the 1-layer weak model reads
-    the sign of VADER as well as the 4-layer one (it is a bag-of-words task), so there is no gap to
-    recover; telling fluent from broken text is what the strong model's pretraining adds."""
+    """preference (the default): which of two close texts (one edit apart, see `edits`) the gold
+    annotator prefers, a reward-modelling task; classify: is this review positive by the gold utility.
+    On `classify` the weak model reads the sign of VADER as well as the 4-layer one or better (it is
+    a bag-of-words task), so there is no gap to recover; telling fluent from scrambled text is what
+    the strong model's pretraining adds (core/w2s.py explains the measurements behind the default)."""
     profile: str = "positive"
     """The gold annotator's profile whose utility defines the labels (core.annotators.PROFILES)."""
+    edits: str = "scramble"
+    """Preference task: the edits that make the second text of a pair, comma-separated, used in turn:
+    scramble (a run of words shuffled), repeat (a sentence said twice), flip (two copies with opposite
+    sentiment words at one spot)."""
     weak_model: str = "weak"
     """The supervisor's pretrained base (shipped name, checkpoint folder or run folder)."""
     strong_model: str = "small"
@@ -340,8 +346,18 @@ class W2SConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"W2SConfig.{name} must be an integer >= 0, got {value!r}")
+        kinds = self.edit_kinds()
+        from core.w2s import EDITS  # lazy: w2s imports this module
+
+        bad = [k for k in kinds if k not in EDITS]
+        if bad or (not kinds and self.task == "preference"):
+            raise ConfigError(f"W2SConfig.edits must name one or more of {', '.join(EDITS)} (comma-separated), "
+                              f"got {self.edits!r}")
         check_device(self)
         return self
+
+    def edit_kinds(self) -> tuple[str, ...]:
+        return tuple(k.strip() for k in str(self.edits).split(",") if k.strip())
 
 
 PRESET_W2S = {

@@ -25,13 +25,22 @@ Where we deviate from the paper (and why):
     the paper's code ramps with the raw training fraction).
   - Models are tiny and trained on CPU: 1,600 labelled pairs (800 per half), 600 test pairs.
   - The default task is the preference task on *minimal pairs*: a held-out review and a copy with
-    one edit (a flipped sentiment word, a scrambled run of words, a repeated sentence), labelled by
-    the gold annotator. On plain "is this review positive" the shipped 1-layer model is as good as
-    the 4-layer one (the label is the sign of VADER, a bag-of-words quantity that a 1-layer model
-    reads directly), so the ceiling does not beat the supervisor and PGR is meaningless. A 1-layer
-    model cannot see word order (its attention reads token + position embeddings only), while the
-    4-layer model's pretraining taught it what fluent text looks like: that is the latent
-    knowledge weak-to-strong generalisation needs, as pretrained knowledge is in the paper.
+    a run of its words scrambled, labelled by the gold annotator (which prefers fluent text; see
+    core.annotators). Why this task, measured on 3 seeds with the shipped models:
+      classify ("is this review positive"): the label is the sign of VADER, a bag-of-words quantity
+        that the weak model reads as well as the 4-layer one or better (seed 0: weak 66.3%,
+        ceiling 59.7%), so there is no gap to recover.
+      flip (one sentiment word swapped) and repeat (a sentence said twice, which also moves VADER):
+        the 4-layer model fine-tuned on 800 pairs is *no better* than the weak one (flip: ceiling
+        57-75% vs weak 75-84% over our runs; repeat: 80% vs 79%), so these edits add no gap and, worse,
+        a strong student that trusts itself gets them wrong (`--edits scramble,repeat,flip`, seed 0:
+        weak 70.8%, ceiling 77.8%, confidence student 65.3%). They stay available to show exactly that.
+      scramble: what pretraining taught the strong model (which word orders are English) is the
+        latent knowledge, as pretrained knowledge is in the paper. Ceiling ~92%, weak ~74%.
+    The weak model has 2 layers, not 1: a 1-layer model cannot see word order (its attention reads
+    token + position embeddings only), so on scrambled pairs its labels were coin flips (53%) and
+    carried no signal at all - the students copied the noise (PGR ~0.07). Weak-to-strong needs a
+    supervisor whose labels are *noisy*, not blind.
 """
 
 from __future__ import annotations
@@ -57,9 +66,11 @@ _SIGN = {**{w: 1 for w in POSITIVE if " " not in w}, **{w: -1 for w in NEGATIVE 
 
 def pgr(weak_acc: float, student_acc: float, ceiling_acc: float) -> float:
     """Performance gap recovered: 0 = the student is only as good as its supervisor, 1 = as good as
-    the strong model trained on ground truth. Undefined (nan) when there is no gap."""
+    the strong model trained on ground truth. Undefined (nan) when there is no gap to recover: when
+    the ceiling does not beat the supervisor, the ratio's sign flips its meaning (a student *worse*
+    than its supervisor would get a positive PGR)."""
     gap = ceiling_acc - weak_acc
-    if gap == 0:
+    if gap <= 0:
         return float("nan")
     return (student_acc - weak_acc) / gap
 
@@ -165,21 +176,11 @@ EDITS = ("flip", "scramble", "repeat")
 
 def edit_text(text: str, kind: str, rng: random.Random) -> str:
     """A close variant of `text` that the gold annotator should judge differently:
-      flip      one sentiment word swapped for one of the opposite sign ("great" -> "dull")
       scramble  the order of a run of words shuffled (word salad: unseen word pairs)
-      repeat    one sentence said twice (repetition)
-    The two texts of a pair share almost all their words, so a bag-of-words reader cannot tell them
-    apart except on `flip`; knowing what fluent text looks like is what pretraining teaches."""
+      repeat    one sentence said twice (repetition; falls back to scramble for one sentence)
+    The two texts share all their words, so a bag-of-words reader cannot tell them apart: knowing
+    what fluent text looks like is what pretraining teaches. (flip pairs: `flip_pair`.)"""
     words = text.split()
-    if kind == "flip":
-        spots = [i for i, w in enumerate(words) if w.strip(".,") in _SIGN]
-        if spots:
-            i = rng.choice(spots)
-            core_word = words[i].strip(".,")
-            other = NEGATIVE if _SIGN[core_word] > 0 else POSITIVE
-            words[i] = words[i].replace(core_word, rng.choice(other))
-            return " ".join(words)
-        kind = "scramble"  # no sentiment word to flip
     if kind == "repeat":
         sentences = [x for x in text.split(". ") if x]
         if len(sentences) > 1:
@@ -198,10 +199,46 @@ def edit_text(text: str, kind: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
-def make_pairs(texts: list[str], seed: int) -> list[tuple[str, str]]:
-    """(original, edited) pairs, one per text, the edit kinds in turn (flip, scramble, repeat)."""
+def flip_pair(text: str, rng: random.Random) -> tuple[str, str] | None:
+    """Two copies of `text` that differ in one sentiment word: one spot gets a positive word in the
+    first copy and a negative word in the second ("the acting was [superb | dull]"), or None when the
+    text has no sentiment word. Neither copy is the original, so "which text is the unedited one" -
+    a shortcut a fluency-aware model learns from the other edits - says nothing about these pairs:
+    only the words' polarity does."""
+    words = text.split()
+    spots = [i for i, w in enumerate(words) if w.strip(".,") in _SIGN]
+    if not spots:
+        return None
+    i = rng.choice(spots)
+    core_word = words[i].strip(".,")
+    pos, neg = list(words), list(words)
+    pos[i] = words[i].replace(core_word, rng.choice(POSITIVE))
+    neg[i] = words[i].replace(core_word, rng.choice(NEGATIVE))
+    return " ".join(pos), " ".join(neg)
+
+
+def make_pairs(texts: list[str], seed: int, edits: tuple[str, ...] = EDITS) -> list[tuple[str, str]]:
+    """One pair per text, the edit kinds in turn: flip -> two copies with opposite sentiment words
+    at one spot (flip_pair); scramble, repeat -> (original, edited copy)."""
     rng = random.Random(seed)
-    return [(t, edit_text(t, EDITS[i % len(EDITS)], rng)) for i, t in enumerate(texts)]
+    pairs = []
+    for i, t in enumerate(texts):
+        kind = edits[i % len(edits)]
+        pair = flip_pair(t, rng) if kind == "flip" else None
+        pairs.append(pair or (t, edit_text(t, "scramble" if kind == "flip" else kind, rng)))
+    return pairs
+
+
+def edit_kind(pair) -> str | None:
+    """Which edit made a preference pair (None for a classify text). Read off the texts, exactly:
+    repeat makes the second text longer, scramble keeps the same words in another order, flip swaps
+    one word for another at the same spot."""
+    if isinstance(pair, str):
+        return None
+    a, b = pair[0].split(), pair[1].split()
+    if len(a) != len(b):
+        return "repeat"
+    return "scramble" if sorted(a) == sorted(b) else "flip"
 
 
 def label_preference(pairs: list[tuple[str, str]], utilities: list[tuple[float, float]], n: int, seed: int):
@@ -238,7 +275,7 @@ def build_task(cfg: W2SConfig, texts: list[str] | None = None, scorer=None):
     if cfg.task == "classify":
         inputs, labels, utils, threshold = label_classify(list(texts), score(list(texts)), n, cfg.text_seed)
     else:
-        pairs = make_pairs(list(texts), cfg.text_seed)
+        pairs = make_pairs(list(texts), cfg.text_seed, cfg.edit_kinds())
         ua, ub = score([a for a, _ in pairs]), score([b for _, b in pairs])
         inputs, labels, utils = label_preference(pairs, list(zip(ua, ub)), n, cfg.text_seed)
         threshold = None
@@ -358,6 +395,18 @@ def imitation(weak_probs: torch.Tensor, student_probs: torch.Tensor, labels: tor
             "new_errors": broke, "agreement": float((student_pred == weak_pred).float().mean())}
 
 
+def by_edit(inputs: list, labels: torch.Tensor, probs: dict) -> dict:
+    """Test accuracy of every model per edit kind of the preference task ({} for classify): where the
+    strong model has its edge over the weak one, and where the students recover it."""
+    kinds = [edit_kind(x) for x in inputs]
+    out = {}
+    for kind in EDITS:
+        sel = torch.tensor([k == kind for k in kinds])
+        if sel.any():
+            out[kind] = {"n": int(sel.sum()), **{name: accuracy(p[sel], labels[sel]) for name, p in probs.items()}}
+    return out
+
+
 # ----------------------------------------------------------------------------- the experiment
 
 def _mean_std(xs: list[float]) -> tuple[float, float]:
@@ -379,6 +428,7 @@ def _example(inp, label, weak_p, student_p, utility) -> dict:
         row["text"] = inp
     else:
         row["text_a"], row["text_b"] = inp
+        row["edit"] = edit_kind(inp)
     return row
 
 
@@ -453,7 +503,7 @@ def run_w2s(cfg: W2SConfig, run: Run | None = None, texts: list[str] | None = No
             yield {"step": step, "w2s/seed": seed, f"w2s/{name}_acc": accs[name]}
 
         row = {"seed": seed, "weak_acc": accs["weak"], "ceiling_acc": accs["ceiling"],
-               "weak_label_acc": accuracy(weak_labels, y2)}
+               "weak_label_acc": accuracy(weak_labels, y2), "by_edit": by_edit(xt, yt, probs)}
         for name in STUDENTS:
             row[name] = {"acc": accs[name], "pgr": pgr(accs["weak"], accs[name], accs["ceiling"]),
                          **imitation(probs["weak"], probs[name], yt)}
@@ -509,6 +559,12 @@ def summarise(cfg: W2SConfig, per_seed: list[dict], examples: dict, n_pool: int,
             "agreement_with_weak": _mean_std([r["agreement"] for r in rows])[0],
             "acc_per_seed": [r["acc"] for r in rows], "pgr_per_seed": [r["pgr"] for r in rows],
         }
+    edits = {}
+    for kind in EDITS:  # mean over seeds of the per-kind accuracies
+        rows = [r["by_edit"][kind] for r in per_seed if kind in r.get("by_edit", {})]
+        if rows:
+            edits[kind] = {"n": rows[0]["n"], **{name: statistics.fmean(r[name] for r in rows)
+                                                  for name in ("weak", "ceiling", *STUDENTS)}}
     best = max(STUDENTS, key=lambda s: students[s]["acc"])  # by test accuracy: PGR is undefined without a gap
     results = {
         "task": cfg.task, "preset": cfg.preset, "weak_model": cfg.weak_model, "strong_model": cfg.strong_model,
@@ -516,7 +572,8 @@ def summarise(cfg: W2SConfig, per_seed: list[dict], examples: dict, n_pool: int,
         "gap": ceil_mean - weak_mean, "students": students, "best_student": best,
         "seeds": [r["seed"] for r in per_seed],
         "n": {"pool": n_pool, "half1": (cfg.n_train // 2), "half2": (cfg.n_train // 2), "test": cfg.n_test},
-        "per_seed": per_seed, "examples": examples, "classifier": "one logit, p = sigmoid(z)"
+        "per_seed": per_seed, "examples": examples, "by_edit": edits,
+        "edits": list(cfg.edit_kinds()) if cfg.task == "preference" else None, "classifier": "one logit, p = sigmoid(z)"
         + (", z = s(A) - s(B)" if cfg.task == "preference" else ""),
         "alpha_max": cfg.alpha_max, "warmup_frac": cfg.warmup_frac, "seconds": seconds,
     }

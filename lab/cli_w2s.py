@@ -14,6 +14,9 @@ def register(sub) -> None:
                    help="tiny (seconds), default (minutes on 2 CPU cores) or gpu (more data and seeds)")
     p.add_argument("--task", default=None, choices=W2S_TASKS,
                    help="classify: is the review positive; preference: which of two reviews the annotator prefers")
+    p.add_argument("--edits", default=None,
+                   help="preference task: edits that make the pairs, comma-separated from scramble, repeat, flip "
+                        "(default scramble)")
     p.add_argument("--seeds", type=int, default=None, help="repeat with this many seeds (mean and spread)")
     p.add_argument("--alpha-max", type=float, default=None, help="final weight of the confidence loss, in [0, 1]")
     p.add_argument("--warmup-frac", type=float, default=None,
@@ -53,6 +56,8 @@ def format_results(r: dict) -> str:
     lines = [f"task {r['task']}, {len(r['seeds'])} seed(s), test n={r['n']['test']}",
              f"  weak supervisor   acc {pm(r['weak_acc'], r['weak_acc_std'])}",
              f"  strong ceiling    acc {pm(r['ceiling_acc'], r['ceiling_acc_std'])}"]
+    if r.get("gap") is not None and r["gap"] <= 0:
+        lines.append("  the ceiling does not beat the supervisor: there is no gap to recover, PGR is undefined")
     for name, s in r["students"].items():
         pgr = "n/a" if s["pgr"] is None else f"{s['pgr']:.2f} ± {s['pgr_std'] or 0:.2f}"
         lines.append(f"  student {name:10s} acc {pm(s['acc'], s['acc_std'])}   PGR {pgr}   "
@@ -61,7 +66,7 @@ def format_results(r: dict) -> str:
 
 
 def cmd_w2s(args) -> int:
-    cfg = w2s_preset(args.preset, task=args.task, seeds=args.seeds, alpha_max=args.alpha_max,
+    cfg = w2s_preset(args.preset, task=args.task, edits=args.edits, seeds=args.seeds, alpha_max=args.alpha_max,
                      warmup_frac=args.warmup_frac, seed=args.seed, weak_model=args.weak,
                      strong_model=args.strong, profile=args.profile, device=args.device, threads=args.threads)
     cfg.validate()

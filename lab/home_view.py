@@ -73,7 +73,7 @@ def shipped_table() -> pd.DataFrame:
     from core.model import SHIPPED, CheckpointError, read_lab_json
 
     what = {"small": "base model and default policy (4 layers, 128 wide)",
-            "weak": "weak supervisor for weak-to-strong (1 layer, 32 wide)",
+            "weak": "weak supervisor for weak-to-strong (2 layers, 16 wide)",
             "reward": "reward model trained on simulated preferences"}
     rows = []
     for name, path in SHIPPED.items():

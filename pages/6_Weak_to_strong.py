@@ -33,7 +33,14 @@ with st.expander("Configure and start an experiment", expanded=not ui.runs_of("w
         task = st.radio("task", tasks, index=tasks.index(W2SConfig().task), horizontal=True, key="w2s/task",
                         help="preference: which of two close texts (one edit apart) the gold annotator prefers — "
                              "the reward-modelling task; classify: is this review positive? (On classify the weak "
-                             "model is as good as the strong one, so there is no gap to recover.)")
+                             "model is as good as the strong one or better, so there is no gap to recover.)")
+        edit_names = {"scramble": "scrambled words", "repeat": "repeated sentence", "flip": "flipped sentiment word"}
+        edits = st.multiselect("edits (preference pairs)", list(edit_names), default=W2SConfig().edit_kinds(),
+                               format_func=edit_names.get, key="w2s/edits", disabled=task != "preference",
+                               help="how the second text of a pair is made. Scrambled word order is what the strong "
+                                    "model's pretraining knows and the weak one barely sees; on flipped words and "
+                                    "repeated sentences the small model is no better than the weak one, so adding "
+                                    "them shrinks the gap - try it and watch the per-edit table.")
         preset = st.radio("size", ["tiny", "default"], index=1, horizontal=True, key="w2s/preset",
                           format_func=lambda p: {"tiny": "tiny (seconds, noisy)", "default": "default (minutes)"}[p])
     with c2:
@@ -49,7 +56,7 @@ with st.expander("Configure and start an experiment", expanded=not ui.runs_of("w
                  "train a base model on the Pretrain page first.")
     elif st.button("Start weak-to-strong", type="primary", icon=":material/play_arrow:", key="w2s/start"):
         try:
-            cfg = V.make_w2s_config(preset, task=task, weak_model=weak_options[weak_label],
+            cfg = V.make_w2s_config(preset, task=task, edits=",".join(edits), weak_model=weak_options[weak_label],
                                     strong_model=strong_options[strong_label], seeds=int(seeds),
                                     alpha_max=float(alpha), device="auto", threads=V.CPU_THREADS)
         except ConfigError as e:
@@ -118,6 +125,17 @@ if results is not None:
                f"{results.get('seconds', 0):.0f} s")
     if results.get("gap") is not None and results["gap"] < 0.02:
         st.warning("The ceiling is barely above the weak model here, so PGR divides by a tiny gap and is noisy.")
+
+    if results.get("by_edit"):
+        st.subheader("Where is the gap? Test accuracy by edit")
+        table = pd.DataFrame([{"edit": kind, "test pairs": v.get("n"),
+                               **{name: v.get(name) for name in ("weak", "xent", "confidence", "ceiling")}}
+                              for kind, v in results["by_edit"].items()])
+        st.dataframe(table, hide_index=True, width="stretch",
+                     column_config={n: st.column_config.NumberColumn(format="percent")
+                                    for n in ("weak", "xent", "confidence", "ceiling")})
+        st.caption("A student can only recover a gap where the ceiling beats the supervisor *and* the supervisor's "
+                   "labels carry some signal (better than a coin flip) for the student to clean up.")
 
     rows = []
     for name in ("xent", "confidence"):

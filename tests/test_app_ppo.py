@@ -192,6 +192,7 @@ def test_w2s_page_renders_on_a_fresh_runs_folder(tmp_path, monkeypatch):
     at = page(W2S_PAGE)
     task = by_label(at.radio, "task")
     assert set(task.options) == {"classify", "preference"} and task.value == "preference"
+    assert by_label(at.multiselect, "edits (preference pairs)").value == ["scramble"]
     assert any(b.label == "Start weak-to-strong" for b in at.button)
     assert any("No weak-to-strong experiment yet" in i.value for i in at.info)
 
@@ -216,6 +217,7 @@ def test_w2s_tiny_run_from_the_page_shows_bars_pgr_and_examples(tmp_path, monkey
     assert "weak supervisor" in labels and "strong ceiling" in labels and "student (confidence)" in labels
     assert any("PGR" in str(m.delta) for m in at.metric)
     assert any("Corrected" in m.value for m in at.markdown) and any("Copied" in m.value for m in at.markdown)
+    assert any("accuracy by edit" in h.value for h in at.subheader)  # where the gap is, per edit kind
 
 
 def fake_finished_ppo_run(root: Path) -> Run:
