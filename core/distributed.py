@@ -41,7 +41,10 @@ def init(device_type: str = "cpu") -> Dist:
         return Dist()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        backend = "nccl" if device_type == "cuda" else "gloo"
+        # On CUDA the gradients go through nccl, while the small metric reductions and config checks
+        # (all_reduce_mean(s), all_gather_object) use CPU tensors, which nccl cannot carry: one process
+        # group with a backend per device type serves both.
+        backend = "cpu:gloo,cuda:nccl" if device_type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
         if device_type == "cuda":
             torch.cuda.set_device(local)
@@ -127,27 +130,34 @@ def all_reduce_means(values: dict, d: Dist) -> dict:
     return {k: float(v) / d.world_size for k, v in zip(keys, t.tolist())}
 
 
-def all_reduce_grads(params, d: Dist) -> None:
-    """Average the gradients of `params` over ranks, in place, with one flat all-reduce.
+def all_reduce_grads(params, d: Dist, flag: float = 0.0) -> float:
+    """Average the gradients of `params` over ranks, in place, with one flat all-reduce; returns the sum
+    of `flag` over ranks.
 
     For models we drive through their submodules (core.gpt2_lean calls model.transformer directly, so a DDP
     wrapper's forward never runs and its hooks could not be trusted); after this every rank holds the same
     gradients, so gradient clipping and the optimizer step are identical everywhere. A parameter without a
-    gradient on this rank counts as zeros (the ranks' lists must line up)."""
+    gradient on this rank counts as zeros (the ranks' lists must line up).
+
+    `flag` rides along in the same buffer: a rank whose loss is NaN sets it, and every rank learns it from
+    the return value and stops together. Raising on that rank alone would leave the others waiting forever
+    in this collective."""
     if not d.enabled:
-        return
+        return flag
     params = list(params)
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    flat = torch.cat([p.grad.reshape(-1) for p in params] + [params[0].grad.new_full((1,), flag)])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    flat /= d.world_size
+    flags = float(flat[-1])
+    flat = flat[:-1] / d.world_size
     offset = 0
     for p in params:
         n = p.grad.numel()
         p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
         offset += n
+    return flags
 
 
 def setup(cfg, what: str = "batch size") -> tuple[torch.device, Dist, int]:

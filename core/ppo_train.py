@@ -277,7 +277,9 @@ def ppo_update(models: Models, optimizer, ro: Rollout, advantages, returns, *, c
                 idx, scale = owned[epoch][start // mb_size], scales[epoch][start // mb_size]
                 if idx.numel() == 0:  # none of this minibatch's rows live here: contribute zero gradient
                     optimizer.zero_grad(set_to_none=True)
-                    distributed.all_reduce_grads(params, dd)
+                    if distributed.all_reduce_grads(params, dd):
+                        raise NonFiniteLoss(f"the PPO loss became NaN on another rank (epoch {epoch + 1}, "
+                                            f"minibatch {start // mb_size + 1})")
                     if grad_clip:
                         torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
                     optimizer.step()
@@ -291,12 +293,16 @@ def ppo_update(models: Models, optimizer, ro: Rollout, advantages, returns, *, c
             pg_loss, pg_stats = policy_loss(new_logprobs, ro.logprobs[idx], advantages[idx], mb_mask, clip_eps)
             vf_loss, vf_stats = value_loss(vpred, ro.values[idx], returns[idx], mb_mask, clip_value)
             loss = pg_loss + vf_coef * vf_loss
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"the PPO loss became {loss.item()} (epoch {epoch + 1}, minibatch "
-                                    f"{start // mb_size + 1})")
+            finite = bool(torch.isfinite(loss))
+            where = f"(epoch {epoch + 1}, minibatch {start // mb_size + 1})"
+            if not finite and not dd.enabled:
+                raise NonFiniteLoss(f"the PPO loss became {loss.item()} {where}")
             optimizer.zero_grad(set_to_none=True)
-            (loss * scale if dd.enabled else loss).backward()
-            distributed.all_reduce_grads(params, dd)   # no-op in one process
+            if finite:
+                (loss * scale if dd.enabled else loss).backward()
+            # under torchrun every rank must reach this collective, so a NaN rank only raises a flag here
+            if distributed.all_reduce_grads(params, dd, flag=0.0 if finite else 1.0):
+                raise NonFiniteLoss(f"the PPO loss became NaN on {'this' if not finite else 'another'} rank {where}")
             if grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
             optimizer.step()

@@ -157,3 +157,36 @@ def test_ddp_reward_rejects_indivisible_batch(tmp_path):
     assert r.returncode != 0
     assert "RewardConfig.batch_size 15 is not divisible by the world size 2" in r.stderr + r.stdout
     assert not (tmp_path / "x").exists()  # refused before a run folder was made
+
+
+def _grads_worker(rank, world, init_file, out_dir):
+    """One gloo rank: gradient 'rank + 1' everywhere, rank 1 raises the NaN flag."""
+    import torch
+    import torch.distributed as dist
+
+    from core.distributed import Dist, all_reduce_grads
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        params = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2, 2))]
+        for p in params:
+            p.grad = torch.full_like(p, float(rank + 1))
+        params[1].grad = None if rank == 0 else params[1].grad  # a rank without a gradient counts as zeros
+        flags = all_reduce_grads(params, Dist(rank=rank, world_size=world), flag=1.0 if rank == 1 else 0.0)
+        torch.save({"flags": flags, "g0": params[0].grad, "g1": params[1].grad}, f"{out_dir}/{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_all_reduce_grads_averages_and_tells_every_rank_about_a_nan(tmp_path):
+    """The PPO loop's guard against a hang: a rank whose loss is NaN does not raise alone (the other rank
+    would wait forever in the all-reduce); its flag reaches every rank in the same collective."""
+    import torch
+    import torch.multiprocessing as mp
+
+    mp.spawn(_grads_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"{rank}.pt", weights_only=True)
+        assert got["flags"] == 1.0  # both ranks know that one rank went NaN
+        assert torch.equal(got["g0"], torch.full((3,), 1.5))  # mean of 1 and 2
+        assert torch.equal(got["g1"], torch.full((2, 2), 1.0))  # mean of 0 (no grad) and 2
