@@ -130,9 +130,9 @@ def all_reduce_means(values: dict, d: Dist) -> dict:
     return {k: float(v) / d.world_size for k, v in zip(keys, t.tolist())}
 
 
-def all_reduce_grads(params, d: Dist, flag: float = 0.0) -> float:
+def all_reduce_grads(params, d: Dist, flag: torch.Tensor | None = None) -> torch.Tensor | None:
     """Average the gradients of `params` over ranks, in place, with one flat all-reduce; returns the sum
-    of `flag` over ranks.
+    over ranks of the 0-d tensor `flag` (still a tensor: reading it is the caller's one host sync).
 
     For models we drive through their submodules (core.gpt2_lean calls model.transformer directly, so a DDP
     wrapper's forward never runs and its hooks could not be trusted); after this every rank holds the same
@@ -148,9 +148,10 @@ def all_reduce_grads(params, d: Dist, flag: float = 0.0) -> float:
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-    flat = torch.cat([p.grad.reshape(-1) for p in params] + [params[0].grad.new_full((1,), flag)])
+    extra = params[0].grad.new_zeros(1) if flag is None else flag.reshape(1).to(params[0].grad.dtype)
+    flat = torch.cat([p.grad.reshape(-1) for p in params] + [extra])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    flags = float(flat[-1])
+    flags = flat[-1]
     flat = flat[:-1] / d.world_size
     offset = 0
     for p in params:

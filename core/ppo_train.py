@@ -259,6 +259,7 @@ def ppo_update(models: Models, optimizer, ro: Rollout, advantages, returns, *, c
     counts = torch.zeros(len(RATIO_EDGES) - 1, device=device)
     inspect = None
     n_steps = 0
+    bad = torch.zeros((), device=device)  # minibatches whose loss was NaN/inf, summed over ranks
     orders = [torch.randperm(B, generator=generator).to(device) for _ in range(ppo_epochs)]
     if dd.enabled:
         # this rank's rows of each global minibatch, and every minibatch's global token count (one collective)
@@ -277,9 +278,7 @@ def ppo_update(models: Models, optimizer, ro: Rollout, advantages, returns, *, c
                 idx, scale = owned[epoch][start // mb_size], scales[epoch][start // mb_size]
                 if idx.numel() == 0:  # none of this minibatch's rows live here: contribute zero gradient
                     optimizer.zero_grad(set_to_none=True)
-                    if distributed.all_reduce_grads(params, dd):
-                        raise NonFiniteLoss(f"the PPO loss became NaN on another rank (epoch {epoch + 1}, "
-                                            f"minibatch {start // mb_size + 1})")
+                    bad += distributed.all_reduce_grads(params, dd, flag=bad.new_zeros(()))
                     if grad_clip:
                         torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
                     optimizer.step()
@@ -293,16 +292,12 @@ def ppo_update(models: Models, optimizer, ro: Rollout, advantages, returns, *, c
             pg_loss, pg_stats = policy_loss(new_logprobs, ro.logprobs[idx], advantages[idx], mb_mask, clip_eps)
             vf_loss, vf_stats = value_loss(vpred, ro.values[idx], returns[idx], mb_mask, clip_value)
             loss = pg_loss + vf_coef * vf_loss
-            finite = bool(torch.isfinite(loss))
-            where = f"(epoch {epoch + 1}, minibatch {start // mb_size + 1})"
-            if not finite and not dd.enabled:
-                raise NonFiniteLoss(f"the PPO loss became {loss.item()} {where}")
             optimizer.zero_grad(set_to_none=True)
-            if finite:
-                (loss * scale if dd.enabled else loss).backward()
-            # under torchrun every rank must reach this collective, so a NaN rank only raises a flag here
-            if distributed.all_reduce_grads(params, dd, flag=0.0 if finite else 1.0):
-                raise NonFiniteLoss(f"the PPO loss became NaN on {'this' if not finite else 'another'} rank {where}")
+            (loss * scale if dd.enabled else loss).backward()
+            # A NaN/inf loss only raises a flag here: the flag rides in the gradient all-reduce (under torchrun
+            # every rank must reach that collective, or the others would wait forever) and is read once after
+            # the update, so the inner loop never waits on the device.
+            bad += distributed.all_reduce_grads(params, dd, flag=(~torch.isfinite(loss.detach())).float())
             if grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
             optimizer.step()
@@ -322,6 +317,8 @@ def ppo_update(models: Models, optimizer, ro: Rollout, advantages, returns, *, c
                     inspect = {"rows": idx[:inspect_rows].tolist(), "ratio": ratio[:inspect_rows].tolist(),
                                "clipped": clipped[:inspect_rows].tolist()}
             n_steps += 1
+    if bad.item():  # the update's one host sync for this check; every rank sees the same count
+        raise NonFiniteLoss(f"the PPO loss became NaN or inf in {int(bad.item())} minibatch(es) of this update")
     out = {k: (v / n_steps).item() for k, v in sums.items()}
     # mean over ranks of (local mean * W * local/global tokens) = the mean over the global minibatch's tokens
     out = distributed.all_reduce_means(out, dd)

@@ -172,8 +172,8 @@ def _grads_worker(rank, world, init_file, out_dir):
         for p in params:
             p.grad = torch.full_like(p, float(rank + 1))
         params[1].grad = None if rank == 0 else params[1].grad  # a rank without a gradient counts as zeros
-        flags = all_reduce_grads(params, Dist(rank=rank, world_size=world), flag=1.0 if rank == 1 else 0.0)
-        torch.save({"flags": flags, "g0": params[0].grad, "g1": params[1].grad}, f"{out_dir}/{rank}.pt")
+        flags = all_reduce_grads(params, Dist(rank=rank, world_size=world), flag=torch.tensor(float(rank == 1)))
+        torch.save({"flags": float(flags), "g0": params[0].grad, "g1": params[1].grad}, f"{out_dir}/{rank}.pt")
     finally:
         dist.destroy_process_group()
 
