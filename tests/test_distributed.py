@@ -18,6 +18,19 @@ def torchrun(args, tmp_path, nproc=2, env=None):
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
 
 
+def single_and_ddp(common, tmp_path, ddp_env=None):
+    """Run the same stage command once in one process (1 thread) and once on 2 gloo ranks; returns the
+    two run folders (tmp_path/single, tmp_path/ddp)."""
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    r = subprocess.run([sys.executable, "-m", "lab.cli", *common, "--threads", "1", "--out", str(single)],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = torchrun([*common, "--out", str(ddp)], tmp_path, env=ddp_env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return single, ddp
+
+
 def test_world_size_must_divide_batch():
     assert check_divisible(64, Dist(rank=0, world_size=2)) == 32
     with pytest.raises(DistributedError, match="not divisible by the world size 3"):
@@ -26,13 +39,7 @@ def test_world_size_must_divide_batch():
 
 def test_ddp_pretraining_matches_single_process(tmp_path):
     common = ["pretrain", "--preset", "tiny", "--steps", "12", "--device", "cpu", "--batch", "16"]
-    single = tmp_path / "single"
-    ddp = tmp_path / "ddp"
-    r = subprocess.run([sys.executable, "-m", "lab.cli", *common, "--threads", "1", "--out", str(single)],
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    r = torchrun([*common, "--out", str(ddp)], tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
+    single, ddp = single_and_ddp(common, tmp_path)
     a, b = read_metrics(single), read_metrics(ddp)
     assert len(a) == len(b) == 12
     # Same global batches, gradients averaged over ranks instead of over all tokens: close, not identical.
@@ -64,13 +71,7 @@ def test_ddp_ppo_matches_single_process(tmp_path):
     objective/scores at iteration 2 by ~20%)."""
     common = ["ppo", "--preset", "tiny", "--policy", "weak", "--reward", "reward", "--iterations", "3",
               "--device", "cpu"]
-    single, ddp = tmp_path / "single", tmp_path / "ddp"
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    r = subprocess.run([sys.executable, "-m", "lab.cli", *common, "--threads", "1", "--out", str(single)],
-                       capture_output=True, text=True, timeout=600, env=env)
-    assert r.returncode == 0, r.stderr[-2000:]
-    r = torchrun([*common, "--out", str(ddp)], tmp_path, env={"RLHF_LAB_DDP_REPLICATED_ROLLOUT": "1"})
-    assert r.returncode == 0, r.stderr[-3000:]
+    single, ddp = single_and_ddp(common, tmp_path, ddp_env={"RLHF_LAB_DDP_REPLICATED_ROLLOUT": "1"})
     a, b = read_metrics(single), read_metrics(ddp)
     assert len(a) == len(b) == 3
     assert a["objective/response_length"].tolist() == b["objective/response_length"].tolist()
@@ -122,13 +123,7 @@ def test_ddp_reward_matches_single_process(tmp_path, n_pairs):
     prefs, n_train = reward_pairs(tmp_path, n_pairs)
     common = ["reward", "--preset", "tiny", "--preferences", str(prefs), "--base", "weak", "--batch", "16",
               "--device", "cpu"]
-    single, ddp = tmp_path / "single", tmp_path / "ddp"
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    r = subprocess.run([sys.executable, "-m", "lab.cli", *common, "--threads", "1", "--out", str(single)],
-                       capture_output=True, text=True, timeout=600, env=env)
-    assert r.returncode == 0, r.stderr[-2000:]
-    r = torchrun([*common, "--out", str(ddp)], tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
+    single, ddp = single_and_ddp(common, tmp_path)
     a, b = read_metrics(single), read_metrics(ddp)
     assert len(a) == len(b) == 2 * -(-n_train // 16)
     for key in ("rm/loss", "rm/accuracy", "rm/margin", "rm/lr"):
