@@ -234,6 +234,23 @@ def rollout(models: Models, prompt_ids, prompt_mask, response_length: int, tempe
 
 # ----------------------------------------------------------------------------- update
 
+def minibatch_order(B: int, minibatches: int, generator=None) -> torch.Tensor:
+    """(B,) a shuffled order of the rollout rows; minibatch j is order[j*mb : (j+1)*mb], mb = B / minibatches.
+
+    Stratified: row g*M + k (M = minibatches) of the rollout goes to minibatch perm_g[k], so every minibatch
+    holds exactly one row of each block of M consecutive rows. The rollout rows are already in random prompt
+    order, so this is as random as a plain permutation where it matters, and it keeps data-parallel ranks in
+    step: rank r holds a contiguous slice of the rows, so it owns the same share of EVERY minibatch (with a
+    plain permutation one rank might own 11 of 16 rows and the other 5, and the faster rank waits at each
+    gradient all-reduce: measured ~14 of 20 ms per all-reduce on 2 CPU ranks)."""
+    mb = B // minibatches
+    perms = torch.rand(mb, minibatches, generator=generator).argsort(dim=1)          # (mb, M): block g -> slots
+    rows = torch.arange(mb).unsqueeze(1) * minibatches + torch.arange(minibatches)   # (mb, M): row g*M + k
+    order = torch.empty(B, dtype=torch.long)
+    order[perms * mb + torch.arange(mb).unsqueeze(1)] = rows                        # slot j*mb + g <- row
+    return order
+
+
 def ppo_update(models: Models, optimizer, ro: Rollout, advantages, returns, *, clip_eps: float, clip_value: float,
                vf_coef: float, temperature: float, ppo_epochs: int, minibatches: int, grad_clip: float,
                generator=None, bf16: bool = False, inspect_rows: int = 0, dd: distributed.Dist | None = None) -> dict:
@@ -260,7 +277,7 @@ def ppo_update(models: Models, optimizer, ro: Rollout, advantages, returns, *, c
     inspect = None
     n_steps = 0
     bad = torch.zeros((), device=device)  # minibatches whose loss was NaN/inf, summed over ranks
-    orders = [torch.randperm(B, generator=generator).to(device) for _ in range(ppo_epochs)]
+    orders = [minibatch_order(B, minibatches, generator).to(device) for _ in range(ppo_epochs)]
     if dd.enabled:
         # this rank's rows of each global minibatch, and every minibatch's global token count (one collective)
         lo = dd.rank * B_local

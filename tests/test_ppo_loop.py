@@ -282,3 +282,24 @@ def test_pipeline_ppo_stage(tiny_base, tiny_rm, tmp_path):
     run = Run.open(folder)
     assert run.status()["state"] == "done" and len(read_metrics(folder)) == ppo_preset("tiny").iterations
     assert run.info()["parents"] == {"policy": str(tiny_base), "reward": str(tiny_rm)}
+
+
+def test_minibatch_order_is_a_permutation_that_gives_every_rank_the_same_share():
+    """Each minibatch takes one row of every block of `minibatches` consecutive rollout rows, so a rank that
+    holds a contiguous slice of the rollout owns the same number of rows of every minibatch (no rank waits
+    for the other at the gradient all-reduce), and the order still changes with the generator."""
+    from core.ppo_train import minibatch_order
+
+    g = torch.Generator().manual_seed(0)
+    B, M = 64, 4
+    mb = B // M
+    orders = [minibatch_order(B, M, g) for _ in range(3)]
+    for order in orders:
+        assert sorted(order.tolist()) == list(range(B))
+        for j in range(M):
+            rows = order[j * mb:(j + 1) * mb]
+            assert sorted((rows // M).tolist()) == list(range(mb))  # one row per block
+            for world in (2, 4, 8):
+                shares = torch.bincount(rows // (B // world), minlength=world)
+                assert shares.tolist() == [mb // world] * world
+    assert not torch.equal(orders[0], orders[1])
