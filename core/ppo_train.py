@@ -541,6 +541,8 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
     control_seen: dict = {}
     step_seen = 0
     if run is not None:
+        if resume:  # iterations after the checkpoint are trained again: their old rows move aside
+            run.rewind(start_iteration)
         control = run.read_control()
         step_seen = int(control.get("step", 0) or 0)
         if resume and control.get("stop"):

@@ -249,6 +249,29 @@ class Run:
     def metrics(self) -> pd.DataFrame:
         return read_metrics(self.path)
 
+    def rewind(self, step: int) -> int:
+        """Set metrics.jsonl and samples.jsonl back to `step`: a run resumed from a checkpoint at `step`
+        trains those later iterations again, and their first rows (from the attempt that crashed or was
+        killed) would otherwise sit beside the new ones and draw every chart twice. Nothing is lost: the
+        moved rows are appended to metrics.rewound.jsonl / samples.rewound.jsonl. Returns how many rows moved."""
+        moved = 0
+        for name, key in (("metrics", "step"), ("samples", "iteration")):
+            path = self.path / f"{name}.jsonl"
+            rows = read_jsonl(path)
+            later = [r for r in rows if isinstance(r.get(key), (int, float)) and r[key] > step]
+            if not later:
+                continue
+            for r in later:
+                append_jsonl(self.path / f"{name}.rewound.jsonl", r)
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "w", encoding="utf-8") as f:
+                for r in rows:
+                    if not (isinstance(r.get(key), (int, float)) and r[key] > step):
+                        f.write(json.dumps(r, default=_json_default, allow_nan=True) + "\n")
+            os.replace(tmp, path)  # readers see the old file or the new one, never half of each
+            moved += len(later)
+        return moved
+
     def samples(self) -> list[dict]:
         return read_jsonl(self.path / "samples.jsonl")
 

@@ -303,3 +303,24 @@ def test_minibatch_order_is_a_permutation_that_gives_every_rank_the_same_share()
                 shares = torch.bincount(rows // (B // world), minlength=world)
                 assert shares.tolist() == [mb // world] * world
     assert not torch.equal(orders[0], orders[1])
+
+
+def test_resume_after_a_crash_trains_lost_iterations_again_and_draws_each_once(tiny_base, tiny_rm, tmp_path):
+    """A run killed after iteration 3 with its last checkpoint at 2 resumes at 3: the old row of iteration 3
+    moves to metrics.rewound.jsonl (nothing is lost) and metrics.jsonl holds each iteration once."""
+    cfg = tiny_cfg(tiny_base, tiny_rm, iterations=4, checkpoint_every=2)
+    run = Run.create("ppo", to_dict(cfg), out=tmp_path / "run")
+    steps = train_ppo(cfg, run)
+    for m in steps:  # what drive() does, until the process "dies" after logging iteration 3
+        if "_status" not in m:
+            run.log_metrics(m)
+        if m.get("step") == 3:
+            break
+    steps.close()
+    assert json.loads((run.checkpoint_dir / "lab.json").read_text())["iteration"] == 2
+    assert read_metrics(run.path)["step"].tolist() == [1, 2, 3]
+
+    drive(run, train_ppo(cfg, run))
+    assert read_metrics(run.path)["step"].tolist() == [1, 2, 3, 4]
+    assert [r["step"] for r in read_jsonl(run.path / "metrics.rewound.jsonl")] == [3]
+    assert run.status()["state"] == "done"
