@@ -45,9 +45,9 @@ def init(device_type: str = "cpu") -> Dist:
         # (all_reduce_mean(s), all_gather_object) use CPU tensors, which nccl cannot carry: one process
         # group with a backend per device type serves both.
         backend = "cpu:gloo,cuda:nccl" if device_type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
         if device_type == "cuda":
-            torch.cuda.set_device(local)
+            torch.cuda.set_device(local)  # before the group exists, so nccl binds each rank to its own GPU
+        dist.init_process_group(backend=backend)
     if dist.get_world_size() != world:
         raise DistributedError(f"process group has {dist.get_world_size()} ranks but WORLD_SIZE={world}")
     return Dist(rank=rank, world_size=world, local_rank=local)
