@@ -19,6 +19,10 @@ st.latex(r"\mathrm{PGR} = \frac{\mathrm{acc}(\text{student}) - \mathrm{acc}(\tex
          r"{\mathrm{acc}(\text{ceiling}) - \mathrm{acc}(\text{weak})}")
 st.markdown("The *confidence* student adds the paper's auxiliary loss: it is also trained towards its own "
             "hardened predictions, so it may overrule the supervisor where it is confident the supervisor is wrong.")
+st.markdown("**The default task**: which of two texts does the gold annotator prefer, a review or a copy with a run "
+            "of its words scrambled? The weak supervisor (2 layers, 16 wide) barely sees word order, so its labels "
+            "are noisy; the strong model (4 layers, 128 wide) learned what English word order looks like in "
+            "pretraining. That knowledge is what a student can use to clean up its supervisor's noise.")
 
 if ui.stage_missing("w2s"):
     st.stop()
