@@ -234,12 +234,19 @@ PRESET_PRETRAIN = {
 }
 
 
+def from_preset(cls, presets: dict, preset: str, overrides: dict, **fixed):
+    """`cls` filled from the `presets[preset]` table, then `overrides` (None values are ignored: an
+    unset CLI flag keeps the preset's value), plus `fixed` fields. Every stage's *_preset() is this."""
+    if preset not in presets:
+        raise ConfigError(f"preset must be one of {list(presets)}, got {preset!r}")
+    values = dict(presets[preset])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return cls(preset=preset, **fixed, **values)
+
+
 def pretrain_preset(preset: str = "small", **overrides) -> PretrainConfig:
     """A PretrainConfig for a preset with optional field overrides (None values are ignored)."""
-    model = preset_model(preset)
-    values = dict(PRESET_PRETRAIN[preset])
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return PretrainConfig(preset=preset, model=model, **values)
+    return from_preset(PretrainConfig, PRESET_PRETRAIN, preset, overrides, model=preset_model(preset))
 
 
 # ----------------------------------------------------------------------------- (de)serialisation
@@ -263,6 +270,8 @@ def from_dict(cls, data: dict):
 # ----------------------------------------------------------------------------- weak-to-strong
 
 W2S_TASKS = ("classify", "preference")
+W2S_EDITS = ("flip", "scramble", "repeat")
+"""How the preference task makes the second text of a pair (core/w2s.py: flip_pair, edit_text)."""
 W2S_PRESETS = ("tiny", "default", "gpu")
 
 
@@ -347,11 +356,9 @@ class W2SConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"W2SConfig.{name} must be an integer >= 0, got {value!r}")
         kinds = self.edit_kinds()
-        from core.w2s import EDITS  # lazy: w2s imports this module
-
-        bad = [k for k in kinds if k not in EDITS]
+        bad = [k for k in kinds if k not in W2S_EDITS]
         if bad or (not kinds and self.task == "preference"):
-            raise ConfigError(f"W2SConfig.edits must name one or more of {', '.join(EDITS)} (comma-separated), "
+            raise ConfigError(f"W2SConfig.edits must name one or more of {', '.join(W2S_EDITS)} (comma-separated), "
                               f"got {self.edits!r}")
         check_device(self)
         return self
@@ -369,11 +376,7 @@ PRESET_W2S = {
 
 def w2s_preset(preset: str = "default", **overrides) -> W2SConfig:
     """A W2SConfig for a preset with optional field overrides (None values are ignored)."""
-    if preset not in PRESET_W2S:
-        raise ConfigError(f"preset must be one of {list(W2S_PRESETS)}, got {preset!r}")
-    values = dict(PRESET_W2S[preset])
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return W2SConfig(preset=preset, **values)
+    return from_preset(W2SConfig, PRESET_W2S, preset, overrides)
 
 
 # ----------------------------------------------------------------------------- stage 2: preferences and the reward model
@@ -652,8 +655,4 @@ PRESET_PPO = {
 
 def ppo_preset(preset: str = "small", **overrides) -> PPOConfig:
     """A PPOConfig for a preset with optional field overrides (None values are ignored)."""
-    if preset not in PRESET_PPO:
-        raise ConfigError(f"preset must be one of {list(PRESET_PPO)}, got {preset!r}")
-    values = dict(PRESET_PPO[preset])
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return PPOConfig(preset=preset, **values)
+    return from_preset(PPOConfig, PRESET_PPO, preset, overrides)

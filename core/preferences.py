@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from core.annotators import PROFILES, BradleyTerryAnnotator, gold_utility
-from core.config import ConfigError, PreferenceConfig, resolve_device, seed_everything
+from core.config import PreferenceConfig, from_preset, resolve_device, seed_everything
 from core.corpus import synthetic_reviews
 from core.model import decode_responses, join_text, left_pad, load_lm, no_dropout, sample
 from core.runs import Run, append_jsonl, read_json, read_jsonl
@@ -67,11 +67,7 @@ class AlreadyLabelled(PreferenceError):
 
 def preference_preset(preset: str = "small", **overrides) -> PreferenceConfig:
     """A PreferenceConfig for a size preset with optional overrides (None values are ignored)."""
-    if preset not in PRESET_PREFERENCES:
-        raise ConfigError(f"preset must be one of {list(PRESET_PREFERENCES)}, got {preset!r}")
-    values = dict(PRESET_PREFERENCES[preset])
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return PreferenceConfig(preset=preset, **values)
+    return from_preset(PreferenceConfig, PRESET_PREFERENCES, preset, overrides)
 
 
 # ----------------------------------------------------------------------------- prompts and samples

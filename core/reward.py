@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from core import distributed
 from core.annotators import gold_utility
-from core.config import ConfigError, RewardConfig
+from core.config import RewardConfig, from_preset
 from core.model import (CheckpointError, encode, join_text, load_lm, load_scorer, no_dropout, read_lab_json,
                         resolve_checkpoint, save_checkpoint, scorer_from_lm, sequence_scores)
 from core.preferences import PreferenceError, held_out_prompts, load_preferences, sample_responses
@@ -53,11 +53,7 @@ class RewardError(ValueError):
 
 def reward_preset(preset: str = "small", **overrides) -> RewardConfig:
     """A RewardConfig for a size preset with optional overrides (None values are ignored)."""
-    if preset not in PRESET_REWARD:
-        raise ConfigError(f"preset must be one of {list(PRESET_REWARD)}, got {preset!r}")
-    values = dict(PRESET_REWARD[preset])
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return RewardConfig(preset=preset, **values)
+    return from_preset(RewardConfig, PRESET_REWARD, preset, overrides)
 
 
 # ----------------------------------------------------------------------------- the math

@@ -53,7 +53,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from core.config import ConfigError, W2SConfig, resolve_device, seed_everything
+from core.config import W2S_EDITS as EDITS, ConfigError, W2SConfig, resolve_device, seed_everything
 from core.corpus import NEGATIVE, POSITIVE, default_corpus, synthetic_reviews
 from core.model import encode, load_lm, scorer_from_lm, sequence_scores
 from core.runs import Run
@@ -171,9 +171,6 @@ def label_classify(texts: list[str], utilities: list[float], n: int, seed: int):
     return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], threshold
 
 
-EDITS = ("flip", "scramble", "repeat")
-
-
 def edit_text(text: str, kind: str, rng: random.Random) -> str:
     """A close variant of `text` that the gold annotator should judge differently:
       scramble  the order of a run of words shuffled (word salad: unseen word pairs)
@@ -224,8 +221,10 @@ def make_pairs(texts: list[str], seed: int, edits: tuple[str, ...] = EDITS) -> l
     pairs = []
     for i, t in enumerate(texts):
         kind = edits[i % len(edits)]
-        pair = flip_pair(t, rng) if kind == "flip" else None
-        pairs.append(pair or (t, edit_text(t, "scramble" if kind == "flip" else kind, rng)))
+        if kind == "flip":  # a text with no sentiment word to flip gets scrambled instead
+            pairs.append(flip_pair(t, rng) or (t, edit_text(t, "scramble", rng)))
+        else:
+            pairs.append((t, edit_text(t, kind, rng)))
     return pairs
 
 
