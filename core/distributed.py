@@ -120,6 +120,16 @@ def shutdown(d: Dist) -> None:
         dist.destroy_process_group()
 
 
+def follow(steps, d: Dist) -> int:
+    """What a rank > 0 does with a stage: run its generator (made with run=None) to the end, training its
+    share and joining every collective, then leave the process group. Rank 0 alone owns the run folder.
+    Returns the process exit status (0)."""
+    for _ in steps:
+        pass
+    shutdown(d)
+    return 0
+
+
 def all_reduce_means(values: dict, d: Dist) -> dict:
     """{name: float} averaged over ranks in ONE collective (a metrics row costs one all-reduce, not twenty)."""
     if not d.enabled:

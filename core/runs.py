@@ -257,17 +257,16 @@ class Run:
         moved = 0
         for name, key in (("metrics", "step"), ("samples", "iteration")):
             path = self.path / f"{name}.jsonl"
-            rows = read_jsonl(path)
-            later = [r for r in rows if isinstance(r.get(key), (int, float)) and r[key] > step]
+            kept, later = [], []
+            for r in read_jsonl(path):
+                (later if isinstance(r.get(key), (int, float)) and r[key] > step else kept).append(r)
             if not later:
                 continue
             for r in later:
                 append_jsonl(self.path / f"{name}.rewound.jsonl", r)
             tmp = path.with_name(path.name + ".tmp")
             with open(tmp, "w", encoding="utf-8") as f:
-                for r in rows:
-                    if not (isinstance(r.get(key), (int, float)) and r[key] > step):
-                        f.write(json.dumps(r, default=_json_default, allow_nan=True) + "\n")
+                f.writelines(json.dumps(r, default=_json_default, allow_nan=True) + "\n" for r in kept)
             os.replace(tmp, path)  # readers see the old file or the new one, never half of each
             moved += len(later)
         return moved

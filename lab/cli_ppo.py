@@ -91,10 +91,7 @@ def cmd_ppo(args) -> int:
     # follow its broadcasts inside train_ppo.
     dd = distributed.init(resolve_device(cfg.device).type)
     if not dd.is_main:
-        for _ in train_ppo(cfg, None):
-            pass
-        distributed.shutdown(dd)
-        return 0
+        return distributed.follow(train_ppo(cfg, None), dd)
     if args.resume:
         if args.iterations is not None:
             info = run.info()

@@ -34,10 +34,7 @@ def cmd_pretrain(args) -> int:
     docs = load_text_file(args.corpus) if args.corpus else None  # fail on a bad file before a run exists
     dd = distributed.init(resolve_device(cfg.device).type)
     if not dd.is_main:  # under torchrun: ranks > 0 train their slice; rank 0 owns the run folder
-        for _ in pretrain(cfg, None, docs=docs):
-            pass
-        distributed.shutdown(dd)
-        return 0
+        return distributed.follow(pretrain(cfg, None, docs=docs), dd)
     run = Run.create("pretrain", to_dict(cfg), out=args.out, root=args.runs)
     print(f"run folder: {run.path}")
     last = run_stage(run, pretrain(cfg, run, docs=docs), cfg.steps, f"pretrain {cfg.preset}",

@@ -114,10 +114,7 @@ def cmd_reward(args) -> int:
     dd = distributed.init(resolve_device(cfg.device).type)
     distributed.check_divisible(cfg.batch_size, dd, "RewardConfig.batch_size")  # before a run folder exists
     if not dd.is_main:
-        for _ in train_reward(cfg, None):
-            pass
-        distributed.shutdown(dd)
-        return 0
+        return distributed.follow(train_reward(cfg, None), dd)
     run, last = run_reward(cfg, args.out, args.runs)
     distributed.shutdown(dd)
     print(f"done: val accuracy {last['rm/val_accuracy']:.1%}, gold agreement {last['rm/gold_agreement']:.1%}, "
