@@ -32,7 +32,7 @@ from core import gpt2_lean as lean
 from core.config import ConfigError, PPOConfig
 from core.corpus import synthetic_reviews
 from core.model import (CheckpointError, decode_responses, join_text, left_pad, load_lm, load_scorer,
-                        no_dropout, save_checkpoint)
+                        no_dropout, resolve_checkpoint, save_checkpoint)
 from core.ppo import (AdaptiveKLController, FixedKLController, gae, last_real_index,
                       masked_mean, policy_loss, shaped_rewards, value_loss, whiten)
 from core.runs import Run, append_jsonl
@@ -86,10 +86,24 @@ def make_optimizer(params, lr: float, weight_decay: float):
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
 
 
+def require_reward_model(spec) -> None:
+    """PPO's reward must be a trained reward model: load_scorer would give a language model a fresh, random score
+    head (how reward models start), and PPO would then optimise noise."""
+    path = resolve_checkpoint(spec)
+    try:
+        arch = json.loads((path / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+    except (OSError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path / 'config.json'} cannot be read ({type(e).__name__})") from None
+    if "GPT2ForSequenceClassification" not in arch:
+        raise ConfigError(f"PPOConfig.reward: {spec} is a {'/'.join(arch) or 'model'} (a language model), not a "
+                          "reward model; train one with `rlhf-lab reward`, or use the shipped one (reward)")
+
+
 def load_models(cfg: PPOConfig, device, resume_from=None) -> Models:
     """Policy (from the run's checkpoint when resuming), reference, reward model and value model."""
     ref, tok = load_lm(cfg.policy, device)
     policy, _ = load_lm(resume_from or cfg.policy, device)
+    require_reward_model(cfg.reward)
     reward, rm_tok = load_scorer(cfg.reward, device)
     if not same_tokenizer(tok, rm_tok):
         raise ConfigError(f"PPOConfig.reward: the policy {cfg.policy!r} and the reward model {cfg.reward!r} use "
