@@ -645,11 +645,10 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
             yield {"_status": "running", "step": 0,
                    "message": "no checkpoint was saved before the run ended: starting again from iteration 0"}
         base_logged = any(r.get("kind") == "base" for r in run.samples())
-        flow, _ = read_flow(run.read_control(), flow)
-        step_seen = flow["step"]
-        if resume and flow["stop"]:
+        first, _ = read_flow(run.read_control(), dict(flow))  # a copy: the loop reports refusals itself
+        step_seen = first["step"]
+        if resume and first["stop"]:
             run.write_control(stop=False)  # the stop that ended the last session must not end this one
-            flow["stop"] = False
     kl_coef = resume[2] if resume and resume[2] is not None else cfg.kl_coef
     controller = (AdaptiveKLController(kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
                   else FixedKLController(kl_coef))

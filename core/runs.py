@@ -30,7 +30,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 from filelock import FileLock, Timeout
 
 STATES = ("queued", "running", "paused", "done", "failed", "stopped")
@@ -397,7 +396,7 @@ class Run:
     def log_sample(self, sample: dict) -> None:
         append_jsonl(self.path / "samples.jsonl", sample)
 
-    def metrics(self) -> pd.DataFrame:
+    def metrics(self) -> "pd.DataFrame":
         return read_metrics(self.path)
 
     def rewind(self, step: int) -> int:
@@ -519,8 +518,9 @@ def new_run_id(stage: str, root: Path) -> str:
     return candidate
 
 
-def read_metrics(run_dir: str | os.PathLike) -> pd.DataFrame:
+def read_metrics(run_dir: str | os.PathLike) -> "pd.DataFrame":
     """metrics.jsonl as a DataFrame (one row per step). Tolerates a partial last line."""
+    import pandas as pd  # here, not at the top: the run store itself (locks, status, control) needs no pandas
     rows = read_jsonl(Path(run_dir) / "metrics.jsonl")
     return pd.DataFrame(rows)
 

@@ -108,13 +108,14 @@ def resume_config(args) -> tuple[Run, PPOConfig, dict]:
 
 
 def cmd_ppo(args) -> int:
-    from core.ppo_train import train_ppo
+    from core.ppo_train import require_reward_model, resume_point, train_ppo
     from lab.cli import run_stage
 
     if args.resume:
         run, cfg, live = resume_config(args)
     else:
         cfg = config_from_args(args).validate()
+        require_reward_model(cfg.reward)  # before a run folder exists
     # Under torchrun: every rank trains; rank 0 alone owns the run folder (and control.json), the others
     # follow its broadcasts inside train_ppo.
     dd = distributed.init(resolve_device(cfg.device).type)
@@ -122,6 +123,7 @@ def cmd_ppo(args) -> int:
         return distributed.follow(train_ppo(cfg, None), dd)
     if args.resume:
         run.acquire()  # exclusive: a second resume, or a trainer still alive, is refused here (RunBusy)
+        resume_point(run)  # a broken checkpoint is refused by name now, before anything is written
         if to_dict(cfg) != run.config:
             info = run.info()
             info["config"] = to_dict(cfg)
