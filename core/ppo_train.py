@@ -785,11 +785,13 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
                 for row in evaluation_samples(models, cfg, eval_texts, eval_ids, eval_mask, iteration, "policy",
                                               device):
                     run.log_sample(row)
-            if iteration % cfg.checkpoint_every == 0 or last:
-                save_ppo_checkpoint(run, models, optimizer, cfg, iteration, controller.value, metrics)
-                saved = {"iteration": iteration, "live": {k: getattr(cfg, k) for k in LIVE_KNOBS}}
         if last:
             metrics["final"] = True
         last_metrics = metrics
         yield metrics
+        # saved after the yield, once drive() has logged the row: a kill between the two then leaves a checkpoint
+        # older than the last row (the resume trains that iteration again), never a row missing behind it
+        if run is not None and (iteration % cfg.checkpoint_every == 0 or last):
+            save_ppo_checkpoint(run, models, optimizer, cfg, iteration, controller.value, metrics)
+            saved = {"iteration": iteration, "live": {k: getattr(cfg, k) for k in LIVE_KNOBS}}
     train_ppo.last_models = models  # for notebooks: the trained policy without reloading

@@ -83,9 +83,15 @@ def read_json(path: str | os.PathLike, default=None):
 
 
 def append_jsonl(path: str | os.PathLike, obj) -> None:
-    """Append one whole line and flush, so readers see either all of it or none."""
-    line = json.dumps(obj, default=_json_default, allow_nan=True) + "\n"
-    with open(path, "a", encoding="utf-8") as f:
+    """Append one whole line and flush, so readers see either all of it or none. A torn last line (its
+    writer was killed mid-append) is closed first, so the new row never merges into it and gets lost."""
+    line = (json.dumps(obj, default=_json_default, allow_nan=True) + "\n").encode("utf-8")
+    with open(path, "ab+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size:
+            f.seek(size - 1)
+            if f.read(1) != b"\n":
+                line = b"\n" + line
         f.write(line)
         f.flush()
 
