@@ -195,6 +195,7 @@ class Run:
                 raise RunError(f"{path} is a file, not a folder; choose another --out")
             _mkdirs(path, "the run folder")
         run = cls(path)
+        fresh = out is None  # a folder this call made: removed again if the create fails
         run._refuse_other(stage, resume)  # before waiting for the lock: the plain refusal is the clearer one
         run.acquire()  # from here on no other process can create, resume or train this folder
         try:
@@ -214,13 +215,18 @@ class Run:
                 "config": config,
             })
         except OSError as e:
-            run.release()
+            run._abandon(fresh)
             raise RunError(f"cannot write the run folder {path} ({e.strerror or e}); "
                            "choose a writable location with free space") from None
         except BaseException:
-            run.release()
+            run._abandon(fresh)
             raise
         return run
+
+    def _abandon(self, fresh: bool) -> None:
+        if fresh:
+            shutil.rmtree(self.path, ignore_errors=True)
+        self.release()
 
     def _refuse_other(self, stage: str, resume: bool) -> bool:
         """True when the folder holds a `stage` run that may be resumed; RunError when it holds a run that

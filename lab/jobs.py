@@ -28,6 +28,7 @@ from pathlib import Path
 
 from core.config import ConfigError, to_dict
 from core.runs import ACTIVE_STATES, FINAL_STATES, Run, RunError, list_runs, read_json
+
 MAX_ACTIVE_JOBS = 4  # per runs root: more than this on a laptop CPU only makes every run crawl
 JOB_FILE = "job.json"  # {pid, owner, started}: who runs this folder, so a dead worker can be told apart
 ERROR_FILE = "error.log"  # the worker's full traceback when training raised

@@ -362,3 +362,18 @@ def test_csv_export_escapes_formula_cells_and_import_restores_them(tmp_path):
     assert "'=HYPERLINK" in text and "'+1 great" in text and "'@home" in text
     back = import_preferences(path)[0]
     assert (back["prompt"], back["chosen"], back["rejected"]) == (rows[0]["prompt"], "+1 great", "@home -bad")
+
+
+def test_pairs_identical_within_the_context_are_dropped_or_refused_and_duplicates_reported(tiny_base):
+    from core.model import load_lm
+    from core.preferences import PreferenceError
+    from core.reward import usable_pairs
+
+    _, tok = load_lm(tiny_base)
+    long = " ".join(["the battery was fine"] * 40)  # far past the tiny model's context
+    cut = [{"prompt": long, "chosen": "great", "rejected": "awful"}] * 2
+    good = [{"prompt": "the plot", "chosen": "was great", "rejected": "was awful"}] * 2
+    with pytest.raises(PreferenceError, match="identical once cut"):
+        usable_pairs(cut, tok, 64)
+    kept, note = usable_pairs(cut + good, tok, 64)
+    assert kept == good and "dropped 2 of 4" in note and "2 pairs repeat another pair" in note
