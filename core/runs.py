@@ -24,6 +24,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import tempfile
 import time
@@ -445,7 +446,7 @@ class Run:
         - `.<name>.old` present, `<name>` missing: the kill fell between save_checkpoint's two renames;
           `.<name>.old` is the previous good checkpoint and is put back;
         - `.<name>.old` beside `<name>`: the kill fell while deleting the old one; the new one is whole;
-        - `.<name>.<random>` temp folders: saves that never finished; deleted.
+        - `.<name>.tmp-<random>` temp folders: saves that never finished; deleted (nothing else is touched).
         Returns what was done, for the status message, or None."""
         target, old = self.path / name, self.path / f".{name}.old"
         done = None
@@ -454,8 +455,9 @@ class Run:
             done = f"recovered the previous checkpoint from {old.name} (a save was interrupted)"
         elif old.exists():
             shutil.rmtree(old, ignore_errors=True)
+        legacy = re.compile(rf"^\.{re.escape(name)}\.[a-z0-9_]{{8}}$")  # mkdtemp names before the tmp- prefix
         for tmp in self.path.glob(f".{name}.*"):
-            if tmp.is_dir() and tmp.name != old.name:
+            if tmp.is_dir() and (tmp.name.startswith(f".{name}.tmp-") or legacy.match(tmp.name)):
                 shutil.rmtree(tmp, ignore_errors=True)
         return done
 
@@ -465,7 +467,7 @@ class Run:
         where recover_checkpoint finds it)."""
         self.recover_checkpoint(name)
         target = self.path / name
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.path))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=self.path))
         try:
             save_fn(tmp)
             old = None

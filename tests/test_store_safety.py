@@ -171,7 +171,7 @@ def test_a_save_killed_between_its_renames_is_recovered(tmp_path):
 
     run = _ppo_run_with_checkpoint(tmp_path)
     run.checkpoint_dir.rename(run.path / ".checkpoint.old")  # the kill fell between the two renames
-    (run.path / ".checkpoint.x1y2z3").mkdir()                 # and an older save left its temp folder
+    (run.path / ".checkpoint.tmp-x1y2z3").mkdir()             # and an older save left its temp folder
     run.acquire()
     ckpt, iteration, _, _ = resume_point(run)
     assert ckpt == run.checkpoint_dir and iteration == 3
