@@ -295,7 +295,7 @@ def test_the_home_and_compare_pages_render_beside_a_broken_folder(tmp_path, monk
     monkeypatch.setenv("RLHF_LAB_RUNS", str(root))
     at = AppTest.from_file(str(ROOT / "lab" / "app.py"), default_timeout=60)
     at.run()
-    for pattern in ("*_Home.py", "*_Compare_runs.py", "*_Pretrain.py"):
+    for pattern in ("*_Home.py", "*_Compare_runs.py", "*_Pretrain.py", "*_PPO.py"):
         page = next((ROOT / "pages").glob(pattern))
         at.switch_page(f"../pages/{page.name}").run()
         assert not at.exception, (page.name, [e.value for e in at.exception])
