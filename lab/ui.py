@@ -190,11 +190,12 @@ def start_job_with(start_fn, stage: str, **kwargs) -> Run | None:
 
 def page_path(title: str) -> Path:
     """The file of a page by its title ("Reward model" -> pages/3_Reward_model.py), for page links."""
-    pages = Path(__file__).resolve().parent.parent / "pages"
-    for path in pages.glob("*.py"):
-        if path.stem.split("_", 1)[-1].replace("_", " ") == title:
-            return path
-    raise FileNotFoundError(f"no page titled {title!r} in {pages}")
+    from lab import stages
+
+    stage = stages.BY_TITLE.get(title)
+    if stage is None or not stage.exists:
+        raise FileNotFoundError(f"no page titled {title!r} in {stages.PAGES_DIR}")
+    return stage.path
 
 
 def stop_button(run_dir, status: dict, key: str) -> None:

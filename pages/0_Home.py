@@ -9,7 +9,7 @@ st.markdown("Take a small GPT through every stage of RLHF, with real training on
             "each stage happen. Every run is a folder under the runs root; nothing here is simulated.")
 
 st.subheader("The pipeline")
-st.graphviz_chart(home_view.PIPELINE_DOT, width="stretch")
+st.graphviz_chart(home_view.pipeline_dot(), width="stretch")
 st.subheader("The two formulas to keep in mind")
 reward_col, ratio_col = st.columns(2)
 with reward_col:

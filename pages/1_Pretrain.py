@@ -5,11 +5,11 @@ import streamlit as st
 from core.config import ConfigError, PRESET_PRETRAIN
 from core.corpus import CorpusError
 from core.runs import read_jsonl
-from lab import charts, jobs, ui
+from lab import charts, jobs, stages, ui
 from lab import pretrain_view as view
 
 STAGE = "pretrain"
-st.title("1 · Pretrain a small GPT")
+st.title(stages.title_of(STAGE))
 st.markdown("Next-token prediction on a corpus: the model learns to continue text. Everything later "
             "(preferences, reward model, PPO) starts from a base model made this way.")
 

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from lab import charts, jobs, ui
+from lab import charts, jobs, stages, ui
 from lab import pref_view as view
 
 STAGE = "preferences"
-st.title("2 · Preferences")
+st.title(stages.title_of(STAGE))
 st.markdown("The base model writes K responses to the same prompt; every two of them form a pair and "
             "someone says which is better. That someone is you, or a simulated annotator with a hidden "
             "taste (its *gold* utility) and a noise level τ: P(A preferred) = σ((u(A) − u(B)) / τ).")

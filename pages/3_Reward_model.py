@@ -4,11 +4,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from lab import charts, jobs, ui
+from lab import charts, jobs, stages, ui
 from lab import pref_view as view
 
 STAGE = "reward"
-st.title("3 · Reward model")
+st.title(stages.title_of(STAGE))
 st.markdown("A copy of the base model with a one-number head, trained so that the chosen response of "
             "each pair scores higher: loss = −log σ(r(chosen) − r(rejected)). It never sees the hidden "
             "gold utility; `rm/gold_agreement` checks how well it learned it anyway.")

@@ -17,7 +17,7 @@ from lab import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "lab" / "app.py"
-MY_PAGES = ["0_Home", "1_Pretrain", "2_Preferences", "3_Reward_model", "7_Compare_runs"]
+MY_PAGES = ["0_Home", "1_Pretrain", "2_Preferences", "3_Reward_model", "9_Compare_runs"]
 TIMEOUT = 60  # seconds per script run: the first one imports torch and transformers
 
 
@@ -266,7 +266,7 @@ def test_compare_runs_overlays_two_runs_and_shows_what_differs(runs):
                               eval_every=2, device="cpu")
         run = Run.create("pretrain", to_dict(cfg), root=runs)
         drive(run, pretrain(cfg, run))
-    at = open_page("7_Compare_runs")
+    at = open_page("9_Compare_runs")
     assert len(at.multiselect[0].value) == 2
     diff = at.dataframe[0].value
     assert "lr" in list(diff["setting"])  # the one setting that differs (the run id is not a setting)

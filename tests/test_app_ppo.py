@@ -12,8 +12,8 @@ from core.runs import Run, read_json, read_metrics
 from lab import jobs, ppo_view as V
 
 ROOT = Path(__file__).resolve().parents[1]
-PPO_PAGE = str(ROOT / "pages" / "5_PPO.py")
-W2S_PAGE = str(ROOT / "pages" / "6_Weak_to_strong.py")
+PPO_PAGE = str(ROOT / "pages" / "4_PPO.py")
+W2S_PAGE = str(ROOT / "pages" / "8_Weak_to_strong.py")
 needs_ppo = pytest.mark.skipif(not jobs.stage_available("ppo"), reason="core/ppo_train.py is not in this checkout")
 needs_w2s = pytest.mark.skipif(not jobs.stage_available("w2s"), reason="core/w2s.py is not in this checkout")
 

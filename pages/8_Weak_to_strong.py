@@ -8,9 +8,9 @@ import streamlit as st
 from core.config import W2S_TASKS, ConfigError, W2SConfig
 from core.runs import RunError, read_json
 from lab import charts_ppo as C
-from lab import jobs, ppo_view as V, ui
+from lab import jobs, ppo_view as V, stages, ui
 
-st.title("Weak-to-strong supervision")
+st.title(stages.title_of("w2s"))
 st.markdown("Burns et al. (2023) ask how humans will supervise models smarter than themselves, and study it with "
             "a stand-in: a **weak** model labels data, a **strong** model learns from those labels only. If the "
             "student merely copied its supervisor it would land at the weak model's accuracy; the **ceiling** is the "

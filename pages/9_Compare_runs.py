@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from lab import charts, charts_ppo, jobs, ui
+from lab import charts, charts_ppo, jobs, stages, ui
 from lab import compare_view as view
 
-st.title("7 · Compare runs")
+st.title(stages.BY_TITLE["Compare runs"].page_title)
 st.markdown("Pick runs (e.g. PPO with λ = 0 and λ = 0.1) and put them on the same axes. The table of "
             "settings that differ says what caused the difference.")
 

@@ -12,9 +12,9 @@ import streamlit as st
 from core.config import ConfigError
 from core.runs import Run, RunError
 from lab import charts_ppo as C
-from lab import jobs, ppo_view as V, ui
+from lab import jobs, ppo_view as V, stages, ui
 
-st.title("PPO with a KL penalty")
+st.title(stages.title_of("ppo"))
 st.markdown("The policy (a copy of the base model) samples responses, the reward model scores them, and PPO "
             "pushes up what scored well — minus λ times the KL from the base model, so the policy cannot "
             "drift into text the reward model never saw. The gold line is the hidden annotator: what a person "
