@@ -146,12 +146,37 @@ def stop(run: Run) -> dict:
     return run.write_control(stop=True)
 
 
+def button_states(state: str | None, control: dict | None = None) -> dict[str, bool]:
+    """Which of Pause / Resume / Step / Stop mean something for a run in `state` (True = enabled).
+
+    A queued run can only be stopped; a running one paused (unless a pause is already asked for),
+    stepped or stopped; a paused one resumed, stepped or stopped; a finished one nothing."""
+    paused = bool((control or {}).get("paused"))
+    if state == "queued":
+        return {"pause": False, "resume": False, "step": False, "stop": True}
+    if state == "running":
+        return {"pause": not paused, "resume": paused, "step": True, "stop": True}
+    if state == "paused":
+        return {"pause": False, "resume": True, "step": True, "stop": True}
+    return {"pause": False, "resume": False, "step": False, "stop": False}
+
+
 def control_log(run: Run) -> list[dict]:
     """Applied and refused live changes, as the trainer recorded them."""
     return read_jsonl(run.path / "control_log.jsonl")
 
 
 # ----------------------------------------------------------------------------- what the run wrote
+
+# What "One PPO step, slowly" shows, as the trainer records it (core/ppo_train.py, inspect_rows): the
+# rollout quantities of the iteration, and the ratio and clipping of the *last* epoch's first minibatch,
+# when the policy has moved (in the first epoch's first minibatch every ratio would be exactly 1).
+STEP_TEXT = ("One real iteration of this run, on a couple of its rollout samples, frozen so you can read it. "
+             "Read a column top to bottom: the token sampled, how likely the policy and the frozen base model "
+             "found it, their difference (the per-token KL), the shaped reward (−λ·KL on every token, plus "
+             "the reward model's score at the last one), the critic's value, the GAE advantage and return, "
+             "and the ratio π_θ/π_old in the iteration's last epoch of updates (its first minibatch), by when "
+             "the policy has moved — clipped (×) when it left [1−ε, 1+ε] in the direction the advantage pushes.")
 
 def read_inspect(run: Run) -> dict | None:
     """inspect.json ("one PPO step, slowly"), or None before the first iteration wrote it."""

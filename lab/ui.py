@@ -165,6 +165,35 @@ def is_active(status: dict) -> bool:
     return status.get("state") in jobs.ACTIVE_STATES
 
 
+FINAL_WORDS = {"done": "finished", "stopped": "was stopped", "failed": "failed"}
+
+
+def view_state(status: dict, control: dict | None = None) -> tuple:
+    """What a page's look depends on (state, and whether a pause is asked for): a live fragment
+    compares it with the one the page was drawn with and redraws the whole page when it changes, so
+    buttons, captions and knobs never show a state the run has left."""
+    return status.get("state"), bool((control or {}).get("paused"))
+
+
+def follow_state(drawn: tuple, status: dict, control: dict | None = None) -> None:
+    """Inside a live fragment: rerun the whole page once the run's state differs from `drawn`."""
+    if view_state(status, control) != drawn:
+        st.rerun()
+
+
+def nothing_recorded(status: dict, df: pd.DataFrame, unit: str = "step") -> bool:
+    """True (and says why on the page) when a run has ended without one recorded row: its charts
+    would otherwise say "waiting for the first ..." about a run that will never have one."""
+    state = status.get("state")
+    if (df is not None and not df.empty) or state not in FINAL_WORDS:
+        return False
+    said = {"failed": f"This run failed before its first {unit}: there is nothing to draw (the error is above).",
+            "stopped": f"This run was stopped before its first {unit}: there is nothing to draw.",
+            "done": f"This run finished without recording a {unit}: there is nothing to draw."}
+    st.info(said[state])
+    return True
+
+
 def start_job(stage: str, cfg, parents: dict | None = None, control: dict | None = None) -> Run | None:
     """jobs.start for this session's owner; a refused start is a message on the page, not a crash."""
     try:

@@ -88,6 +88,8 @@ def show_run(run_dir):
     ui.stop_button(run_dir, status, key="stop/pretrain")
     ui.live_note(live)
     df = ui.metrics_frame(run_dir)
+    if ui.nothing_recorded(status, df):
+        return
     m1, m2, m3 = st.columns(3)
     ui.metric(m1, "train loss (nats/token)", ui.last_value(df, "lm/loss"))
     ui.metric(m2, "validation loss (nats/token)", ui.last_value(df, "lm/val_loss"))

@@ -76,6 +76,8 @@ else:
         ui.stop_button(run_dir, status, key="stop/rm")
         ui.live_note(live)
         df = ui.metrics_frame(run_dir)
+        if ui.nothing_recorded(status, df):
+            return
         m = st.columns(4)
         for col, (name, label) in zip(m, [("rm/loss", "loss (nats/pair)"), ("rm/accuracy", "train accuracy"),
                                           ("rm/val_accuracy", "validation accuracy"),

@@ -34,6 +34,8 @@ run_dir = ui.run_picker("ppo", label="PPO run shown on this page")
 status = jobs.status(run_dir) if run_dir is not None else {}
 live = run_dir is not None and ui.is_active(status)
 run = Run(run_dir) if run_dir is not None else None
+control_now = run.read_control() if run is not None else {}
+drawn = ui.view_state(status, control_now)  # the live fragment redraws the page when this changes
 
 # The knob widgets show the shown run's knobs: (re)read them when another run is shown, and when
 # Streamlit has dropped the widgets' state (it does so for widgets of a page the student left).
@@ -89,8 +91,14 @@ if st.session_state.get("ppo/synced") != shown or any(k not in st.session_state 
 knob_col, start_col = st.columns([3, 2])
 with knob_col:
     st.subheader("Knobs" + (" — live" if live else ""))
-    st.caption(f"The run {run_dir.name} is live: a change applies at its next iteration and is marked on the "
-               "charts." if live else "Settings of the next run (they become live once it runs).")
+    if live:
+        st.caption(f"The run {run_dir.name} is {status.get('state')}: a change applies at its next iteration and "
+                   "is marked on the charts.")
+    elif run is not None:
+        st.caption(f"The run shown, {run_dir.name}, {ui.FINAL_WORDS.get(status.get('state'), 'is not running')}: "
+                   "these are the settings of the next run you start (they were read from the run shown).")
+    else:
+        st.caption("Settings of the next run (they become live once it runs).")
     a, b, c = st.columns(3)
     with a:
         st.radio("λ mode", ["fixed", "adaptive"], key="ppo/kl_mode", horizontal=True,
@@ -160,18 +168,21 @@ if run is None:
     st.info("No PPO run yet. Start one above, or use the quick start on the Home page.")
     st.stop()
 
+enabled = V.button_states(status.get("state"), control_now)
 b1, b2, b3, b4, _ = st.columns([1, 1, 1.4, 1, 3])
-if b1.button("Pause", icon=":material/pause:", disabled=not live, key="ppo/pause"):
+if b1.button("Pause", icon=":material/pause:", disabled=not enabled["pause"], key="ppo/pause"):
     V.pause(run)
     st.toast("Pause requested: the run pauses before its next iteration")
-if b2.button("Resume", icon=":material/play_arrow:", disabled=not live, key="ppo/resume"):
+    st.rerun()
+if b2.button("Resume", icon=":material/play_arrow:", disabled=not enabled["resume"], key="ppo/resume"):
     V.resume(run)
     st.toast("Resumed")
-if b3.button("Step one iteration", icon=":material/skip_next:", disabled=not live, key="ppo/step",
+    st.rerun()
+if b3.button("Step one iteration", icon=":material/skip_next:", disabled=not enabled["step"], key="ppo/step",
              help="pauses the run (if it is not) and runs exactly one more iteration"):
     V.step_once(run)
     st.toast("One more iteration requested")
-if b4.button("Stop", icon=":material/stop:", disabled=not live, key="ppo/stop",
+if b4.button("Stop", icon=":material/stop:", disabled=not enabled["stop"], key="ppo/stop",
              help="ends the run after this iteration, with a checkpoint"):
     V.stop(run)
     st.toast("Stop requested: the run ends with a checkpoint")
@@ -179,22 +190,29 @@ if b4.button("Stop", icon=":material/stop:", disabled=not live, key="ppo/stop",
 
 # ----------------------------------------------------------------------------- live charts
 
-@st.fragment(run_every=ui.live_every())
-def live_charts(run_dir: Path) -> None:
+@st.fragment(run_every=ui.live_every() if live else None)
+def live_charts(run_dir: Path, drawn: tuple) -> None:
     if not run_dir.is_dir():
         st.warning(f"The folder of run {run_dir.name} was deleted; pick another run or start a new one.")
         return
     sent_now = send_changed_knobs(run_dir)
     if sent_now:
         st.toast(sent_now[1], icon=":material/tune:" if sent_now[0] == "success" else ":material/error:")
-    ui.status_badge(run_dir)
-    df = ui.metrics_frame(run_dir)
     control = Run(run_dir).read_control()
-    paused = control.get("paused") and jobs.status(run_dir).get("state") in ("running", "paused")
+    status = ui.status_badge(run_dir)
+    ui.follow_state(drawn, status, control)  # ended, paused or resumed: redraw buttons and knobs too
+    df = ui.metrics_frame(run_dir)
+    state = status.get("state")
     # always one caption here, so the charts below keep their places in the page between redraws
-    st.caption("Paused: nothing trains until you resume or step one iteration." if paused else
-               f"Redrawn about every {ui.LIVE_EVERY_S:g} s from {run_dir.name}/metrics.jsonl"
-               if ui.live_every() else "Frozen: switch off “Freeze live charts” to follow the run again.")
+    if state in ui.FINAL_WORDS:
+        st.caption(f"This run {ui.FINAL_WORDS[state]}: the charts show what it recorded.")
+    elif control.get("paused") and state in ("running", "paused"):
+        st.caption("Paused: nothing trains until you resume or step one iteration.")
+    else:
+        st.caption(f"Redrawn about every {ui.LIVE_EVERY_S:g} s from {run_dir.name}/metrics.jsonl"
+                   if ui.live_every() else "Frozen: switch off “Freeze live charts” to follow the run again.")
+    if ui.nothing_recorded(status, df, "iteration"):
+        return
     m = st.columns(6)
     for col, (label, key, fmt) in zip(m, [("iteration", "step", "{:.0f}"), ("proxy score", "objective/scores", "{:.3f}"),
                                           ("gold utility", "objective/gold", "{:.3f}"),
@@ -221,7 +239,7 @@ def live_charts(run_dir: Path) -> None:
         st.warning(f"The run refused a live change: {last.get('control/rejected') or last.get('rejected')}")
 
 
-live_charts(run_dir)
+live_charts(run_dir, drawn)
 
 
 # ----------------------------------------------------------------------------- generations, one step, across runs
@@ -230,7 +248,7 @@ gen_tab, step_tab, runs_tab = st.tabs(["Generations: base vs policy", "One PPO s
                                        "Over-optimisation across runs"])
 
 
-@st.fragment(run_every=ui.live_every())
+@st.fragment(run_every=ui.live_every() if live else None)
 def generations(run_dir: Path) -> None:
     if not run_dir.is_dir():
         return
@@ -263,26 +281,27 @@ with gen_tab:
     generations(run_dir)
 
 with step_tab:
-    st.markdown("One real iteration of this run, on a couple of its rollout samples, frozen so you can read it. "
-                "Read a column top to bottom: the token sampled, how likely the policy and the frozen base model "
-                "found it, their difference (the per-token KL), the shaped reward (−λ·KL on every token, plus "
-                "the reward model's score at the last one), the critic's value, the GAE advantage and return, "
-                "and the ratio π_θ/π_old in the first update — clipped (×) when it left [1−ε, 1+ε] in the "
-                "direction the advantage pushes.")
-    if st.button("Load the newest iteration", icon=":material/refresh:", key="ppo/inspect_load") \
-            or st.session_state.get("ppo/inspect_run") != run_dir.name:
+    st.markdown(V.STEP_TEXT)
+    # A live run's newest iteration is held still until the student asks for a newer one (it would
+    # change under their eyes every iteration); a finished run's, and a first read, load by themselves.
+    if not live or st.session_state.get("ppo/inspect_run") != run_dir.name \
+            or st.session_state.get("ppo/inspect") is None:
         st.session_state["ppo/inspect"] = V.read_inspect(Run(run_dir))
         st.session_state["ppo/inspect_run"] = run_dir.name
+    if live and st.button("Load the newest iteration", icon=":material/refresh:", key="ppo/inspect_load"):
+        st.session_state["ppo/inspect"] = V.read_inspect(Run(run_dir))
     data = st.session_state.get("ppo/inspect")
     rows = V.inspect_rows(data)
     if not rows:
-        st.caption("No iteration recorded yet: wait for the first iteration, then press the button.")
+        st.caption("No iteration recorded yet: wait for the first iteration, then press the button." if live else
+                   f"This run {ui.FINAL_WORDS.get(status.get('state'), 'ended')} without recording an iteration "
+                   "to show here.")
     else:
         j = st.radio("sample", range(len(rows)), horizontal=True, key="ppo/inspect_row",
                      format_func=lambda k: f"sample {k + 1}")
         j = min(j, len(rows) - 1)
         row = rows[j]
-        head = f"Iteration {data.get('iteration', '?')}"
+        head = f"Iteration {data.get('iteration', '?')}" + ("" if live else " (the last one this run recorded)")
         if row.get("prompt") is not None:
             head += f" · prompt: *{row['prompt']}*"
         st.markdown(head)
@@ -295,9 +314,8 @@ with step_tab:
             st.dataframe(table, hide_index=True, width="stretch")
             notes = ["▁ marks a token that starts a word."]
             if (table["ratio π_θ/π_old"] - 1.0).abs().max() < 1e-6:
-                notes.append("Every ratio is 1 here: the trainer records it in the first update minibatch, before "
-                             "the policy has moved; later minibatches of the iteration are the ones that clip "
-                             "(the histogram above counts them all).")
+                notes.append("Every ratio is 1 here: the policy had not moved on these tokens yet when they were "
+                             "recorded; the histogram above counts every minibatch of the iteration.")
             st.caption(" ".join(notes))
             ui.chart(C.ppo_step_figure(row), C.CAPTIONS["step_tokens"], key="ppo/chart/step")
         except ValueError as e:

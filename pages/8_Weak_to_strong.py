@@ -74,7 +74,7 @@ if run_dir is None:
     st.info("No weak-to-strong experiment yet: configure one above.")
     st.stop()
 status = jobs.status(run_dir)
-ui.stop_button(run_dir, status, key="w2s/stop")
+drawn = ui.view_state(status)
 
 
 def read_results(run_dir: Path, quiet: bool = False) -> dict | None:
@@ -87,16 +87,20 @@ def read_results(run_dir: Path, quiet: bool = False) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-@st.fragment(run_every=ui.live_every())
-def progress(run_dir: Path) -> None:
+@st.fragment(run_every=ui.live_every() if ui.is_active(status) else None)
+def progress(run_dir: Path, drawn: tuple) -> None:
     """While the experiment runs: its status, the losses and the newest seed's accuracies."""
     if not run_dir.is_dir():
         st.warning(f"The folder of run {run_dir.name} was deleted; pick another run or start a new one.")
         return
     if read_results(run_dir, quiet=True) is not None:
         st.rerun()  # the final results arrived: draw the whole page once (bars, examples); no fragment then
-    ui.status_badge(run_dir)
+    status = ui.status_badge(run_dir)
+    ui.follow_state(drawn, status)
+    ui.stop_button(run_dir, status, key="w2s/stop")
     df = ui.metrics_frame(run_dir)
+    if ui.nothing_recorded(status, df):
+        return
     accs = {k: ui.last_value(df, f"w2s/{k}_acc") for k in ("weak", "xent", "confidence", "ceiling")}
     if any(v is not None for v in accs.values()):
         ui.chart(C.w2s_chart({k: v for k, v in accs.items() if v is not None}),
@@ -107,7 +111,7 @@ def progress(run_dir: Path) -> None:
 
 results = read_results(run_dir)
 if results is None:
-    progress(run_dir)
+    progress(run_dir, drawn)
 else:
     ui.status_badge(run_dir)
 if results is not None:

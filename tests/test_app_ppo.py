@@ -281,3 +281,45 @@ def test_quick_start_ppo_is_small_visible_and_refuses_a_double_start(tmp_path, o
     finally:
         V.stop(run)
         jobs.wait(run.path, timeout=120)
+
+
+def ppo_buttons(at) -> dict:
+    return {b.label: not b.disabled for b in at.button if b.label in ("Pause", "Resume", "Step one iteration", "Stop")}
+
+
+def page_text(at) -> str:
+    return "\n".join(str(e.value) for kind in ("markdown", "caption", "info", "warning", "error", "subheader")
+                     for e in getattr(at, kind))
+
+
+@needs_ppo
+def test_the_page_follows_the_run_state_paused_done_and_failed(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    monkeypatch.setenv("RLHF_LAB_RUNS", str(root))
+    run = fake_finished_ppo_run(root)
+    inspect = read_json(run.path / "inspect.json")
+    (run.path / "inspect.json").unlink()
+    run.set_status("paused", iteration=3)  # a folder only: no worker behind it, so nothing marks it dead
+    run.write_control(paused=True)
+    at = page(PPO_PAGE)
+    assert ppo_buttons(at) == {"Pause": False, "Resume": True, "Step one iteration": True, "Stop": True}
+    assert "Knobs — live" in page_text(at)
+    assert "No iteration recorded yet" in page_text(at)
+    run.write_json("inspect.json", inspect)  # the run goes on and ends
+    run.set_status("done", iteration=3, message="finished")
+    at.run()
+    text = page_text(at)
+    assert "— live" not in text and "is live" not in text and "Redrawn about every" not in text
+    assert "This run finished" in text
+    assert not any(ppo_buttons(at).values())
+    assert "Iteration 3 (the last one this run recorded)" in text  # no Load click needed
+    assert "last epoch" in text  # says which epoch the ratios come from
+
+    failed = Run.create("ppo", run.config, root=root)
+    failed.set_status("failed", message="training failed", error="ValueError: tokenizers differ")
+    at.query_params["run"] = failed.run_id
+    at.session_state["pending/ppo"] = failed.run_id
+    at.run()
+    text = page_text(at)
+    assert "tokenizers differ" in text and "failed before its first iteration" in text
+    assert "waiting for the first iteration" not in str([c.proto for c in at.get("plotly_chart")])
