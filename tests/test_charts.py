@@ -57,6 +57,12 @@ def test_rm_charts_show_chance_lines_and_the_metrics_present():
                                           "agrees with gold (rm/gold_agreement)"]
     assert list(acc.data[1].x) == [2, 4] and list(acc.data[2].y) == [0.9]
     assert any(s.y0 == 0.5 for s in acc.layout.shapes)
+    # reference labels sit in the right margin (never under a curve or cut at the edge); the legend
+    # sits under the plot, never over the title
+    for fig, text in ((acc, "chance"), (loss, "coin flip")):
+        label = next(a for a in fig.layout.annotations if text in a.text)
+        assert (label.xref, label.x, label.xanchor) == ("paper", 1.0, "left") and fig.layout.margin.r >= 60
+        assert fig.layout.legend.y < 0
 
 
 def test_score_histogram_overlays_chosen_and_rejected():
@@ -74,7 +80,9 @@ def test_label_counts_and_gold_gap():
     assert list(fig.data[0].x) == ["A", "B", "tie"] and list(fig.data[0].y) == [2, 1, 1]
     gap = labelled(charts.gold_gap_chart(pairs))
     assert sorted(gap.data[0].x) == pytest.approx(sorted([1.0, -0.2, 0.1, 0.0]))
-    assert "50% agree" in gap.layout.annotations[0].text  # 2 of 4 gaps are > 0
+    # 2 of the 3 pairs with a right answer agree; the gold tie is left out (the metric's rule too)
+    assert "67% of 3 labels agree with gold" in gap.layout.title.text and "1 gold ties" in gap.layout.title.text
+    assert charts.gold_agreement(pairs) == (pytest.approx(2 / 3), 3, 1)
     assert list(labelled(charts.label_counts_chart(pd.DataFrame({"prompt": ["p"] * 3}))).data[0].y) == [3]
 
 
@@ -130,4 +138,4 @@ def test_axis_units_come_from_the_glossary():
     assert glossary.unit("lm/loss") == "nats per token"
     assert glossary.unit("not/a_metric") == "value"
     assert charts.compare_chart({"a": pd.DataFrame({"step": [1], "lm/loss": [2.0]})},
-                                "lm/loss").layout.yaxis.title.text == "lm/loss (nats per token)"
+                                "lm/loss").layout.yaxis.title.text == "value (nats per token)"  # the metric is in the title
