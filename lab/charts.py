@@ -21,8 +21,6 @@ STEP = "optimizer step (count)"
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 CAPTIONS = {
-    "pretrain_loss": "Healthy: both losses fall fast, then flatten (ln 1024 ≈ 6.9 nats at the start). A "
-                     "validation loss rising while the training loss falls is overfitting.",
     "throughput": "Healthy: steady. It drops whenever another run shares the CPU.",
     "rm_loss": "Healthy: falls below ln 2 ≈ 0.693 (a coin flip). Near 0 on the training pairs while the "
                "validation accuracy stalls means the reward model memorises.",
@@ -254,18 +252,46 @@ def common_metrics(runs: dict[str, pd.DataFrame]) -> list[str]:
 
 
 def side_by_side(samples: dict[str, list[dict]], text_key: str = "response") -> pd.DataFrame:
-    """Generations of several runs on the same prompts: one row per prompt, one column per run
-    (the last iteration's text of each run for that prompt)."""
-    table: dict[str, dict[str, str]] = {}
+    """Generations of several runs on the same prompts, one row per prompt and model: the base model's
+    response (once, or once per run when their base models answered differently), then each run's
+    newest response, with the proxy (reward-model) and gold scores where the run recorded them. Long,
+    not wide, so the scores stay in view at any number of runs (GENERATION_COLUMNS)."""
+    base: dict[str, dict[str, dict]] = {}
+    newest: dict[str, dict[str, dict]] = {}
     for name, rows in samples.items():
         for row in rows:
-            prompt = row.get("prompt")
-            text = row.get(text_key, row.get("text"))
-            if prompt is None or text is None or row.get("kind", "policy") != "policy":
+            prompt, text = row.get("prompt"), row.get(text_key, row.get("text"))
+            if prompt is None or text is None:
                 continue
-            table.setdefault(prompt, {})[name] = text  # later rows overwrite: the newest wins
-    if not table:
-        return pd.DataFrame(columns=["prompt", *samples])
-    df = pd.DataFrame.from_dict(table, orient="index").reindex(columns=list(samples))
-    df.index.name = "prompt"
-    return df.reset_index()
+            if row.get("kind") == "base":
+                base.setdefault(prompt, {}).setdefault(name, row)  # the base model's first answer
+            elif row.get("kind", "policy") == "policy":
+                newest.setdefault(prompt, {})[name] = row  # later rows overwrite: the newest wins
+    out = []
+    for prompt in list(dict.fromkeys([*newest, *base])):
+        answers = base.get(prompt, {})
+        texts = {r.get(text_key, r.get("text")) for r in answers.values()}
+        for name, row in answers.items():
+            model = "base model" if len(texts) == 1 else f"base model of {name}"
+            out.append(_generation(prompt, model, row, text_key))
+            if len(texts) == 1:
+                break
+        for name in samples:
+            if name in newest.get(prompt, {}):
+                row = newest[prompt][name]
+                when = (f" (iteration {row['iteration']})" if "iteration" in row
+                        else f" (step {row['step']})" if "step" in row else "")
+                out.append(_generation(prompt, name + when, row, text_key))
+    return pd.DataFrame(out, columns=list(GENERATION_COLUMNS))
+
+
+GENERATION_COLUMNS = ("prompt", "model", "response", "proxy", "gold")
+
+
+def _generation(prompt: str, model: str, row: dict, text_key: str) -> dict:
+    def num(key):
+        v = row.get(key)
+        return float(v) if isinstance(v, (int, float)) else None
+
+    return {"prompt": prompt, "model": model, "response": row.get(text_key, row.get("text")),
+            "proxy": num("score"), "gold": num("gold")}

@@ -6,8 +6,8 @@ import math
 
 import pandas as pd
 
-from core.runs import list_runs
-from lab import jobs, stages
+from core.runs import Run, RunError, list_runs
+from lab import jobs, runs_view, stages
 
 def pipeline_dot() -> str:
     """The pipeline as Graphviz, its stage numbers from lab/stages.py; the methods beyond PPO appear
@@ -79,16 +79,36 @@ def shipped_table() -> pd.DataFrame:
         else:
             row["note"] = "missing from assets/"
         rows.append(row)
-    return pd.DataFrame(rows, columns=["name", "present", "note", "what"])
+    return pd.DataFrame(rows, columns=["name", "what", "note", "present"])
+
+
+RUN_COLUMNS = ["run", "name", "stage", "state", "step", "key metric", "note", "error"]
+
+
+def key_text(r: dict) -> str:
+    """The key metric of a listed run. A hand-labelled preference run counts the pairs labelled, not
+    the pairs prepared for labelling (a reward model trains on the labelled ones only)."""
+    if r["stage"] == "preferences":
+        try:
+            if Run.open(r["path"]).config.get("annotator") == "human":
+                from core.preferences import labelling_progress
+
+                p = labelling_progress(r["path"])
+                return f"{p['labelled']} of {p['total']} pairs labelled"
+        except (RunError, OSError, ImportError):
+            pass
+    if r["key_value"] is None:
+        return ""
+    return f"{r['key_metric']} = {r['key_value']:.4g}"
 
 
 def runs_table(runs_root) -> pd.DataFrame:
     rows = []
     for r in list_runs(runs_root):
-        key = "" if r["key_value"] is None else f"{r['key_metric']} = {r['key_value']:.4g}"
-        rows.append({"run": r["run_id"], "stage": r["stage"], "state": r["state"], "step": r["iteration"],
-                     "key metric": key, "error": r["error"] or ""})
-    return pd.DataFrame(rows, columns=["run", "stage", "state", "step", "key metric", "error"])
+        meta = runs_view.read_meta(r["path"])
+        rows.append({"run": r["run_id"], "name": meta["name"], "stage": r["stage"], "state": r["state"],
+                     "step": r["iteration"], "key metric": key_text(r), "note": meta["note"], "error": r["error"] or ""})
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
 def quick_start_state() -> dict:

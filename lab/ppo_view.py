@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+from functools import lru_cache
 from pathlib import Path
 
 from core.config import ConfigError
@@ -252,7 +253,86 @@ def policy_choices(runs_root, shipped: str = "small") -> list[tuple[str, str]]:
     return out
 
 
+# ----------------------------------------------------------------------------- your own prompt
+
+@lru_cache(maxsize=4)
+def _lm(spec: str, stamp: float):
+    """A language model kept while its checkpoint file is unchanged (`stamp` = its mtime)."""
+    from core.model import load_lm
+
+    model, tok = load_lm(spec, "cpu")
+    model.eval()
+    return model, tok
+
+
+def _stamp(spec: str) -> float:
+    from core.model import resolve_checkpoint
+
+    weights = resolve_checkpoint(spec) / "model.safetensors"
+    return weights.stat().st_mtime if weights.exists() else 0.0
+
+
+def try_prompt(run: Run, prompt: str, max_new_tokens: int | None = None, seed: int = 0) -> list[dict]:
+    """The base model's and the run's policy's response to a prompt the student typed, each with its
+    proxy (this run's reward model) and gold score. Sampled at the run's temperature with one seed for
+    both, so the difference is the training, not the dice. Needs the run's policy checkpoint."""
+    import torch
+
+    from core.annotators import gold_utility
+    from core.model import join_text, read_lab_json
+    from core.preferences import sample_responses
+    from lab import pref_view
+
+    prompt = " ".join((prompt or "").split())
+    if not prompt:
+        raise ValueError("type a prompt first (a few words a review might start with)")
+    if len(prompt) > 300:
+        raise ValueError(f"the prompt is {len(prompt)} characters; keep it under 300 (the models see 128 tokens)")
+    if not (run.checkpoint_dir / "model.safetensors").exists():
+        raise ValueError("this run has no policy checkpoint yet: it writes one every few iterations and at the end")
+    config = run.config
+    n_new = int(max_new_tokens or config.get("response_length", 16))
+    out = []
+    for label, spec in (("base model", str(config.get("policy", "small"))), ("policy", str(run.checkpoint_dir))):
+        model, tok = _lm(spec, _stamp(spec))
+        gen = torch.Generator().manual_seed(seed)
+        response = sample_responses(model, tok, [prompt], n_new, float(config.get("temperature", 1.0)),
+                                    batch_size=1, generator=gen)[0]
+        if label == "policy":
+            label += f" (checkpoint of iteration {read_lab_json(spec).get('iteration', '?')})"
+        text = join_text(prompt, response)
+        out.append({"model": label, "response": response,
+                    "proxy": float(pref_view.scorer(str(config.get("reward", "reward"))).score([text])[0]),
+                    "gold": float(gold_utility([text], config.get("profile", "positive"))[0])})
+    return out
+
+
 # ----------------------------------------------------------------------------- starting
+
+@lru_cache(maxsize=8)
+def _tokenizer_of(spec: str):
+    from core.model import resolve_checkpoint
+    from core.tokenizer import load_tokenizer
+
+    return load_tokenizer(resolve_checkpoint(spec))
+
+
+def tokenizer_mismatch(policy: str, reward: str) -> str | None:
+    """Why this policy cannot be trained against this reward model (they tokenize differently), in
+    the trainer's words, or None when they match. Checked where the models are chosen, before Start,
+    so the student never makes a run that can only fail."""
+    from core.tokenizer import same_tokenizer
+
+    try:
+        tok, rm_tok = _tokenizer_of(policy), _tokenizer_of(reward)
+    except Exception as e:  # a broken checkpoint: the trainer will say what is wrong, with its traceback
+        return f"cannot read a tokenizer ({type(e).__name__}: {e})"
+    if same_tokenizer(tok, rm_tok):
+        return None
+    return (f"the policy and the reward model use different tokenizers (vocabulary {len(tok)} vs {len(rm_tok)}): "
+            "the reward model could not read the policy's tokens. Pick a reward model trained from this base "
+            "model, or the base model the reward model was trained from.")
+
 
 def ppo_job(**values):
     """(cfg, parents, control) for a new PPO job: a validated PPOConfig, its parent artifacts, and a

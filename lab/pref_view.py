@@ -179,6 +179,45 @@ def disagreements(scores: dict | None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["A", "B", "RM prefers", "gold prefers", "RM score gap"])
 
 
+MIN_TRAIN_PAIRS = 50  # below this a reward model's accuracies say little (a handful of held-out pairs)
+
+
+def rm_warnings(spec) -> list[str]:
+    """Why not to trust a reward model, in words a student can act on (empty when nothing is wrong):
+    too few training pairs, or an agreement with the hidden gold no better than a coin flip. Read from
+    the checkpoint's lab.json (pairs, val_pairs, gold_agreement), so it holds for the shipped model,
+    a finished run and a file alike."""
+    from core.model import CheckpointError, read_lab_json
+
+    try:
+        info = read_lab_json(spec)
+    except (CheckpointError, OSError, ValueError):
+        return []
+    out = []
+    train, val = info.get("train_pairs"), info.get("val_pairs")
+    if isinstance(train, int) and train < MIN_TRAIN_PAIRS:
+        out.append(f"Trained on only {train} pair(s) and validated on {val}: with so few, an accuracy of 1.0 can be "
+                   f"luck and says little about new responses. Label or simulate at least {MIN_TRAIN_PAIRS} pairs "
+                   "before trusting it.")
+    agreement = info.get("gold_agreement")
+    if isinstance(agreement, (int, float)) and agreement <= 0.5:
+        out.append(f"It agrees with the hidden gold on {agreement:.1%} of fresh pairs — no better than a coin flip "
+                   "(50%): it learned something other than what the annotator prefers (label noise, too few "
+                   "pairs, or careless labels). PPO against it would optimise the wrong thing.")
+    return out
+
+
+def rm_warnings_live(df: pd.DataFrame) -> list[str]:
+    """While a reward run trains (no checkpoint yet): a gold agreement at or below chance, from its metrics."""
+    if df is None or df.empty or "rm/gold_agreement" not in df.columns:
+        return []
+    s = df["rm/gold_agreement"].dropna()
+    if s.empty or float(s.iloc[-1]) > 0.5:
+        return []
+    return [f"So far it agrees with the hidden gold on {float(s.iloc[-1]):.1%} of fresh pairs — no better than a "
+            "coin flip (50%)."]
+
+
 def agreement_summary(runs_root) -> pd.DataFrame:
     """One row per finished reward run: training pairs, the annotator noise tau, final gold agreement."""
     rows = []

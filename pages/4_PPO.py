@@ -11,8 +11,9 @@ import streamlit as st
 
 from core.config import ConfigError
 from core.runs import Run, RunError
+from lab import charts
 from lab import charts_ppo as C
-from lab import jobs, ppo_view as V, stages, ui
+from lab import jobs, pref_view, ppo_view as V, stages, ui
 
 st.title(stages.title_of("ppo"))
 st.markdown("The policy (a copy of the base model) samples responses, the reward model scores them, and PPO "
@@ -134,13 +135,21 @@ with start_col:
     else:
         if not any(spec != "reward" for spec in rewards.values()):
             st.info("You have not trained a reward model of your own yet, so the shipped one is used.")
-        reward_label = st.selectbox("reward model (proxy)", list(rewards), key="ppo/reward")
+        reward_label = st.selectbox("reward model (proxy)", list(rewards), key="ppo/reward",
+                                    index=ui.preselect(rewards))
+    mismatch = V.tokenizer_mismatch(policies[policy_label], rewards[reward_label]) \
+        if policy_label and reward_label else None
+    if mismatch:
+        st.error(f"These two cannot be used together: {mismatch}")
+    elif reward_label:
+        for warning in pref_view.rm_warnings(rewards[reward_label]):
+            st.warning(f"About this reward model: {warning}", icon=":material/warning:")
     i1, i2, i3 = st.columns(3)
     iterations = i1.number_input("iterations", 1, 2000, 100, key="ppo/iterations")
     batch = i2.selectbox("batch (prompts)", [8, 16, 32, 64], index=1, key="ppo/batch")
     resp_len = i3.number_input("response tokens", 4, 64, 16, key="ppo/response_length")
     clicked = st.button("Start PPO", type="primary", icon=":material/play_arrow:", key="ppo/start",
-                        disabled=not (policies and rewards))
+                        disabled=not (policies and rewards) or bool(mismatch))
     if clicked:
         try:
             cfg, parents, control = V.ppo_job(
@@ -211,6 +220,7 @@ def live_charts(run_dir: Path, drawn: tuple) -> None:
     else:
         st.caption(f"Redrawn about every {ui.LIVE_EVERY_S:g} s from {run_dir.name}/metrics.jsonl"
                    if ui.live_every() else "Frozen: switch off “Freeze live charts” to follow the run again.")
+    ui.progress_line(run_dir, status, df)
     if ui.nothing_recorded(status, df, "iteration"):
         return
     m = st.columns(6)
@@ -244,8 +254,8 @@ live_charts(run_dir, drawn)
 
 # ----------------------------------------------------------------------------- generations, one step, across runs
 
-gen_tab, step_tab, runs_tab = st.tabs(["Generations: base vs policy", "One PPO step, slowly",
-                                       "Over-optimisation across runs"])
+gen_tab, own_tab, step_tab, runs_tab = st.tabs(["Generations: base vs policy", "Your own prompt",
+                                                "One PPO step, slowly", "Over-optimisation across runs"])
 
 
 @st.fragment(run_every=ui.live_every() if live else None)
@@ -258,16 +268,10 @@ def generations(run_dir: Path) -> None:
         return
     st.markdown(f"Same prompts, base model vs the policy at iteration **{iteration if iteration is not None else '–'}**"
                 " (the newest sample). Scores: proxy = reward model, gold = the hidden annotator.")
-    rows = []
-    for p in pairs:
-        base, pol = p["base"] or {}, p["policy"] or {}
-        rows.append({"prompt": p["prompt"], "base response": base.get("response"),
-                     "policy response": pol.get("response"), "base proxy": base.get("score"),
-                     "policy proxy": pol.get("score"), "base gold": base.get("gold"), "policy gold": pol.get("gold")})
-    config = {c: st.column_config.NumberColumn(format="%.3f", width="small")
-              for c in ("base proxy", "base gold", "policy proxy", "policy gold")}
-    config.update({c: st.column_config.TextColumn(width="large") for c in ("base response", "policy response")})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config=config)
+    samples = Run(run_dir).samples()
+    table = charts.side_by_side({"policy": [r for r in samples if r.get("kind") == "base"
+                                            or r.get("iteration") == iteration]}, text_key="response")
+    st.dataframe(table, hide_index=True, width="stretch", column_config=ui.GENERATION_COLUMNS)
     with_tokens = [p for p in pairs if p["policy"] and p["policy"].get("tokens")]
     if with_tokens:
         i = st.selectbox("Per-token KL of the policy's response to", range(len(with_tokens)),
@@ -279,6 +283,23 @@ def generations(run_dir: Path) -> None:
 
 with gen_tab:
     generations(run_dir)
+
+with own_tab:
+    st.markdown("Type the start of a review: the base model and this run's policy each continue it (same "
+                "seed, the run's temperature), and the run's reward model (proxy) and the hidden annotator "
+                "(gold) score both.")
+    with st.form("ppo/own_prompt", border=False):
+        own = st.text_input("Your prompt", "the screen was", max_chars=300)
+        asked = st.form_submit_button("Generate and score", icon=":material/edit:")
+    if asked:
+        try:
+            st.session_state["ppo/own_rows"] = (run_dir.name, V.try_prompt(Run(run_dir), own))
+        except (ValueError, RunError, OSError) as e:
+            st.error(f"Not generated: {e}")
+    shown_rows = st.session_state.get("ppo/own_rows")
+    if shown_rows and shown_rows[0] == run_dir.name:
+        st.dataframe(pd.DataFrame(shown_rows[1]), hide_index=True, width="stretch",
+                     column_config=ui.GENERATION_COLUMNS)
 
 with step_tab:
     st.markdown(V.STEP_TEXT)
@@ -334,3 +355,6 @@ with runs_tab:
             label = f"{run_id} (λ={cfg.get('kl_coef')}{', adaptive' if cfg.get('adaptive_kl') else ''})"
             frames[label] = ui.metrics_frame(root / run_id)
         ui.chart(C.overoptimization_chart(frames), C.CAPTIONS["overoptimization"], key="ppo/chart/overopt")
+
+ui.run_tools(run_dir, "ppo")
+ui.next_step("ppo", run_dir, status)

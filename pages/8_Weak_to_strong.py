@@ -99,6 +99,7 @@ def progress(run_dir: Path, drawn: tuple) -> None:
     ui.follow_state(drawn, status)
     ui.stop_button(run_dir, status, key="w2s/stop")
     df = ui.metrics_frame(run_dir)
+    ui.progress_line(run_dir, status, df)
     if ui.nothing_recorded(status, df):
         return
     accs = {k: ui.last_value(df, f"w2s/{k}_acc") for k in ("weak", "xent", "confidence", "ceiling")}
@@ -149,14 +150,17 @@ if results is not None:
     for name in ("xent", "confidence"):
         s = students.get(name)
         if s:
-            rows.append({"student": name, "supervisor's test errors": s.get("weak_errors"),
-                         "copied": s.get("copied_errors"), "corrected": s.get("corrected_errors"),
-                         "new errors (broke a right answer)": s.get("new_errors"),
-                         "agreement with the supervisor": s.get("agreement_with_weak")})
+            rows.append({"student": name, "supervisor's test errors (all seeds)": s.get("weak_errors"),
+                         "copied (all seeds)": s.get("copied_errors"), "corrected (all seeds)": s.get("corrected_errors"),
+                         "new errors, broke a right answer (all seeds)": s.get("new_errors"),
+                         "agreement with the supervisor (mean)": s.get("agreement_with_weak")})
     if rows:
+        n_seeds = len(results.get("seeds", [])) or 1
         st.subheader("Did the student copy its supervisor's mistakes?")
+        st.caption(f"Counts are summed over all {n_seeds} seed(s) (each seed tests on its own {n.get('test')} "
+                   "examples); agreement is the mean over seeds.")
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                     column_config={"agreement with the supervisor": st.column_config.NumberColumn(format="%.3f")})
+                     column_config={"agreement with the supervisor (mean)": st.column_config.NumberColumn(format="%.3f")})
 
     examples = results.get("examples", {})
 
@@ -183,6 +187,11 @@ if results is not None:
                 st.markdown(text + probs)
 
     st.subheader("Examples from the test set (first seed, confidence student)")
+    first = (results.get("per_seed") or [{}])[0].get("confidence") or {}
+    if first.get("weak_errors") is not None:
+        st.caption(f"In the first seed (seed {results['seeds'][0]}) alone, the supervisor made {first['weak_errors']} "
+                   f"test errors; the confidence student corrected {first.get('corrected_errors')} and copied "
+                   f"{first.get('copied_errors')} of them. Up to a few of each are shown.")
     left, right = st.columns(2)
     with left:
         st.markdown("**Corrected**: the supervisor was wrong, the student got it right")
@@ -190,3 +199,6 @@ if results is not None:
     with right:
         st.markdown("**Copied**: the supervisor was wrong and the student made the same mistake")
         show_examples("copied")
+
+ui.run_tools(run_dir, "w2s")
+ui.next_step("w2s", run_dir, status)

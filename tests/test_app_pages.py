@@ -272,8 +272,11 @@ def test_compare_runs_overlays_two_runs_and_shows_what_differs(runs):
     assert "lr" in list(diff["setting"])  # the one setting that differs (the run id is not a setting)
     assert len(at.get("plotly_chart")) == 1
     assert at.selectbox(key="compare_metric").value == "lm/val_loss"
-    side = at.dataframe[1].value
-    assert list(side.columns[1:]) == at.multiselect[0].value and len(side) > 0
+    side = at.dataframe[1].value  # one row per prompt and run, named by the setting that differs
+    assert list(side.columns) == ["prompt", "model", "response", "proxy", "gold"] and len(side) > 0
+    assert {m.split(" (")[0] for m in side["model"]} == {"lr = 0.005", "lr = 0.001"}
+    assert at.get("plotly_chart")[0].proto.spec and "lr = 0.005" in at.get("plotly_chart")[0].proto.spec
+    assert "optimizer step (count)" in at.get("plotly_chart")[0].proto.spec
 
 
 def _picker_script():

@@ -252,8 +252,10 @@ def test_page_shows_a_finished_run_and_survives_its_folder_being_deleted(tmp_pat
     assert all(b.disabled for b in at.button if b.label in ("Pause", "Resume", "Step one iteration", "Stop"))
     texts = [m.value for m in at.markdown]
     assert any("Iteration 3" in t and "the lens" in t for t in texts)  # one PPO step, slowly
-    gens = [d.value for d in at.dataframe if "policy response" in d.value.columns]
-    assert gens and gens[0]["policy response"].tolist() == ["policy words here"]
+    gens = [d.value for d in at.dataframe if "response" in d.value.columns and "model" in d.value.columns]
+    assert gens and gens[0]["response"].tolist() == ["base words here", "policy words here"]
+    assert gens[0]["model"].tolist() == ["base model", "policy (iteration 2)"]
+    assert gens[0]["proxy"].tolist() == [0.5, 0.5] and gens[0]["gold"].tolist() == [0.1, 0.1]
     step_tables = [d.value for d in at.dataframe if "clipped" in d.value.columns]
     assert step_tables and step_tables[0]["clipped"].tolist() == [False, True]
     shutil.rmtree(run.path)

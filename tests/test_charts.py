@@ -105,16 +105,23 @@ def test_compare_chart_overlays_runs_and_lists_metrics():
     assert metrics[:3] == ["lm/loss", "lm/val_loss", "time/tokens_per_s"] and metrics[-1] == "rm/loss" and "rm/loss" in metrics and "step" not in metrics
 
 
-def test_side_by_side_keeps_the_newest_policy_text_per_prompt():
-    samples = {"lambda=0": [{"iteration": 1, "kind": "policy", "prompt": "p", "response": "old"},
-                            {"iteration": 2, "kind": "base", "prompt": "p", "response": "base"},
-                            {"iteration": 2, "kind": "policy", "prompt": "p", "response": "new"}],
-               "lambda=0.1": [{"iteration": 2, "kind": "policy", "prompt": "p", "response": "calm"},
-                              {"iteration": 2, "kind": "policy", "prompt": "q", "response": "other"}]}
+def test_side_by_side_has_the_base_model_and_the_scores_of_each_run():
+    samples = {"λ = 0": [{"iteration": 1, "kind": "policy", "prompt": "p", "response": "old", "score": 0.1},
+                         {"iteration": 0, "kind": "base", "prompt": "p", "response": "base", "score": 0.0, "gold": 0.2},
+                         {"iteration": 2, "kind": "policy", "prompt": "p", "response": "new", "score": 0.9,
+                          "gold": -0.3}],
+               "λ = 0.1": [{"iteration": 0, "kind": "base", "prompt": "p", "response": "base", "score": 0.0},
+                           {"iteration": 2, "kind": "policy", "prompt": "p", "response": "calm", "score": 0.4},
+                           {"iteration": 2, "kind": "policy", "prompt": "q", "response": "other"}]}
     df = charts.side_by_side(samples)
-    assert list(df.columns) == ["prompt", "lambda=0", "lambda=0.1"]
-    row = df.set_index("prompt").loc["p"]
-    assert row["lambda=0"] == "new" and row["lambda=0.1"] == "calm"
+    assert list(df.columns) == ["prompt", "model", "response", "proxy", "gold"]
+    p = df[df["prompt"] == "p"]
+    assert p["model"].tolist() == ["base model", "λ = 0 (iteration 2)", "λ = 0.1 (iteration 2)"]
+    assert p["response"].tolist() == ["base", "new", "calm"]  # the newest policy text of each run
+    assert p["proxy"].tolist() == [0.0, 0.9, 0.4] and p["gold"].tolist()[:2] == [0.2, -0.3]
+    # base models that answered differently are shown once per run
+    samples["λ = 0.1"][0]["response"] = "other base"
+    assert charts.side_by_side(samples)["model"].tolist()[:2] == ["base model of λ = 0", "base model of λ = 0.1"]
 
 
 def test_samples_by_step_newest_first():
