@@ -279,7 +279,7 @@ def run_tools(run_dir, stage: str) -> None:
                 except (ValueError, RunError, OSError) as e:
                     st.error(f"Not saved: {e}")
                 else:
-                    st.toast("Saved")
+                    st.rerun()  # the picker above and every listing show the new name at once
         ok, why = runs_view.may_delete(run_dir, owner())
         if not ok:
             st.caption(f"Delete: {why}.")

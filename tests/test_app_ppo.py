@@ -1,5 +1,6 @@
 """The PPO and weak-to-strong pages under streamlit's AppTest, with real (tiny) runs in spawned processes."""
 
+import math
 import shutil
 import time
 from pathlib import Path
@@ -218,6 +219,9 @@ def test_w2s_tiny_run_from_the_page_shows_bars_pgr_and_examples(tmp_path, monkey
     assert any("PGR" in str(m.delta) for m in at.metric)
     assert any("Corrected" in m.value for m in at.markdown) and any("Copied" in m.value for m in at.markdown)
     assert any("accuracy by edit" in h.value for h in at.subheader)  # where the gap is, per edit kind
+    # summed counts say so; the examples' seed has its own counts
+    assert any("(all seeds)" in c for d in at.dataframe for c in d.value.columns)
+    assert any("In the first seed" in c.value for c in at.caption)
 
 
 def fake_finished_ppo_run(root: Path) -> Run:
@@ -325,3 +329,29 @@ def test_the_page_follows_the_run_state_paused_done_and_failed(tmp_path, monkeyp
     text = page_text(at)
     assert "tokenizers differ" in text and "failed before its first iteration" in text
     assert "waiting for the first iteration" not in str([c.proto for c in at.get("plotly_chart")])
+
+
+@needs_ppo
+def test_a_policy_the_reward_model_cannot_read_is_refused_before_start(lab_root, tiny_base):
+    shutil.copytree(tiny_base, lab_root / "20260101-000002-pretrain")  # vocabulary 256, the RM's is 1024
+    at = page(PPO_PAGE)
+    policy = by_label(at.selectbox, "policy (and frozen reference)")
+    policy.select(next(o for o in policy.options if "20260101-000002-pretrain" in o)).run()
+    assert any("different tokenizers" in e.value and "256" in e.value for e in at.error), [e.value for e in at.error]
+    assert by_label(at.button, "Start PPO").disabled
+    assert ppo_runs(lab_root) == []
+
+
+@needs_ppo
+def test_your_own_prompt_base_vs_policy_with_proxy_and_gold(tmp_path, own_rm):
+    run = fake_finished_ppo_run(tmp_path)
+    config = {**run.config, "reward": str(own_rm)}
+    run.write_json("config.json", {**Run.open(run.path).info(), "config": config})
+    with pytest.raises(ValueError, match="no policy checkpoint"):
+        V.try_prompt(Run.open(run.path), "the lens was")
+    shutil.copytree(SHIPPED["small"], run.checkpoint_dir)  # stands in for the trained policy
+    rows = V.try_prompt(Run.open(run.path), "the lens was")
+    assert [r["model"].split(" (")[0] for r in rows] == ["base model", "policy"]
+    assert all(r["response"] is not None and math.isfinite(r["proxy"]) and math.isfinite(r["gold"]) for r in rows)
+    with pytest.raises(ValueError, match="type a prompt"):
+        V.try_prompt(Run.open(run.path), "   ")
