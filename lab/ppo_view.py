@@ -29,6 +29,7 @@ KNOBS = ("kl_coef", "adaptive_kl", "target_kl", "clip_eps", "lr", "temperature")
 QUICK_START = dict(iterations=200, batch_size=16, response_length=16, kl_coef=0.05, sample_every=2,
                    checkpoint_every=50, device="auto", threads=1)
 CPU_THREADS = 1  # threads of a run started from the PPO page on the CPU (same reason)
+PAGE_ITERATIONS = 100  # the PPO page's default: long enough to see over-optimisation (the CLI's is PPOConfig's 30)
 
 
 # ----------------------------------------------------------------------------- is PPO here?

@@ -145,7 +145,7 @@ with start_col:
         for warning in pref_view.rm_warnings(rewards[reward_label]):
             st.warning(f"About this reward model: {warning}", icon=":material/warning:")
     i1, i2, i3 = st.columns(3)
-    iterations = i1.number_input("iterations", 1, 2000, 100, key="ppo/iterations")
+    iterations = i1.number_input("iterations", 1, 2000, V.PAGE_ITERATIONS, key="ppo/iterations")
     batch = i2.selectbox("batch (prompts)", [8, 16, 32, 64], index=1, key="ppo/batch")
     resp_len = i3.number_input("response tokens", 4, 64, 16, key="ppo/response_length")
     clicked = st.button("Start PPO", type="primary", icon=":material/play_arrow:", key="ppo/start",

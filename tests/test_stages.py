@@ -25,3 +25,13 @@ def test_home_lists_and_draws_only_the_pages_that_exist(tmp_path, monkeypatch):
     assert "4 · PPO" in dot and "6 · DPO" in dot and "GRPO" not in dot and "best-of-n" not in dot
     assert stages.next_of("ppo").number == 9  # 4 -> Compare runs
     assert stages.title_of("ppo").startswith("4 · ")
+
+
+def test_the_readme_says_the_ppo_iterations_the_code_uses():
+    from core.config import PPOConfig
+    from lab import ppo_view
+
+    line = next(s for s in (ROOT / "README.md").read_text().splitlines() if s.startswith("rlhf-lab ppo "))
+    assert f"--iterations {PPOConfig().iterations}" in line and f"{PPOConfig().iterations} is the CLI default" in line
+    assert f"PPO page starts {ppo_view.PAGE_ITERATIONS}" in line
+    assert f"quick start {ppo_view.QUICK_START['iterations']}" in line
