@@ -44,7 +44,8 @@ CAPTIONS = {
     "step_tokens": "Healthy: advantages of both signs, ratios near 1, few clipped tokens (×). The reward "
                    "model's score arrives only at the last token; the KL penalty on every token.",
     "overoptimization": "Gao et al. 2022: the proxy keeps rising with √KL while gold peaks and falls; "
-                        "the gold peak is where to stop (or a larger λ keeps you before it).",
+                        "the gold peak is where to stop (or a larger λ keeps you before it). Proxy above, gold "
+                        "below: their units differ, so each has its own panel from 0.",
     "w2s_loss": "Healthy: each model's loss falls; the students learn from the weak model's labels, so "
                 "their loss floor stays above the ceiling's.",
     "w2s": "Healthy: the student lands between the weak supervisor and the ceiling; PGR = (student − "
@@ -461,31 +462,37 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def overoptimization_chart(runs: dict[str, pd.DataFrame], window: int = 5) -> go.Figure:
-    """Gold and proxy reward against √KL, one colour per run (Gao et al. 2022, "Scaling laws for
-    reward model overoptimization"): proxy solid on the left axis, gold dashed on the right axis.
-    One rollout batch is noisy, so each run is drawn as a moving average over `window` iterations
-    (of √KL and of the rewards alike), with the raw iterations as faint dots."""
+    """Proxy (top) and gold (below) reward against √KL, one colour per run (Gao et al. 2022, "Scaling
+    laws for reward model overoptimization"). Two panels over one √KL axis, each holding 0, for the
+    reason of reward_chart: a logit and the annotator's utility have no common unit. One rollout batch
+    is noisy, so each run is drawn as a moving average over `window` iterations (of √KL and of the
+    rewards alike), with the raw iterations as faint dots."""
     title = "Over-optimisation: proxy and gold reward vs √KL"
     x_label = "√KL from the base model (√nats)"
     pts = overoptimization_points(runs)
     if pts.empty:
         return _empty(title, x_label, "proxy RM score (logit)", note="no run with KL, proxy and gold yet")
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=("proxy: reward-model score (logit)", "gold: hidden annotator's utility"))
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
     for i, (name, d) in enumerate(pts.groupby("run", sort=False)):
         color = palette[i % len(palette)]
         x = smooth(d["sqrt_kl"].to_numpy(), window)
-        for col, dash, axis2 in (("proxy", None, False), ("gold", "dash", True)):
+        for col, dash, row in (("proxy", None, 1), ("gold", "dash", 2)):
             fig.add_trace(go.Scatter(x=x, y=smooth(d[col].to_numpy(), window), name=f"{name}: {col}",
                                      mode="lines", line=dict(color=color, dash=dash, width=2.5),
                                      hovertemplate="√KL %{x:.2f}: %{y:.3f}<extra>" + f"{name} {col}</extra>"),
-                          secondary_y=axis2)
+                          row=row, col=1)
             fig.add_trace(go.Scatter(x=d["sqrt_kl"], y=d[col], mode="markers", showlegend=False, hoverinfo="skip",
                                      marker=dict(color=color, size=4, opacity=0.25,
-                                                 symbol="diamond" if axis2 else "circle")), secondary_y=axis2)
+                                                 symbol="diamond" if row == 2 else "circle")), row=row, col=1)
     _layout(fig, title + f"<br><sup>moving average over {window} iterations; dots: single iterations</sup>",
-            x_label, "proxy RM score (logit, solid)", height=440)
-    fig.update_yaxes(title_text="gold utility (annotator units, dashed)", secondary_y=True, showgrid=False)
+            "", "", height=520)
+    fig.update_xaxes(title_text=x_label, row=2, col=1)
+    fig.update_yaxes(title_text="logit", row=1, col=1)
+    fig.update_yaxes(title_text="utility", row=2, col=1)
+    _zero_in_range(fig, pts["proxy"], 1, min_span=0.5)
+    _zero_in_range(fig, pts["gold"], 2, min_span=0.2)
     return fig
 
 

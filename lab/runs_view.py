@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -32,10 +33,8 @@ def planned_total(stage: str, config: dict, run_dir=None) -> tuple[int | None, s
         if stage == "preferences":
             return (int(config["pairs"]), "pairs") if not config.get("import_file") else (None, "pairs")
         if stage == "reward":
-            from core.preferences import load_preferences
-
-            rows, _ = load_preferences(config["preferences"])
-            n_train = len(rows) - max(1, round(len(rows) * config["val_fraction"]))
+            n = _pairs_in(str(config["preferences"]), _mtime(config["preferences"]))
+            n_train = n - max(1, round(n * config["val_fraction"]))
             return int(config["epochs"]) * -(-max(1, n_train) // int(config["batch_size"])), "steps"
         if stage == "w2s":
             from core.config import W2SConfig, from_dict
@@ -45,6 +44,20 @@ def planned_total(stage: str, config: dict, run_dir=None) -> tuple[int | None, s
     except Exception:  # an old or hand-written config: no total, the page says only how far it is
         return None, "steps"
     return None, "steps"
+
+
+@lru_cache(maxsize=16)
+def _pairs_in(spec: str, stamp: float) -> int:
+    """How many pairs a reward run trains on (read once per file version: pages redraw every second)."""
+    from core.preferences import load_preferences
+
+    return len(load_preferences(spec)[0])
+
+
+def _mtime(spec) -> float:
+    path = Path(spec)
+    target = path / "preferences.jsonl" if path.is_dir() else path
+    return target.stat().st_mtime if target.exists() else 0.0
 
 
 def done_so_far(stage: str, df: pd.DataFrame) -> int:

@@ -218,7 +218,9 @@ def test_overoptimization_chart_across_runs():
     # the lines are moving averages of the raw points
     assert list(lines[1].y) == pytest.approx(C.smooth(0.05 * np.arange(8), 5))
     assert C.smooth(np.array([1.0, 3.0, 5.0, 7.0]), 2).tolist() == [1.0, 2.0, 4.0, 6.0]
-    assert "√KL" in fig.layout.xaxis.title.text
+    assert "√KL" in fig.layout.xaxis2.title.text  # the shared √KL axis, under the gold panel
+    assert {t.yaxis for t in lines if t.name.endswith("gold")} == {"y2"}  # gold in its own panel
+    assert all(ax.range[0] <= 0 <= ax.range[1] for ax in (fig.layout.yaxis, fig.layout.yaxis2))
     assert len(C.overoptimization_chart({}).data) == 0
 
 
