@@ -32,7 +32,9 @@ def main() -> None:
     pages = []
     for path in page_files():
         title = page_title(path)
-        pages.append(st.Page(str(path), title=title, icon=getattr(stages.BY_TITLE.get(title), "icon", None),
+        stage = stages.BY_TITLE.get(title)
+        label = stage.label if stage is not None and stage.number > 0 else title  # "4 · PPO", as Home numbers it
+        pages.append(st.Page(str(path), title=label, icon=getattr(stage, "icon", None),
                              url_path=title.lower().replace(" ", "-"), default=title == "Home"))
     page = st.navigation(pages)
     with st.sidebar:

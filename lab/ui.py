@@ -392,7 +392,7 @@ def freeze_toggle() -> None:
 # Generations tables: the text wraps in one wide column and the scores stay in view at 1400 px
 GENERATION_COLUMNS = {
     "prompt": st.column_config.TextColumn(width="small"),
-    "model": st.column_config.TextColumn(width="small"),
+    "model": st.column_config.TextColumn(width="medium"),
     "response": st.column_config.TextColumn(width="large"),
     "proxy": st.column_config.NumberColumn(format="%.3f", width="small", help="reward-model score"),
     "gold": st.column_config.NumberColumn(format="%.3f", width="small", help="hidden annotator's utility"),
