@@ -34,6 +34,13 @@ PAGE_ITERATIONS = 100  # the PPO page's default: long enough to see over-optimis
 
 # ----------------------------------------------------------------------------- is PPO here?
 
+def _named(entry: dict) -> str:
+    """A run as choices list it: the student's name for it (if any) and its id."""
+    from lab.runs_view import display_name, read_meta
+
+    return display_name(entry["run_id"], read_meta(entry["path"]))
+
+
 def ppo_available() -> bool:
     """The PPO core (core/ppo_train.py and PPOConfig) exists in this checkout."""
     import core.config
@@ -236,7 +243,7 @@ def reward_choices(runs_root) -> list[tuple[str, str]]:
         out.append(("shipped reward model (assets/reward)", "reward"))
     for r in runs_of(runs_root, "reward", states=("done", "stopped")):
         if (Path(r["path"]) / "checkpoint" / "config.json").exists():
-            out.append((f"your run {r['run_id']}", r["path"]))
+            out.append((f"your run {_named(r)}", r["path"]))
     return out
 
 
@@ -250,7 +257,7 @@ def policy_choices(runs_root, shipped: str = "small") -> list[tuple[str, str]]:
         out.append((f"shipped {shipped} base model (assets/{shipped})", shipped))
     for r in runs_of(runs_root, "pretrain", states=("done", "stopped")):
         if (Path(r["path"]) / "checkpoint" / "config.json").exists():
-            out.append((f"your run {r['run_id']}", r["path"]))
+            out.append((f"your run {_named(r)}", r["path"]))
     return out
 
 

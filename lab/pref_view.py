@@ -15,6 +15,13 @@ from core.runs import Run, RunError, list_runs, read_json, read_jsonl
 MODES = ("simulated annotator", "label pairs myself", "import a file")
 
 
+def _named(entry: dict) -> str:
+    """A run as choices list it: the student's name for it (if any) and its id."""
+    from lab.runs_view import display_name, read_meta
+
+    return display_name(entry["run_id"], read_meta(entry["path"]))
+
+
 def lazy_core():
     """core.preferences / core.reward, imported on use (the page says so when they are missing)."""
     from core import preferences, reward
@@ -31,7 +38,7 @@ def base_choices(runs_root) -> dict[str, str]:
         out["shipped: small"] = "small"
     for r in list_runs(runs_root):
         if r["stage"] == "pretrain" and r["state"] == "done":
-            out[f"run: {r['run_id']}"] = r["path"]
+            out[f"run: {_named(r)}"] = r["path"]
     return out
 
 
@@ -43,7 +50,7 @@ def preference_choices(runs_root) -> dict[str, str]:
             continue
         n = len(read_jsonl(Path(r["path"]) / "preferences.jsonl"))
         if n:
-            out[f"run: {r['run_id']} ({n} pairs)"] = r["path"]
+            out[f"run: {_named(r)} ({n} pairs)"] = r["path"]
     return out
 
 
@@ -53,7 +60,7 @@ def reward_choices(runs_root) -> dict[str, str]:
         out["shipped: reward"] = "reward"
     for r in list_runs(runs_root):
         if r["stage"] == "reward" and r["state"] == "done":
-            out[f"run: {r['run_id']}"] = r["path"]
+            out[f"run: {_named(r)}"] = r["path"]
     return out
 
 

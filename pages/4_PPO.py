@@ -127,7 +127,12 @@ with start_col:
     if not policies:
         st.error("No base model to start from: the shipped one (assets/small) is missing and you have no "
                  "finished pretraining run. Train one on the Pretrain page.")
-    policy_label = st.selectbox("policy (and frozen reference)", list(policies), key="ppo/policy") if policies else None
+    # arriving from a reward model's "next step": the policy is the base model that reward model was trained from
+    policy_index = next((i for i, spec in enumerate(policies.values())
+                         if spec == pref_view.base_of_preferences(str(root / st.query_params.get("from", "")))), 0) \
+        if st.query_params.get("from") else 0
+    policy_label = st.selectbox("policy (and frozen reference)", list(policies), key="ppo/policy",
+                                index=policy_index) if policies else None
     if not rewards:
         st.error("No reward model: the shipped one (assets/reward) is missing and you have not trained one. "
                  "Train one on the Reward model page first.")
