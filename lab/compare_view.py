@@ -90,8 +90,10 @@ def legend_labels(run_dirs: list[Path], names: dict[str, str] | None = None, mos
         run_id = path.name
         label = (names or {}).get(run_id)
         if not label and not diff.empty and run_id in diff.columns:
+            rows = [r for _, r in diff.iterrows() if r["setting"] != "stage"]
+            rows.sort(key=lambda r: r["setting"].split(".")[-1] not in SYMBOLS)  # the knobs students turn first
             parts = [f"{SYMBOLS.get(r['setting'].split('.')[-1], r['setting'])} = {r[run_id] or '–'}"
-                     for _, r in diff.iterrows() if r["setting"] not in ("stage", "seed_note")][:most]
+                     for r in rows][:most]
             label = ", ".join(parts)
         out[run_id] = label or run_id
     seen: dict[str, int] = {}

@@ -146,3 +146,17 @@ def test_axis_units_come_from_the_glossary():
     assert glossary.unit("not/a_metric") == "value"
     assert charts.compare_chart({"a": pd.DataFrame({"step": [1], "lm/loss": [2.0]})},
                                 "lm/loss").layout.yaxis.title.text == "value (nats per token)"  # the metric is in the title
+
+
+def test_compare_legends_name_the_knob_that_differs(tmp_path):
+    from core.runs import Run
+    from lab import compare_view
+
+    dirs = []
+    for kl, every in ((0.0, 10), (0.05, 50)):
+        run = Run.create("ppo", {"kl_coef": kl, "checkpoint_every": every, "seed": 0}, root=tmp_path)
+        dirs.append(run.path)
+    labels = compare_view.legend_labels(dirs, most=1)
+    assert sorted(labels.values()) == ["λ = 0.0", "λ = 0.05"]  # λ before checkpoint_every
+    assert compare_view.x_title({"ppo"}) == "PPO iteration (count)"
+    assert "optimizer step for pretrain" in compare_view.x_title({"ppo", "pretrain"})
