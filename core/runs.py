@@ -486,8 +486,14 @@ class Run:
 
 
 def _starting(st: dict) -> bool:
-    """A run the app queued and handed to a worker process that is still alive (starting up)."""
-    return st.get("state") == "queued" and bool(st.get("worker")) and pid_alive(st.get("worker"))
+    """A run the app queued and handed to a worker process that is still alive (starting up), or one
+    waiting in the app's job queue for a training slot (`waiting`: no process yet, by design; it is a
+    folder, so it survives a server restart)."""
+    if st.get("state") != "queued":
+        return False
+    if st.get("waiting") is True:
+        return True
+    return bool(st.get("worker")) and pid_alive(st.get("worker"))
 
 
 def pid_alive(pid) -> bool:

@@ -29,13 +29,12 @@ from pathlib import Path
 from core.config import ConfigError, to_dict
 from core.runs import ACTIVE_STATES, FINAL_STATES, Run, RunError, list_runs, read_json
 
-MAX_ACTIVE_JOBS = 4  # per runs root: more than this on a laptop CPU only makes every run crawl
 JOB_FILE = "job.json"  # {pid, owner, started}: who runs this folder, so a dead worker can be told apart
 ERROR_FILE = "error.log"  # the worker's full traceback when training raised
 
 
 class JobError(RuntimeError):
-    """A job the app refuses to start (double start, too many jobs, stage not built yet)."""
+    """A job the app refuses (double start, stage not built yet, another student's run)."""
 
 
 @dataclass(frozen=True)
@@ -136,16 +135,65 @@ def _worker(stage_name: str, run_dir: str) -> None:
 
 # ----------------------------------------------------------------------------- the app side (parent)
 
-_lock = threading.Lock()  # Streamlit serves every browser session from a thread of one process
+_lock = threading.RLock()  # Streamlit serves every browser session from a thread of one process
 _children: dict[str, multiprocessing.process.BaseProcess] = {}
+QUEUE_LOCK = ".jobs.lock"  # <runs root>/.jobs.lock: one dispatcher at a time, across threads and processes
+MAX_JOBS_ENV = "RLHF_LAB_MAX_JOBS"  # set by `rlhf-lab app --max-jobs N` for the server process
 
 
 def _context():
     return multiprocessing.get_context("spawn")
 
 
+def default_max_jobs() -> int:
+    """How many jobs train at once by default: one per GPU, else half the CPU cores (at least 1). A CPU
+    job already uses several threads; more jobs than that only make every one of them crawl."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return max(1, torch.cuda.device_count())
+    except Exception:  # noqa: BLE001 - no usable torch/CUDA: count CPUs
+        pass
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def max_jobs() -> int:
+    """The job limit of this server: $RLHF_LAB_MAX_JOBS (what `rlhf-lab app --max-jobs` sets), else the default."""
+    raw = os.environ.get(MAX_JOBS_ENV, "").strip()
+    if raw:
+        try:
+            n = int(raw)
+        except ValueError:
+            n = 0
+        if n >= 1:
+            return n
+    return default_max_jobs()
+
+
+_queue_locks: dict[str, object] = {}
+
+
+def _queue_lock(runs_root):
+    """The runs root's queue lock. One FileLock object per root in this process (re-entrant: start()
+    dispatches while holding it); threads of this process are kept apart by `_lock`, taken first."""
+    from filelock import FileLock
+
+    root = Path(runs_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    key = str(root)
+    if key not in _queue_locks:
+        _queue_locks[key] = FileLock(root / QUEUE_LOCK, thread_local=False, timeout=60)
+    return _queue_locks[key]
+
+
+def is_waiting(st: dict) -> bool:
+    """Queued in the job queue, with no process yet (it starts when a slot frees)."""
+    return st.get("state") == "queued" and st.get("waiting") is True
+
+
 def active_runs(runs_root, stage: str | None = None, owner: str | None = None) -> list[dict]:
-    """Runs under `runs_root` that are queued/running/paused and whose worker is alive."""
+    """Runs under `runs_root` that are queued/running/paused and alive (a waiting queued run counts)."""
     multiprocessing.active_children()
     out = []
     for entry in list_runs(runs_root):
@@ -158,17 +206,35 @@ def active_runs(runs_root, stage: str | None = None, owner: str | None = None) -
             continue
         if owner is not None and job_info(entry["path"]).get("owner") != owner:
             continue
+        entry = dict(entry, waiting=is_waiting(st))
         out.append(entry)
     return out
 
 
-def start(stage: str, cfg, runs_root, parents: dict | None = None, owner: str | None = None,
-          control: dict | None = None) -> Run:
-    """Validate `cfg`, create a run folder under `runs_root` and train it in a spawned process.
+def queue(runs_root) -> list[dict]:
+    """The runs waiting for a slot, first to start first (creation order; the run id breaks ties)."""
+    waiting = [e for e in active_runs(runs_root) if e["waiting"]]
+    return sorted(waiting, key=lambda e: (e["created"], e["run_id"]))
 
-    `owner` identifies a browser session: one owner cannot start a second run of the same stage while
-    its first is still active (two clicks on Start), but two students (owners) get two runs.
-    Raises ConfigError for a bad config and JobError for a refused start.
+
+def queue_position(runs_root, run_dir) -> int | None:
+    """1 for the next run to start, 2 for the one after...; None when the run is not waiting."""
+    name = Path(run_dir).name
+    for i, entry in enumerate(queue(runs_root), start=1):
+        if entry["run_id"] == name:
+            return i
+    return None
+
+
+def start(stage: str, cfg, runs_root, parents: dict | None = None, owner: str | None = None,
+          control: dict | None = None, limit: int | None = None) -> Run:
+    """Validate `cfg`, create a run folder under `runs_root`, and queue it; it trains in a spawned process
+    as soon as fewer than `limit` (default `max_jobs()`) jobs train under this root: at once when a slot
+    is free, else when one frees (`dispatch`, which the app calls on every page draw and from a
+    background thread).
+
+    `owner` is the student: one owner cannot have two active runs of one stage (two clicks on Start),
+    but two students get two runs. Raises ConfigError for a bad config and JobError for a refused start.
     """
     if stage not in CONTRACT:
         raise JobError(f"unknown stage {stage!r}; stages are {sorted(CONTRACT)}")
@@ -177,27 +243,120 @@ def start(stage: str, cfg, runs_root, parents: dict | None = None, owner: str | 
     if not isinstance(cfg, CONTRACT[stage].config_cls()):
         raise ConfigError(f"{stage} needs a {CONTRACT[stage].config_class}, got {type(cfg).__name__}")
     cfg.validate()
-    with _lock:
+    with _lock, _queue_lock(runs_root):
         busy = active_runs(runs_root, stage=stage, owner=owner) if owner is not None else []
         if busy:
             raise JobError(f"your {stage} run {busy[0]['run_id']} is still {busy[0]['state']}; "
                            "stop it or wait for it to finish before starting another")
-        n_active = len(active_runs(runs_root))
-        if n_active >= MAX_ACTIVE_JOBS:
-            raise JobError(f"{n_active} runs are already training on this machine (limit {MAX_ACTIVE_JOBS}); "
-                           "stop one first")
         run = Run.create(stage, to_dict(cfg), root=runs_root, parents=parents, control=control)
         try:
-            process = _context().Process(target=_worker, args=(stage, str(run.path)),
-                                         name=f"rlhf-lab {run.run_id}", daemon=True)
-            process.start()
-            _children[str(run.path)] = process
-            run.write_json(JOB_FILE, {"pid": process.pid, "owner": owner, "started": time.time()})
-            # hand the run over: while the worker starts, "queued with a live worker" counts as alive
-            run.set_status("queued", iteration=0, message="starting", worker=process.pid)
+            run.write_json(JOB_FILE, {"pid": None, "owner": owner, "queued": time.time(), "started": None})
+            run.set_status("queued", iteration=0, message="waiting for a training slot", waiting=True)
         finally:
             run.release()
+        dispatch(runs_root, limit)
     return run
+
+
+def dispatch(runs_root, limit: int | None = None) -> list[str]:
+    """Start waiting runs, oldest first, while fewer than `limit` jobs train. Safe to call from any number
+    of threads and processes at once (a lock on the runs root): a queued run is started exactly once.
+    A job whose worker died no longer holds a slot (the liveness rule marks it failed). Returns the
+    run ids it started."""
+    limit = max_jobs() if limit is None else max(1, int(limit))
+    started = []
+    with _lock, _queue_lock(runs_root):
+        active = active_runs(runs_root)
+        slots = limit - sum(not e["waiting"] for e in active)
+        for entry in sorted((e for e in active if e["waiting"]), key=lambda e: (e["created"], e["run_id"])):
+            if slots <= 0:
+                break
+            if _launch(entry["stage"], Path(entry["path"])):
+                started.append(entry["run_id"])
+                slots -= 1
+    return started
+
+
+def _launch(stage: str, run_dir: Path) -> bool:
+    """Hand one waiting run to a new worker process (under the queue lock)."""
+    try:
+        run = Run.open(run_dir)
+        run.acquire(timeout=0.5)
+    except RunError:
+        return False  # gone, or taken over (a CLI resume): not ours to start
+    try:
+        if not is_waiting(run.status()):
+            return False
+        process = _context().Process(target=_worker, args=(stage, str(run.path)),
+                                     name=f"rlhf-lab {run.run_id}", daemon=True)
+        process.start()
+        _children[str(run.path)] = process
+        info = job_info(run.path)
+        run.write_json(JOB_FILE, dict(info, pid=process.pid, started=time.time()))
+        # hand the run over: while the worker starts, "queued with a live worker" counts as alive
+        run.set_status("queued", iteration=0, message="starting", worker=process.pid)
+        return True
+    finally:
+        run.release()
+
+
+_dispatchers: dict[str, threading.Thread] = {}
+
+
+def ensure_dispatcher(runs_root, every: float = 2.0, limit: int | None = None) -> threading.Thread:
+    """One background thread per runs root in this (server) process that starts queued runs when slots
+    free, even while no page is open. Idempotent: the app calls it on every page draw."""
+    key = str(Path(runs_root).resolve())
+    with _lock:
+        thread = _dispatchers.get(key)
+        if thread is not None and thread.is_alive():
+            return thread
+
+        def loop():
+            while True:
+                try:
+                    dispatch(key, limit)
+                except Exception:  # noqa: BLE001 - a bad folder or a busy lock must not end the dispatcher
+                    pass
+                time.sleep(every)
+
+        thread = threading.Thread(target=loop, name=f"rlhf-lab dispatcher {key}", daemon=True)
+        thread.start()
+        _dispatchers[key] = thread
+        return thread
+
+
+# ----------------------------------------------------------------------------- who may do what
+
+def run_owner(run_dir) -> str | None:
+    """The student who started the run (job.json), None for a run made by the CLI or a notebook."""
+    owner = job_info(run_dir).get("owner")
+    return owner if isinstance(owner, str) else None
+
+
+def may_control(run_dir, actor: str | None, teacher: bool = False) -> tuple[bool, str]:
+    """Whether `actor` may steer, stop, rename or delete a run: its owner, a teacher, or anyone for a run
+    nobody owns (made by the CLI). `actor=None` is the local user of the CLI or a notebook (trusted); the
+    app always passes the acting student."""
+    if teacher or actor is None:
+        return True, ""
+    owner = run_owner(run_dir)
+    if owner is None or owner == actor:
+        return True, ""
+    return False, f"this run belongs to {owner}; only they (or the teacher) can change it"
+
+
+def check_control(run_dir, actor: str | None, teacher: bool = False) -> None:
+    """Raise JobError unless `actor` may change the run (see may_control)."""
+    ok, why = may_control(run_dir, actor, teacher)
+    if not ok:
+        raise JobError(f"not allowed: {why}")
+
+
+def control(run_dir, actor: str | None = None, teacher: bool = False, **updates) -> dict:
+    """Write live knobs into control.json, for the run's owner (or a teacher) only."""
+    check_control(run_dir, actor, teacher)
+    return Run.open(run_dir).write_control(**updates)
 
 
 def job_info(run_dir) -> dict:
@@ -221,13 +380,27 @@ def error_details(run_dir) -> str | None:
     return path.read_text(encoding="utf-8", errors="replace") if path.exists() else None
 
 
-def stop(run_dir) -> None:
-    """Ask a run to stop at its next step (control.json "stop"); it ends as `stopped`."""
-    Run.open(run_dir).write_control(stop=True)
+def stop(run_dir, actor: str | None = None, teacher: bool = False) -> None:
+    """Ask a run to stop at its next step (control.json "stop"); it ends as `stopped`. A run still waiting
+    in the queue is taken out of it at once. Only its owner or a teacher may (JobError otherwise)."""
+    check_control(run_dir, actor, teacher)
+    run = Run.open(run_dir)
+    run.write_control(stop=True)
+    if is_waiting(run.status()):
+        try:
+            run.acquire(timeout=1)
+        except RunError:
+            return  # being started right now: the worker sees the stop
+        try:
+            if is_waiting(run.status()):
+                run.set_status("stopped", message="taken out of the queue before it started")
+        finally:
+            run.release()
 
 
-def kill(run_dir) -> None:
+def kill(run_dir, actor: str | None = None, teacher: bool = False) -> None:
     """Last resort for a run that does not react to stop: terminate its worker and mark it stopped."""
+    check_control(run_dir, actor, teacher)
     pid = job_info(run_dir).get("pid")
     process = _children.get(str(Path(run_dir)))
     if process is not None:
