@@ -26,7 +26,7 @@ def page_title(path: Path) -> str:
 def main() -> None:
     import streamlit as st
 
-    from lab import stages, ui
+    from lab import jobs, stages, ui
 
     st.set_page_config(page_title="RLHF Lab", page_icon=":material/science:", layout="wide")
     pages = []
@@ -37,7 +37,13 @@ def main() -> None:
         pages.append(st.Page(str(path), title=label, icon=getattr(stage, "icon", None),
                              url_path=title.lower().replace(" ", "-"), default=title == "Home"))
     page = st.navigation(pages)
+    # queued runs start when a slot frees: on every page draw, and from a thread while no page is open
+    jobs.ensure_dispatcher(ui.runs_root())
+    jobs.dispatch(ui.runs_root())
+    if not ui.student_gate():  # a classroom asks for a name once; a laptop never does
+        return
     with st.sidebar:
+        ui.teacher_box()
         ui.glossary_popover()
         ui.freeze_toggle()
         st.caption(f"Runs folder: `{ui.runs_root()}`")

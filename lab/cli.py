@@ -17,6 +17,7 @@ from pathlib import Path
 
 from core.config import ConfigError
 from core.runs import DEFAULT_ROOT, Run, RunError, drive, list_runs, stop_on_signals
+from lab.classroom import CLASSROOM_ENV, TEACHER_CODE_ENV
 
 # Stage modules, each with register(subparsers). Later stages add their module here.
 STAGE_COMMANDS = (
@@ -94,27 +95,67 @@ def cmd_app(args) -> int:
     if not 1 <= args.port <= 65535:
         raise CLIError(f"--port must be in [1, 65535], got {args.port}")
 
+    env, notes = server_settings(args)
+    host = args.host
     with socket.socket() as probe:  # a clear message instead of Streamlit silently picking another port
         try:
-            probe.bind(("127.0.0.1", args.port))
+            probe.bind((host, args.port))
         except OSError:
-            raise CLIError(f"port {args.port} on 127.0.0.1 is in use (another lab?); pass --port N") from None
+            raise CLIError(f"port {args.port} on {host} is in use (another lab?), or {host} is not an address of "
+                           "this machine; pass --port N or another --host") from None
+    for note in notes:
+        print(note, file=sys.stderr, flush=True)
+    os.environ.update(env)  # the Streamlit server runs in this process: lab.ui and lab.jobs read these
     runs = Path(args.runs or DEFAULT_ROOT).expanduser().resolve()
     # Always headless: a non-headless Streamlit asks for an e-mail address on its first run and waits on
     # stdin, which would hang a student's first `rlhf-lab`. We open the browser tab ourselves instead.
-    argv = ["streamlit", "run", str(app), "--server.address", "127.0.0.1",
+    argv = ["streamlit", "run", str(app), "--server.address", host,
             "--server.port", str(args.port), "--browser.gatherUsageStats", "false",
             "--server.headless", "true",
             "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal",
             # the server's own upload limit (MB), not only the browser's: a crafted request is refused too
             "--server.maxUploadSize", str(upload_limit_mb())]
     argv += ["--", "--runs", str(runs)]
-    url = f"http://127.0.0.1:{args.port}"
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{args.port}"
     print(f"RLHF Lab: {url}  (runs in {runs}; Ctrl+C stops the server)", flush=True)
     if not args.no_browser:
         threading.Thread(target=open_browser_when_up, args=(url,), daemon=True).start()
     sys.argv = argv
     return stcli.main()
+
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def server_settings(args) -> tuple[dict, list[str]]:
+    """The environment `rlhf-lab app` hands the server (job limit, classroom, teacher code) and what it must
+    say on stderr. Refuses (CLIError) a bad --max-jobs or a teacher code too short to resist guessing."""
+    from lab import jobs
+
+    env, notes = {}, []
+    if args.max_jobs is not None:
+        if args.max_jobs < 1:
+            raise CLIError(f"--max-jobs must be at least 1, got {args.max_jobs}")
+        env[jobs.MAX_JOBS_ENV] = str(args.max_jobs)
+    limit = args.max_jobs or jobs.max_jobs()
+    code = args.teacher_code or os.environ.get(TEACHER_CODE_ENV, "")
+    if args.classroom:
+        env[CLASSROOM_ENV] = "1"
+        if not code:
+            import secrets
+
+            code = secrets.token_urlsafe(6)
+            notes.append(f"Classroom: the teacher code for this server is {code}  (give it only to the teacher; "
+                         f"set it yourself with --teacher-code or ${TEACHER_CODE_ENV})")
+        elif len(code) < 6:
+            raise CLIError("the teacher code must have at least 6 characters (students will try to guess it)")
+        env[TEACHER_CODE_ENV] = code
+        notes.append(f"Classroom: each student gives a name; at most {limit} runs train at once, more wait in a queue.")
+    elif args.host not in LOCAL_HOSTS:
+        notes.append("!" * 78 + f"\nWARNING: --host {args.host} opens the lab to the network WITHOUT --classroom: "
+                     "everyone who reaches it\ncan see, steer, stop and delete every run. Add --classroom "
+                     "(students get names, a teacher a code).\n" + "!" * 78)
+    return env, notes
 
 
 def open_browser_when_up(url: str, timeout: float = 60.0) -> None:
@@ -141,6 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--runs", default=None, help=f"runs root (default ./{DEFAULT_ROOT})")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for a class)")
+    p.add_argument("--max-jobs", type=int, default=None,
+                   help="runs that train at once; more wait in a queue (default: one per GPU, else cores/2)")
+    p.add_argument("--classroom", action="store_true",
+                   help="one server for a class: students give names and own their runs; a teacher code")
+    p.add_argument("--teacher-code", default=None,
+                   help=f"the teacher's code (or ${TEACHER_CODE_ENV}; --classroom prints a random one otherwise)")
     p.set_defaults(func=cmd_app)
 
     p = sub.add_parser("runs", help="list runs (stage, state, last key metric)")

@@ -20,6 +20,7 @@ import importlib
 import importlib.util
 import multiprocessing
 import os
+import re
 import threading
 import time
 import traceback
@@ -327,6 +328,20 @@ def ensure_dispatcher(runs_root, every: float = 2.0, limit: int | None = None) -
 
 
 # ----------------------------------------------------------------------------- who may do what
+
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+def run_path(runs_root, run_id) -> Path | None:
+    """The folder of `run_id` (from a URL or a form) under `runs_root`, or None when the id could name
+    anything else: a path separator, `..`, a hidden folder, a link that leads outside the root."""
+    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id) or ".." in run_id:
+        return None
+    root = Path(runs_root).resolve()
+    path = (root / run_id).resolve()
+    return root / run_id if path.parent == root else None
+
+
 
 def run_owner(run_dir) -> str | None:
     """The student who started the run (job.json), None for a run made by the CLI or a notebook."""

@@ -30,6 +30,23 @@ QUICK_START = dict(iterations=200, batch_size=16, response_length=16, kl_coef=0.
                    checkpoint_every=50, device="auto", threads=1)
 CPU_THREADS = 1  # threads of a run started from the PPO page on the CPU (same reason)
 PAGE_ITERATIONS = 100  # the PPO page's default: long enough to see over-optimisation (the CLI's is PPOConfig's 30)
+LR_CHOICES = (1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3)  # the page's learning-rate slider
+BATCH_CHOICES = (8, 16, 32, 64)
+
+
+def url_schema():
+    """The PPO page's settings that a link carries (lab/url_settings.py), with the page's ranges."""
+    from lab.url_settings import Setting
+
+    d = make_ppo_config().__dict__
+    return [Setting("kl_coef", "float", d["kl_coef"], 0.0, 1.0),
+            Setting("mode", "choice", "adaptive" if d["adaptive_kl"] else "fixed", choices=("fixed", "adaptive")),
+            Setting("clip_eps", "float", d["clip_eps"], 0.05, 0.5),
+            Setting("lr", "float", min(LR_CHOICES, key=lambda c: abs(c - d["lr"])), LR_CHOICES[0], LR_CHOICES[-1],
+                    choices=LR_CHOICES, snap=True),
+            Setting("temperature", "float", d["temperature"], 0.3, 1.5),
+            Setting("iterations", "int", PAGE_ITERATIONS, 1, 2000),
+            Setting("batch", "choice", 16, choices=BATCH_CHOICES)]
 
 
 # ----------------------------------------------------------------------------- is PPO here?
@@ -130,29 +147,42 @@ def validate_knobs(run: Run, **knobs) -> dict:
     return clean
 
 
-def set_knobs(run: Run, **knobs) -> dict:
+def _write(run: Run, actor: str | None, teacher: bool, **updates) -> dict:
+    """control.json for the run's owner or the teacher only (jobs.check_control raises JobError otherwise).
+    actor=None is the local, trusted caller (a notebook, a test); the app always passes the student."""
+    from lab import jobs
+
+    jobs.check_control(run.path, actor, teacher)
+    return run.write_control(**updates)
+
+
+def set_knobs(run: Run, actor: str | None = None, teacher: bool = False, **knobs) -> dict:
     """Validate and write live knobs into control.json; the trainer applies them at its next
     iteration. Returns the new control dict."""
     clean = validate_knobs(run, **knobs)
-    return run.write_control(**clean)
+    return _write(run, actor, teacher, **clean)
 
 
-def pause(run: Run) -> dict:
-    return run.write_control(paused=True)
+def pause(run: Run, actor: str | None = None, teacher: bool = False) -> dict:
+    return _write(run, actor, teacher, paused=True)
 
 
-def resume(run: Run) -> dict:
-    return run.write_control(paused=False)
+def resume(run: Run, actor: str | None = None, teacher: bool = False) -> dict:
+    return _write(run, actor, teacher, paused=False)
 
 
-def step_once(run: Run) -> dict:
+def step_once(run: Run, actor: str | None = None, teacher: bool = False) -> dict:
     """While paused, run exactly one more iteration (the trainer counts increments of "step")."""
     control = run.read_control()
-    return run.write_control(paused=True, step=int(control.get("step", 0) or 0) + 1)
+    return _write(run, actor, teacher, paused=True, step=int(control.get("step", 0) or 0) + 1)
 
 
-def stop(run: Run) -> dict:
-    return run.write_control(stop=True)
+def stop(run: Run, actor: str | None = None, teacher: bool = False) -> dict:
+    """Stop the run (a run still waiting in the queue leaves it at once: jobs.stop)."""
+    from lab import jobs
+
+    jobs.stop(run.path, actor, teacher)
+    return run.read_control()
 
 
 def button_states(state: str | None, control: dict | None = None) -> dict[str, bool]:

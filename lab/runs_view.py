@@ -140,8 +140,14 @@ def read_meta(run_dir) -> dict:
     return {"name": str(data.get("name") or ""), "note": str(data.get("note") or "")}
 
 
-def write_meta(run_dir, name: str, note: str) -> dict:
-    """Store a run's name and note in its folder (atomic). Raises ValueError for a name or note too long."""
+def write_meta(run_dir, name: str, note: str, actor: str | None = None, teacher: bool = False) -> dict:
+    """Store a run's name and note in its folder (atomic). Raises ValueError for a name or note too long,
+    PermissionError for another student's run."""
+    from lab import jobs
+
+    ok, why = jobs.may_control(run_dir, actor, teacher)
+    if not ok:
+        raise PermissionError(why)
     name, note = (name or "").strip(), (note or "").strip()
     if len(name) > MAX_NAME:
         raise ValueError(f"a run name is at most {MAX_NAME} characters (this one has {len(name)}); shorten it")
@@ -159,32 +165,29 @@ def display_name(run_id: str, meta: dict) -> str:
 
 # ----------------------------------------------------------------------------- deleting
 
-def may_delete(run_dir, owner: str | None) -> tuple[bool, str]:
-    """A student may delete a run that is theirs (started from their session) or that nobody owns
-    (made by the CLI or a notebook); another student's run is refused with the reason."""
+def may_delete(run_dir, owner: str | None, teacher: bool = False) -> tuple[bool, str]:
+    """A student may delete a run that is theirs or that nobody owns (made by the CLI or a notebook); the
+    teacher any; another student's run is refused with the reason (jobs.may_control decides)."""
     from lab import jobs
 
-    recorded = jobs.job_info(run_dir).get("owner")
-    if recorded is None or recorded == owner:
-        return True, ""
-    return False, "this run was started by another student (session); only they can delete it"
+    return jobs.may_control(run_dir, owner, teacher)
 
 
-def delete_run(run_dir, owner: str | None, timeout: float = 30.0) -> None:
+def delete_run(run_dir, owner: str | None, timeout: float = 30.0, teacher: bool = False) -> None:
     """Delete a run folder: a running job is asked to stop first (and ended if it does not), so no
     worker writes into a folder that is gone. Raises PermissionError for another student's run."""
     from lab import jobs
 
-    ok, why = may_delete(run_dir, owner)
+    ok, why = may_delete(run_dir, owner, teacher)
     if not ok:
         raise PermissionError(why)
     run_dir = Path(run_dir)
     if jobs.status(run_dir).get("state") in jobs.ACTIVE_STATES:
-        jobs.stop(run_dir)
+        jobs.stop(run_dir, owner, teacher)
         try:
             jobs.wait(run_dir, timeout=timeout)
         except TimeoutError:
-            jobs.kill(run_dir)
+            jobs.kill(run_dir, owner, teacher)
     shutil.rmtree(run_dir)
 
 

@@ -20,7 +20,7 @@ import streamlit as st
 
 from core.config import ConfigError
 from core.runs import DEFAULT_ROOT, Run, RunError, list_runs
-from lab import glossary, jobs, runs_view
+from lab import classroom, glossary, jobs, runs_view
 
 LIVE_EVERY_S = 1.0  # live charts redraw about once a second
 MAX_UPLOAD_MB = 20
@@ -47,10 +47,84 @@ def runs_root() -> Path:
 
 
 def owner() -> str:
-    """This browser session's id (a student); jobs refuse a second start by the same owner."""
-    if "owner" not in st.session_state:
-        st.session_state["owner"] = uuid.uuid4().hex[:12]
-    return st.session_state["owner"]
+    """The acting student. On a laptop (no --classroom) the local user, who owns every run started here;
+    in a classroom the name the student gave (student_gate asks for it before any page draws)."""
+    if not classroom.classroom():
+        return classroom.local_name()
+    return st.session_state.get("student") or ""
+
+
+def is_teacher() -> bool:
+    """The teacher (who entered the code) may see and stop every run. On a laptop the one user is."""
+    return not classroom.classroom() or bool(st.session_state.get("teacher"))
+
+
+def may_control(run_dir) -> tuple[bool, str]:
+    """Whether this session may steer, stop, rename or delete the run (jobs.may_control decides)."""
+    return jobs.may_control(run_dir, owner(), teacher=is_teacher())
+
+
+def student_gate() -> bool:
+    """In a classroom: this student's name, from the session or ?student= in the URL (so a refresh and a
+    shared link keep it), else a form that asks for it once. False while there is none (the page waits)."""
+    if not classroom.classroom():
+        return True
+    name = st.session_state.get("student")
+    raw = st.query_params.get("student")
+    if not name and raw:
+        try:
+            name = classroom.check_name(raw)
+        except ValueError as e:
+            st.warning(f"The name in the link was not used: {e}")
+    if name:
+        st.session_state["student"] = name
+        if raw != name:
+            st.query_params["student"] = name  # page switches drop the query: put it back
+        return True
+    st.title("RLHF Lab")
+    with st.form("student_name"):
+        typed = st.text_input("Your name", max_chars=classroom.MAX_NAME,
+                              help="Your runs are kept under this name; use the same one next time.")
+        if st.form_submit_button("Enter the lab", type="primary"):
+            try:
+                name = classroom.check_name(typed)
+            except ValueError as e:
+                st.error(f"Not accepted: {e}")
+            else:
+                st.session_state["student"] = name
+                st.query_params["student"] = name
+                st.rerun()
+    return False
+
+
+def _client() -> str:
+    """Who is guessing the teacher code: the browser's address when Streamlit knows it (a refresh does not
+    reset the delay), else this session."""
+    ip = getattr(st.context, "ip_address", None)
+    if ip:
+        return f"ip:{ip}"
+    st.session_state.setdefault("client", uuid.uuid4().hex)
+    return st.session_state["client"]
+
+
+def teacher_box() -> None:
+    """Sidebar, classroom only: who is working here, and the teacher's code."""
+    if not classroom.classroom():
+        return
+    st.caption(f"Working as **{owner()}**" + (" · teacher" if is_teacher() else ""))
+    if is_teacher():
+        if st.button("Leave teacher mode", key="teacher/leave"):
+            st.session_state["teacher"] = False
+            st.rerun()
+        return
+    with st.popover("Teacher", icon=":material/key:"):
+        with st.form("teacher_code", border=False):
+            code = st.text_input("Teacher code", type="password")
+            if st.form_submit_button("Unlock"):
+                if classroom.check_teacher_code(code, _client()):
+                    st.session_state["teacher"] = True
+                    st.rerun()
+                st.error("Not accepted.")
 
 
 def runs_of(stage: str | None = None, states=None) -> list[dict]:
@@ -70,7 +144,12 @@ def current_run(stage: str) -> Path | None:
     candidates = []
     run_id = st.query_params.get("run")
     if run_id:
-        candidates.append(runs_root() / run_id)
+        path = jobs.run_path(runs_root(), run_id)
+        if path is None:  # a forged or mangled id: never a path outside the runs root
+            st.warning(f"?run={run_id[:80]!r} is not a run id; showing another run.")
+            del st.query_params["run"]
+        else:
+            candidates.append(path)
     if st.session_state.get(_key(stage)):
         candidates.append(Path(st.session_state[_key(stage)]))
     for path in candidates:
@@ -99,18 +178,32 @@ def set_current_run(stage: str, path) -> None:
 
 
 def run_label(entry: dict) -> str:
-    """The picker's label: the student's name for the run (if any) and its id. Its state lives in the
-    badge below, which redraws live (a picker label would go stale: the browser keeps a select box's
-    labels while its value holds)."""
-    return runs_view.display_name(entry["run_id"], runs_view.read_meta(entry["path"]))
+    """The picker's label: the student's name for the run (if any) and its id, and whose it is when it is
+    not this student's. Its state lives in the badge below, which redraws live (a picker label would go
+    stale: the browser keeps a select box's labels while its value holds)."""
+    label = runs_view.display_name(entry["run_id"], runs_view.read_meta(entry["path"]))
+    who = jobs.run_owner(entry["path"])
+    if classroom.classroom() and who is not None and who != owner():
+        label += f" · {who}'s"
+    return label
+
+
+def mine(entry: dict) -> bool:
+    return jobs.run_owner(entry["path"]) in (None, owner())
 
 
 def run_picker(stage: str, label: str = "Run to show") -> Path | None:
-    """A selectbox of this stage's runs, newest first, on the current run. Returns the chosen folder."""
+    """A selectbox of this stage's runs, newest first, on the current run. Returns the chosen folder.
+    In a classroom a student sees their own runs (and the one a link opened) unless they ask for everyone's;
+    the teacher sees all."""
     rows = runs_of(stage)
+    current = current_run(stage)
+    if classroom.classroom() and not is_teacher():
+        everyone = st.toggle("Show everyone's runs (read-only)", key=f"everyone/{stage}")
+        if not everyone:
+            rows = [r for r in rows if mine(r) or (current is not None and r["run_id"] == current.name)]
     if not rows:
         return None
-    current = current_run(stage)
     ids = [r["run_id"] for r in rows]
     pending = st.session_state.pop(f"pending/{stage}", None)
     if pending in ids:  # a run was just started or chosen elsewhere: the picker follows it
@@ -239,9 +332,14 @@ def page_path(title: str) -> Path:
 
 def stop_button(run_dir, status: dict, key: str) -> None:
     if is_active(status):
-        if st.button("Stop", key=key, help="ends the run after its current step; what it wrote stays"):
-            jobs.stop(run_dir)
-            st.toast("Stop requested: the run ends after its current step")
+        ok, why = may_control(run_dir)
+        if st.button("Stop", key=key, disabled=not ok, help=why or "ends the run after its current step; what it wrote stays"):
+            try:
+                jobs.stop(run_dir, owner(), teacher=is_teacher())
+            except (jobs.JobError, RunError) as e:
+                st.error(f"Not stopped: {e}")
+            else:
+                st.toast("Stop requested: the run ends after its current step")
 
 
 def progress_line(run_dir, status: dict, df: pd.DataFrame) -> None:
@@ -253,7 +351,9 @@ def progress_line(run_dir, status: dict, df: pd.DataFrame) -> None:
     except RunError:
         return
     if status.get("state") == "queued":
-        st.caption("Queued: it starts when a training slot frees up.")
+        where = jobs.queue_position(runs_root(), run_dir) if jobs.is_waiting(status) else None
+        st.caption(f"Queued: number {where} in line for one of the {jobs.max_jobs()} training slots; it starts "
+                   "by itself when one frees up." if where else "Queued: starting…")
         return
     info = runs_view.progress(run.stage, run.config, df)
     if info["fraction"] is None:
@@ -268,6 +368,10 @@ def run_tools(run_dir, stage: str) -> None:
     meta = runs_view.read_meta(run_dir)
     with st.expander("Name, note, delete" + (f" · {meta['name']}" if meta["name"] else ""),
                      icon=":material/edit_note:"):
+        ok, why = may_control(run_dir)
+        if not ok:
+            st.caption(f"Read-only: {why}.")
+            return
         with st.form(f"meta/{stage}/{run_dir.name}", border=False):
             name = st.text_input("Name", meta["name"], max_chars=runs_view.MAX_NAME,
                                  placeholder="e.g. λ = 0, to see reward hacking")
@@ -275,22 +379,18 @@ def run_tools(run_dir, stage: str) -> None:
                                 placeholder="what you tried and what you saw")
             if st.form_submit_button("Save name and note"):
                 try:
-                    runs_view.write_meta(run_dir, name, note)
-                except (ValueError, RunError, OSError) as e:
+                    runs_view.write_meta(run_dir, name, note, actor=owner(), teacher=is_teacher())
+                except (ValueError, PermissionError, RunError, OSError) as e:
                     st.error(f"Not saved: {e}")
                 else:
                     st.rerun()  # the picker above and every listing show the new name at once
-        ok, why = runs_view.may_delete(run_dir, owner())
-        if not ok:
-            st.caption(f"Delete: {why}.")
-            return
         active = is_active(jobs.status(run_dir))
         sure = st.checkbox(f"Yes, delete {run_dir.name} and everything in it"
                            + (" (it is still running: it will be stopped first)" if active else ""),
                            key=f"delete_sure/{run_dir.name}")
         if st.button("Delete this run", icon=":material/delete:", disabled=not sure, key=f"delete/{run_dir.name}"):
             try:
-                runs_view.delete_run(run_dir, owner())
+                runs_view.delete_run(run_dir, owner(), teacher=is_teacher())
             except (PermissionError, RunError, OSError) as e:
                 st.error(f"Not deleted: {e}")
                 return

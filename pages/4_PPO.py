@@ -13,7 +13,8 @@ from core.config import ConfigError
 from core.runs import Run, RunError
 from lab import charts
 from lab import charts_ppo as C
-from lab import jobs, pref_view, ppo_view as V, stages, ui
+from lab import classroom, jobs, pref_view, ppo_view as V, stages, ui
+from lab import url_settings as U
 
 st.title(stages.title_of("ppo"))
 st.markdown("The policy (a copy of the base model) samples responses, the reward model scores them, and PPO "
@@ -25,7 +26,7 @@ if ui.stage_missing("ppo"):
     st.stop()
 
 root = ui.runs_root()
-LR_CHOICES = [1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3]
+LR_CHOICES = list(V.LR_CHOICES)
 DEFAULTS = V.make_ppo_config().__dict__
 
 
@@ -35,6 +36,8 @@ run_dir = ui.run_picker("ppo", label="PPO run shown on this page")
 status = jobs.status(run_dir) if run_dir is not None else {}
 live = run_dir is not None and ui.is_active(status)
 run = Run(run_dir) if run_dir is not None else None
+# whose run: only its owner (or the teacher) steers it; anyone else sees it read-only
+allowed, why_not = ui.may_control(run_dir) if run_dir is not None else (True, "")
 control_now = run.read_control() if run is not None else {}
 drawn = ui.view_state(status, control_now)  # the live fragment redraws the page when this changes
 
@@ -61,13 +64,13 @@ def send_changed_knobs(run_dir: Path) -> tuple[str, str] | None:
     an on_change callback can be skipped, and a lost last value is a knob that lies."""
     sent = st.session_state.get("ppo/sent", {})
     changed = {k: v for k, v in widget_knobs().items() if sent.get(k) != v}
-    if not changed or not ui.is_active(jobs.status(run_dir)):
+    if not changed or not ui.is_active(jobs.status(run_dir)) or not ui.may_control(run_dir)[0]:
         return None
     sent.update(changed)  # a refused value too, so that it is not re-sent every second
     st.session_state["ppo/sent"] = sent
     try:
-        V.set_knobs(Run(run_dir), **changed)
-    except (ConfigError, RunError, OSError) as e:
+        V.set_knobs(Run(run_dir), actor=ui.owner(), teacher=ui.is_teacher(), **changed)
+    except (ConfigError, RunError, OSError, jobs.JobError) as e:
         return "error", f"Not applied: {e}"
     said = ", ".join(f"{k} = {v:g}" if not isinstance(v, bool) else f"{k} = {v}" for k, v in changed.items())
     return "success", f"{said} sent to {run_dir.name}: it applies at the next iteration."
@@ -86,13 +89,41 @@ if st.session_state.get("ppo/synced") != shown or any(k not in st.session_state 
     st.session_state["ppo/synced"] = shown
     st.session_state["ppo/sent"] = widget_knobs()
 
+# Settings from the URL (a shared link) or the teacher's preset: applied to the widgets once per new link,
+# never to a live run of this student's (that would steer it without a touch: the knobs show its values).
+SCHEMA = V.url_schema()
+URL_WIDGET = {"kl_coef": "ppo/kl_coef", "mode": "ppo/kl_mode", "clip_eps": "ppo/clip_eps", "lr": "ppo/lr",
+              "temperature": "ppo/temperature", "iterations": "ppo/iterations", "batch": "ppo/batch"}
+st.session_state.setdefault("ppo/iterations", V.PAGE_ITERATIONS)
+st.session_state.setdefault("ppo/batch", 16)
+query = st.query_params.to_dict()
+url_key = tuple(sorted((k, v) for k, v in query.items() if k not in U.OTHER_KEYS))
+incoming = st.session_state.pop("ppo/pending_settings", None)
+if incoming is None and st.session_state.get("ppo/url_seen") != url_key and url_key:
+    incoming = query
+if incoming is not None:
+    values, problems = U.parse(incoming, SCHEMA)
+    st.session_state["ppo/url_notes"] = [f"From the link: {p}" for p in problems]
+    if values and live and allowed:
+        st.session_state["ppo/url_notes"].append(
+            f"The link's settings were not applied: your run {run_dir.name} is live, and the knobs show its values.")
+    else:
+        for key, value in values.items():
+            st.session_state[URL_WIDGET[key]] = value
+        st.session_state["ppo/sent"] = widget_knobs()
+for note in st.session_state.get("ppo/url_notes", []):
+    st.warning(note, icon=":material/link:")
+
 
 # ----------------------------------------------------------------------------- knobs and buttons
 
 knob_col, start_col = st.columns([3, 2])
 with knob_col:
     st.subheader("Knobs" + (" — live" if live else ""))
-    if live:
+    if live and not allowed:
+        st.caption(f"The run shown, {run_dir.name}, is read-only here ({why_not}): these knobs only set the next "
+                   "run you start.")
+    elif live:
         st.caption(f"The run {run_dir.name} is {status.get('state')}: a change applies at its next iteration and "
                    "is marked on the charts.")
     elif run is not None:
@@ -129,8 +160,8 @@ with start_col:
                  "finished pretraining run. Train one on the Pretrain page.")
     # arriving from a reward model's "next step": the policy is the base model that reward model was trained from
     policy_index = next((i for i, spec in enumerate(policies.values())
-                         if spec == pref_view.base_of_preferences(str(root / st.query_params.get("from", "")))), 0) \
-        if st.query_params.get("from") else 0
+                         if spec == pref_view.base_of_preferences(str(jobs.run_path(root, st.query_params.get("from"))))), 0) \
+        if jobs.run_path(root, st.query_params.get("from")) is not None else 0
     policy_label = st.selectbox("policy (and frozen reference)", list(policies), key="ppo/policy",
                                 index=policy_index) if policies else None
     if not rewards:
@@ -150,8 +181,8 @@ with start_col:
         for warning in pref_view.rm_warnings(rewards[reward_label]):
             st.warning(f"About this reward model: {warning}", icon=":material/warning:")
     i1, i2, i3 = st.columns(3)
-    iterations = i1.number_input("iterations", 1, 2000, V.PAGE_ITERATIONS, key="ppo/iterations")
-    batch = i2.selectbox("batch (prompts)", [8, 16, 32, 64], index=1, key="ppo/batch")
+    iterations = i1.number_input("iterations", 1, 2000, key="ppo/iterations")
+    batch = i2.selectbox("batch (prompts)", list(V.BATCH_CHOICES), key="ppo/batch")
     resp_len = i3.number_input("response tokens", 4, 64, 16, key="ppo/response_length")
     clicked = st.button("Start PPO", type="primary", icon=":material/play_arrow:", key="ppo/start",
                         disabled=not (policies and rewards) or bool(mismatch))
@@ -174,6 +205,44 @@ with start_col:
                 st.session_state["ppo/sent"] = widget_knobs()  # the run starts with them
                 st.rerun()
 
+# The URL follows the settings, so the address bar is always a link to them.
+settings_now = {"kl_coef": st.session_state["ppo/kl_coef"], "mode": st.session_state["ppo/kl_mode"],
+                "clip_eps": st.session_state["ppo/clip_eps"], "lr": st.session_state["ppo/lr"],
+                "temperature": st.session_state["ppo/temperature"], "iterations": st.session_state["ppo/iterations"],
+                "batch": st.session_state["ppo/batch"]}
+encoded = U.encode(settings_now, SCHEMA)
+for key in [k for k in st.query_params if k not in encoded and k not in U.OTHER_KEYS]:
+    del st.query_params[key]
+for key, value in encoded.items():
+    if st.query_params.get(key) != value:
+        st.query_params[key] = value
+written = tuple(sorted(encoded.items()))
+if st.session_state.get("ppo/url_seen") not in (None, written, url_key):
+    st.session_state.pop("ppo/url_notes", None)  # the student changed something since: old link notes are moot
+st.session_state["ppo/url_seen"] = written
+with start_col:
+    with st.expander("Copy a link to these settings", icon=":material/link:"):
+        st.code(U.link(st.context.url or "", settings_now, SCHEMA), language=None)
+        st.caption("Opens this page with these knobs, iterations and batch (not your name, not your run).")
+    preset = classroom.preset_for(root, "ppo") if classroom.classroom() else None
+    if preset:
+        said = ", ".join(f"{k} = {v}" for k, v in preset["settings"].items())
+        st.info(f"The teacher's settings — **{preset['name']}**: {said}", icon=":material/school:")
+        if st.button("Use the teacher's settings", key="ppo/use_preset"):
+            st.session_state["ppo/pending_settings"] = preset["settings"]
+            st.rerun()
+    if classroom.classroom() and ui.is_teacher():
+        with st.popover("Publish these settings to the class", icon=":material/campaign:"):
+            preset_name = st.text_input("Name for the class", key="ppo/preset_name",
+                                        placeholder="e.g. λ = 0: watch the reward hacking")
+            if st.button("Publish", key="ppo/publish"):
+                try:
+                    classroom.publish_preset(root, "ppo", preset_name, encoded, teacher=ui.is_teacher())
+                except (ValueError, PermissionError, OSError) as e:
+                    st.error(f"Not published: {e}")
+                else:
+                    st.toast("Published: every student's PPO page shows these settings")
+
 notice = st.session_state.pop("ppo/notice", None)
 if notice:
     getattr(st, notice[0])(notice[1])
@@ -183,23 +252,34 @@ if run is None:
     st.stop()
 
 enabled = V.button_states(status.get("state"), control_now)
+if not allowed:
+    enabled = dict.fromkeys(enabled, False)
+    who = jobs.run_owner(run_dir)
+    st.info(f"You are viewing {who}'s run {run_dir.name}: read-only, its controls are theirs.",
+            icon=":material/visibility:")
+def act(fn, said: str, rerun: bool = False) -> None:
+    """One control of the run, as this student: refused (a message, nothing written) unless it is theirs."""
+    try:
+        fn(run, actor=ui.owner(), teacher=ui.is_teacher())
+    except (jobs.JobError, RunError, OSError) as e:
+        st.error(f"Not done: {e}")
+        return
+    st.toast(said)
+    if rerun:
+        st.rerun()
+
+
 b1, b2, b3, b4, _ = st.columns([1, 1, 1.4, 1, 3])
 if b1.button("Pause", icon=":material/pause:", disabled=not enabled["pause"], key="ppo/pause"):
-    V.pause(run)
-    st.toast("Pause requested: the run pauses before its next iteration")
-    st.rerun()
+    act(V.pause, "Pause requested: the run pauses before its next iteration", rerun=True)
 if b2.button("Resume", icon=":material/play_arrow:", disabled=not enabled["resume"], key="ppo/resume"):
-    V.resume(run)
-    st.toast("Resumed")
-    st.rerun()
+    act(V.resume, "Resumed", rerun=True)
 if b3.button("Step one iteration", icon=":material/skip_next:", disabled=not enabled["step"], key="ppo/step",
              help="pauses the run (if it is not) and runs exactly one more iteration"):
-    V.step_once(run)
-    st.toast("One more iteration requested")
+    act(V.step_once, "One more iteration requested")
 if b4.button("Stop", icon=":material/stop:", disabled=not enabled["stop"], key="ppo/stop",
-             help="ends the run after this iteration, with a checkpoint"):
-    V.stop(run)
-    st.toast("Stop requested: the run ends with a checkpoint")
+             help="ends the run after this iteration (with a checkpoint), or takes it out of the queue"):
+    act(V.stop, "Stop requested: the run ends with a checkpoint")
 
 
 # ----------------------------------------------------------------------------- live charts

@@ -5,6 +5,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the app's job limit in tests that are not about the queue (2 cores would give 1: a second run would wait)
+os.environ.setdefault("RLHF_LAB_MAX_JOBS", "4")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
