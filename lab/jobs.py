@@ -358,7 +358,7 @@ def may_control(run_dir, actor: str | None, teacher: bool = False) -> tuple[bool
     owner = run_owner(run_dir)
     if owner is None or owner == actor:
         return True, ""
-    return False, f"this run belongs to {owner}; only they (or the teacher) can change it"
+    return False, f"this run belongs to another student, {owner}; only they (or the teacher) can change it"
 
 
 def check_control(run_dir, actor: str | None, teacher: bool = False) -> None:

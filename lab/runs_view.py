@@ -183,11 +183,11 @@ def delete_run(run_dir, owner: str | None, timeout: float = 30.0, teacher: bool 
         raise PermissionError(why)
     run_dir = Path(run_dir)
     if jobs.status(run_dir).get("state") in jobs.ACTIVE_STATES:
-        jobs.stop(run_dir, owner, teacher)
+        jobs.stop(run_dir, actor=owner, teacher=teacher)
         try:
             jobs.wait(run_dir, timeout=timeout)
         except TimeoutError:
-            jobs.kill(run_dir, owner, teacher)
+            jobs.kill(run_dir, actor=owner, teacher=teacher)
     shutil.rmtree(run_dir)
 
 

@@ -118,7 +118,7 @@ def test_only_the_owner_or_a_teacher_may_steer_stop_or_kill(tmp_path):
         before = Run.open(run.path).read_control()
         for action in (lambda: jobs.stop(run.path, actor="ben"), lambda: jobs.kill(run.path, actor="ben"),
                        lambda: jobs.control(run.path, actor="ben", kl_coef=1.0)):
-            with pytest.raises(jobs.JobError, match="belongs to ana"):
+            with pytest.raises(jobs.JobError, match="another student, ana"):
                 action()
         assert Run.open(run.path).read_control() == before  # nothing changed
         assert jobs.status(run.path)["state"] == "queued"

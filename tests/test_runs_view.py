@@ -50,7 +50,7 @@ def test_delete_stops_a_running_job_first_and_refuses_another_students_run(tmp_p
         runs_view.delete_run(run.path, owner="me")
     run.write_json(jobs.JOB_FILE, {"pid": None, "owner": "me", "started": 0})
     stopped = []
-    monkeypatch.setattr(jobs, "stop", lambda d: stopped.append(d))
+    monkeypatch.setattr(jobs, "stop", lambda d, *who, **how: stopped.append(d))
     runs_view.delete_run(run.path, owner="me", timeout=0.3)  # no worker answers: it is ended, then deleted
     assert stopped and not run.path.exists()
 
