@@ -42,6 +42,7 @@ def main() -> int:
     from lab import jobs
     from lab import ppo_view as V
 
+    os.environ[jobs.MAX_JOBS_ENV] = str(args.max_jobs)  # what `rlhf-lab app --max-jobs M` sets for the server
     tmp = None if args.runs else tempfile.TemporaryDirectory(prefix="classroom-")
     root = Path(args.runs or tmp.name)
     settings = dict(policy="small", reward="reward", iterations=args.iterations, batch_size=args.batch,

@@ -227,6 +227,31 @@ def queue_position(runs_root, run_dir) -> int | None:
     return None
 
 
+def queue_estimate(runs_root, run_dir, limit: int | None = None) -> tuple[int | None, float | None]:
+    """(position in the queue, rough seconds until it starts): the runs ahead of it, `limit` at a time, each
+    taking the median time of this stage's finished page runs (None until one has finished)."""
+    position = queue_position(runs_root, run_dir)
+    if position is None:
+        return None, None
+    try:
+        stage = Run.open(run_dir).stage
+    except RunError:
+        return position, None
+    took = []
+    for entry in list_runs(runs_root):
+        if entry["stage"] != stage or entry["state"] != "done":
+            continue
+        started = job_info(entry["path"]).get("started")
+        ended = Run(Path(entry["path"])).status().get("updated")
+        if isinstance(started, (int, float)) and isinstance(ended, (int, float)) and ended > started:
+            took.append(ended - started)
+    if not took:
+        return position, None
+    took.sort()
+    limit = max_jobs() if limit is None else limit
+    return position, -(-position // max(1, limit)) * took[len(took) // 2]
+
+
 def start(stage: str, cfg, runs_root, parents: dict | None = None, owner: str | None = None,
           control: dict | None = None, limit: int | None = None) -> Run:
     """Validate `cfg`, create a run folder under `runs_root`, and queue it; it trains in a spawned process

@@ -351,9 +351,11 @@ def progress_line(run_dir, status: dict, df: pd.DataFrame) -> None:
     except RunError:
         return
     if status.get("state") == "queued":
-        where = jobs.queue_position(runs_root(), run_dir) if jobs.is_waiting(status) else None
+        where, eta = jobs.queue_estimate(runs_root(), run_dir) if jobs.is_waiting(status) else (None, None)
+        when = (f"it should start in {runs_view.duration(eta).replace(' left', '')}" if eta is not None
+                else "no estimate until a run of this stage has finished")
         st.caption(f"Queued: number {where} in line for one of the {jobs.max_jobs()} training slots; it starts "
-                   "by itself when one frees up." if where else "Queued: starting…")
+                   f"by itself when one frees up ({when})." if where else "Queued: starting…")
         return
     info = runs_view.progress(run.stage, run.config, df)
     if info["fraction"] is None:

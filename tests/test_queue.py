@@ -136,3 +136,21 @@ def test_the_default_job_limit_comes_from_the_machine_or_the_server_flag(monkeyp
     assert jobs.max_jobs() == 7
     monkeypatch.setenv(jobs.MAX_JOBS_ENV, "zero")
     assert jobs.max_jobs() == jobs.default_max_jobs()
+
+
+def test_a_queued_run_knows_its_place_and_a_rough_wait(tmp_path):
+    busy = hog(tmp_path)
+    try:
+        first = jobs.start("pretrain", tiny_cfg(), tmp_path, owner="ana", limit=1)
+        assert jobs.queue_estimate(tmp_path, first.path, limit=1) == (1, None)  # no finished run to go by
+        finished = Run.create("pretrain", {}, root=tmp_path)
+        finished.write_json(jobs.JOB_FILE, {"pid": None, "owner": "old", "queued": 0, "started": 1000.0})
+        finished.set_status("done")
+        finished.write_json("status.json", dict(finished.status(), updated=1040.0))  # it trained for 40 s
+        finished.release()
+        second = jobs.start("pretrain", tiny_cfg(), tmp_path, owner="ben", limit=1)
+        assert jobs.queue_estimate(tmp_path, second.path, limit=1) == (2, 80.0)
+        assert jobs.queue_estimate(tmp_path, second.path, limit=2) == (2, 40.0)
+        assert jobs.queue_estimate(tmp_path, busy.path) == (None, None)
+    finally:
+        busy.release()
