@@ -339,12 +339,14 @@ def ensure_dispatcher(runs_root, every: float = 2.0, limit: int | None = None) -
             return thread
 
         def loop():
-            while True:
+            while Path(key).is_dir():  # a runs root that was removed (a test's) ends its dispatcher
                 try:
                     dispatch(key, limit)
                 except Exception:  # noqa: BLE001 - a bad folder or a busy lock must not end the dispatcher
                     pass
                 time.sleep(every)
+            with _lock:
+                _dispatchers.pop(key, None)
 
         thread = threading.Thread(target=loop, name=f"rlhf-lab dispatcher {key}", daemon=True)
         thread.start()

@@ -41,7 +41,7 @@ def wait_until(predicate, timeout=60.0, poll=0.2, what="condition"):
 
 
 @contextlib.contextmanager
-def app_server(runs: Path):
+def app_server(runs: Path, extra: tuple = (), env: dict | None = None):
     """Start the app on a free port; yield (url, launch time). On exit ask every run to stop, then end
     the server (its process group, so spawned workers go too)."""
     runs.mkdir(parents=True, exist_ok=True)
@@ -49,8 +49,9 @@ def app_server(runs: Path):
     exe = shutil.which("rlhf-lab") or str(Path(sys.executable).parent / "rlhf-lab")
     log = open(runs.parent / "server.log", "w")
     launched = time.monotonic()
-    proc = subprocess.Popen([exe, "app", "--no-browser", "--port", str(port), "--runs", str(runs)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen([exe, "app", "--no-browser", "--port", str(port), "--runs", str(runs), *extra],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env=dict(os.environ, **(env or {})))
     url = f"http://127.0.0.1:{port}"
 
     def healthy():

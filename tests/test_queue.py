@@ -4,6 +4,7 @@ A "hog" is a run this test (or a child process) owns and marks running: it holds
 way a worker does, without the cost of spawning one."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,12 +90,18 @@ def test_a_dead_worker_frees_its_slot(tmp_path):
         assert jobs.dispatch(tmp_path, limit=1) == []
         os.kill(child.pid, signal.SIGKILL)  # out of memory, say: no final status written
         child.wait(10)
-        assert jobs.dispatch(tmp_path, limit=1) == [waiting.run_id]
+        # the server's background dispatcher starts it: no page draw, no call
+        jobs.ensure_dispatcher(tmp_path, every=0.2, limit=1)
+        deadline = time.monotonic() + 30
+        while jobs.status(waiting.path).get("waiting") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert jobs.job_info(waiting.path)["pid"] is not None
         assert jobs.status(hog_dir)["state"] == "failed"
         assert jobs.wait(waiting.path, timeout=120)["state"] == "done"
     finally:
         if child.poll() is None:
             child.kill()
+        shutil.rmtree(tmp_path, ignore_errors=True)  # ends the dispatcher thread of this root
 
 
 def test_one_active_run_per_student_and_stage_even_while_queued(tmp_path):
