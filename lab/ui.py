@@ -305,7 +305,9 @@ def start_job(stage: str, cfg, parents: dict | None = None, control: dict | None
         st.error(f"Not started: {e}")
         return None
     set_current_run(stage, run.path)
-    st.toast(f"Started {run.run_id}")
+    where = jobs.queue_position(runs_root(), run.path)
+    st.toast(f"Queued {run.run_id}: number {where} in line; it starts by itself when a training slot frees up"
+             if where else f"Started {run.run_id}")
     return run
 
 
