@@ -209,3 +209,20 @@ def test_the_server_binds_locally_warns_on_a_network_without_classroom_and_check
         server_settings(parse(["app", "--classroom", "--teacher-code", "abc"]))
     with pytest.raises(CLIError, match="--max-jobs"):
         server_settings(parse(["app", "--max-jobs", "0"]))
+
+
+def test_a_start_beyond_the_limit_waits_in_line_and_the_page_says_where(klass):
+    busy = live_ppo_run(klass, owner="someone")  # holds the one slot ($RLHF_LAB_MAX_JOBS=1)
+    try:
+        at = app({"student": "ana"}, page=PPO_PAGE)
+        by_label(at.button, "Start PPO").click().run()
+        assert not at.exception
+        waiting = jobs.queue(klass)
+        assert [jobs.run_owner(e["path"]) for e in waiting] == ["ana"]
+        assert jobs.job_info(waiting[0]["path"])["pid"] is None  # nothing spawned: it waits its turn
+        assert any("number 1 in line" in c.value for c in at.caption)
+        by_label(at.button, "Start PPO").click().run()  # a second click is not a second job
+        assert any("still queued" in e.value for e in at.error) and len(jobs.queue(klass)) == 1
+        jobs.stop(waiting[0]["path"], actor="ana")
+    finally:
+        busy.release()
