@@ -1,0 +1,200 @@
+"""The reward-KL frontier (issue 13) and the common evaluation (issue 12): the math against known answers, the
+evaluation of the base model against itself, and one tiny sweep (interrupted, then resumed) shared by the
+sweep, CLI and page tests."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core import frontier as F
+from core.config import ConfigError, frontier_preset
+from core.frontier import CSV_COLUMNS, bon_distribution, bon_kl_analytic, fit_gao, kl_categorical
+from lab.cli import main
+
+# ----------------------------------------------------------------------------- Gao et al.'s fits
+
+
+@pytest.mark.parametrize("form,alpha,beta", [("rl", 0.6, 0.25), ("bon", 0.9, 0.3)])
+def test_fit_recovers_known_alpha_beta(form, alpha, beta):
+    rng = np.random.default_rng(0)
+    d = np.linspace(0.1, 5.0, 40)
+    y = F.predict(d, alpha, beta, form) + rng.normal(0, 0.01, d.shape)
+    fit = fit_gao(d, y, form)
+    assert fit["alpha"] == pytest.approx(alpha, abs=0.02) and fit["beta"] == pytest.approx(beta, abs=0.02)
+    assert fit["r2"] > 0.99 and fit["points"] == 40
+    # the peak is where the fitted curve is highest (a dense grid agrees with the closed form)
+    grid = np.linspace(1e-3, 30, 300_000)
+    curve = F.predict(grid, fit["alpha"], fit["beta"], form)
+    assert fit["d_star"] == pytest.approx(grid[curve.argmax()], rel=1e-3)
+    assert fit["peak"] == pytest.approx(curve.max(), rel=1e-6)
+
+
+def test_fit_without_a_peak_and_with_too_few_points():
+    d = np.linspace(0.5, 4, 10)
+    rising = fit_gao(d, F.predict(d, 0.5, -0.1, "rl"), "rl")          # beta < 0: the proxy that never turns down
+    assert rising["beta"] < 0 and rising["d_star"] is None and rising["peak_in_range"] is False
+    assert "at least 3" in fit_gao([1.0, 2.0], [0.1, 0.2], "rl")["skipped"]
+    assert "KL 0" in fit_gao([0.0, 0.0, 0.0], [0.1, 0.2, 0.3], "bon")["skipped"]
+
+
+# ----------------------------------------------------------------------------- best-of-n KL
+
+def test_bon_kl_analytic_formula_exact_and_sampled():
+    assert bon_kl_analytic(1) == 0.0
+    assert bon_kl_analytic(4) == pytest.approx(math.log(4) - 0.75)
+    with pytest.raises(ValueError):
+        bon_kl_analytic(0)
+    rng = np.random.default_rng(0)
+    K = 4000                                  # a fine categorical: ties are rare, so the formula is nearly exact
+    probs = rng.dirichlet(np.ones(K))
+    rewards = rng.permutation(K).astype(float)
+    for n in (2, 3, 4):
+        pi_n = bon_distribution(probs, rewards, n)
+        assert pi_n.sum() == pytest.approx(1.0)
+        exact = kl_categorical(pi_n, probs)
+        assert exact == pytest.approx(bon_kl_analytic(n), abs=5e-3)
+        # sampled: draw n from the base, keep the best, average log pi_n(y) / pi(y) over the kept ones
+        draws = rng.choice(K, size=(20_000, n), p=probs)
+        best = draws[np.arange(len(draws)), rewards[draws].argmax(1)]
+        sampled = float(np.mean(np.log(pi_n[best] / probs[best])))
+        assert sampled == pytest.approx(bon_kl_analytic(n), abs=0.03)
+
+
+def test_bon_kl_with_ties_is_below_the_formula():
+    """Beirami et al. 2024: with few outcomes (ties) the formula is only an upper bound."""
+    probs, rewards = np.array([0.5, 0.5]), np.array([0.0, 1.0])
+    assert kl_categorical(bon_distribution(probs, rewards, 4), probs) < bon_kl_analytic(4)
+
+
+def test_bon_log_ratio_estimates_the_kl_from_a_pool():
+    rng = np.random.default_rng(1)
+    n, prompts = 4, 3000
+    estimates = [F.bon_log_ratio(rng.normal(size=n).max(), rng.normal(size=64), n) for _ in range(prompts)]
+    assert np.mean(estimates) == pytest.approx(bon_kl_analytic(n), abs=0.08)
+
+
+# ----------------------------------------------------------------------------- the config
+
+@pytest.mark.parametrize("overrides,message", [
+    (dict(methods=["ppo", "sac"]), "unknown method 'sac'"),
+    (dict(ppo=[]), "sweep is empty"),
+    (dict(ppo=[-0.1]), "kl_coef must be >= 0"),
+    (dict(dpo=[0.0]), "beta must be > 0"),
+    (dict(bon=[4, 2]), "increasing"),
+    (dict(bon=[0, 1]), "integers >= 1"),
+    (dict(eval_every=50), "eval_every"),
+])
+def test_bad_sweeps_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        frontier_preset("tiny", **overrides).validate()
+
+
+def test_cli_bad_input_is_one_line(capsys, tmp_path):
+    assert main(["frontier", "--preset", "tiny", "--methods", "ppo,sac", "--out", str(tmp_path / "a")]) == 2
+    assert main(["frontier", "--preset", "tiny", "--ppo", ",", "--out", str(tmp_path / "b")]) == 2
+    assert main(["frontier", "--preset", "tiny", "--bon", "1,x", "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and "unknown method 'sac'" in err[0] and "sweep is empty" in err[1] and "integers" in err[2]
+    assert not any((tmp_path / x).exists() for x in "abc")  # nothing created for a refused sweep
+
+
+def test_methods_not_built_yet_are_refused():
+    cfg = frontier_preset("tiny", methods=[m for m in F.METHODS if not F.method_available(m)] or ["ppo"])
+    if all(F.method_available(m) for m in cfg.methods):
+        pytest.skip("every method is built in this version")
+    with pytest.raises(F.FrontierError, match="not available yet"):
+        F.check_methods(cfg)
+
+
+# ----------------------------------------------------------------------------- the evaluation
+
+def test_base_model_against_itself_has_zero_kl(capsys):
+    assert main(["eval", "small", "--prompts", "4", "--response-length", "8", "--samples", "2",
+                 "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["kl"] == 0.0 and out["reference"] == "small" and out["prompts"] == 4
+    assert {"gold", "proxy", "length"} <= set(out) and len(out["samples"]) == 2
+    assert all(s["kl"] == 0.0 and s["response"] is not None for s in out["samples"])
+
+
+def test_eval_refuses_a_missing_policy(capsys, tmp_path):
+    assert main(["eval", str(tmp_path / "nothing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- one tiny sweep, interrupted and resumed
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory):
+    """A tiny PPO + best-of-n sweep, interrupted (Ctrl+C) half-way through its second PPO setting, then resumed
+    with --resume. Returns (run folder, rows of the first setting before the interruption, points trained on
+    resume, rows of the interrupted setting at the interruption)."""
+    from core.config import to_dict
+    from core.runs import Run, drive
+
+    out = tmp_path_factory.mktemp("frontier") / "sweep"
+    cfg = frontier_preset("tiny", methods=["ppo", "bon"], device="cpu", threads=1)
+    run = Run.create("frontier", to_dict(cfg), out=out)
+    iterations = cfg.iterations
+
+    def interrupt(metrics):  # in the middle of the second PPO setting: one of its checkpoints already scored
+        if metrics["step"] == 1 + iterations + iterations:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        drive(run, F.run_frontier(cfg, run), on_metrics=interrupt)
+    before = F.read_frontier(out)
+    trained = []
+    original = F.online_point
+
+    def counting(cfg, judges, method, setting, seed, folder):
+        trained.append((method, setting, seed))
+        return original(cfg, judges, method, setting, seed, folder)
+
+    F.online_point = counting
+    try:
+        assert main(["frontier", "--resume", "--out", str(out)]) == 0
+    finally:
+        F.online_point = original
+    return out, before, trained
+
+
+@pytest.mark.slow
+def test_tiny_sweep_writes_complete_csv_and_fits(tiny_sweep):
+    out, _, _ = tiny_sweep
+    df = F.read_frontier(out)
+    assert list(df.columns) == CSV_COLUMNS and not df.isna().any().any()
+    cfg = frontier_preset("tiny")
+    assert set(df["method"]) == {"base", "ppo", "bon"}
+    ppo = df[df["method"] == "ppo"]
+    assert sorted(ppo["setting"].unique()) == sorted(cfg.ppo)
+    assert (ppo.groupby("setting")["iteration"].apply(sorted) == pd.Series({s: [1, 2] for s in cfg.ppo})).all()
+    assert len(df) == len(df.drop_duplicates(["method", "setting", "seed", "iteration"]))
+    bon = df[df["method"] == "bon"].set_index("setting")
+    assert list(bon.index) == cfg.bon and np.allclose(bon["kl"], [bon_kl_analytic(n) for n in cfg.bon])
+    base = df[df["method"] == "base"].iloc[0]
+    assert base["kl"] == 0.0 and bon.loc[1, "gold"] == base["gold"]  # best-of-1 is the base model's own sample
+    assert (ppo["kl"] > 0).all() and np.allclose(df["sqrt_kl"], np.sqrt(df["kl"].clip(lower=0)))
+    fits = json.loads((out / "fits.json").read_text())
+    for method in ("ppo", "bon"):
+        for target in ("gold", "proxy"):
+            fit = fits[method][target]
+            assert {"alpha", "beta", "d_star", "peak", "r2"} <= set(fit), fit
+    assert json.loads((out / "status.json").read_text())["state"] == "done"
+
+
+@pytest.mark.slow
+def test_interrupted_sweep_resumes_without_recomputing(tiny_sweep):
+    out, before, trained = tiny_sweep
+    cfg = frontier_preset("tiny")
+    first, second = cfg.ppo
+    # the interruption kept the finished first setting and a half of the second
+    assert set(before[before["method"] == "ppo"]["setting"]) == {first, second}
+    assert trained == [("ppo", second, 0)]             # only the unfinished point trained again; bon was sampled
+    after = F.read_frontier(out)
+    kept = lambda df: df[(df["method"] == "ppo") & (df["setting"] == first)].reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(kept(before), kept(after))
+    assert (after[after["method"] == "ppo"].groupby("setting").size() == cfg.iterations).all()
