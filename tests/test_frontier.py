@@ -198,3 +198,31 @@ def test_interrupted_sweep_resumes_without_recomputing(tiny_sweep):
     kept = lambda df: df[(df["method"] == "ppo") & (df["setting"] == first)].reset_index(drop=True)  # noqa: E731
     pd.testing.assert_frame_equal(kept(before), kept(after))
     assert (after[after["method"] == "ppo"].groupby("setting").size() == cfg.iterations).all()
+
+
+# ----------------------------------------------------------------------------- the page
+
+@pytest.mark.slow
+def test_frontier_page_renders_a_sweep(tiny_sweep, tmp_path, monkeypatch):
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app_pages import APP, TIMEOUT, texts
+
+    out, _, _ = tiny_sweep
+    root = tmp_path / "runs"
+    shutil.copytree(out, root / "sweep", ignore=shutil.ignore_patterns("points"))
+    monkeypatch.setenv("RLHF_LAB_RUNS", str(root))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("../pages/10_Frontier.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = texts(at)
+    assert "PPO" in shown and "best-of-n" in shown and ("peaks at" in shown or "does not peak" in shown)
+    tables = [t.value for t in at.dataframe]
+    fits, at_kl, *_ , samples = tables
+    assert set(fits["method"]) == {"PPO", "best-of-n"} and "R²" in fits.columns
+    assert {"PPO", "best-of-n"} <= set(at_kl.columns)
+    assert {"base model", "PPO", "best-of-n"} <= set(samples["method"])  # generations beside the base model's
+    assert len(at.get("plotly_chart")) == 2
