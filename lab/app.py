@@ -12,7 +12,8 @@ from pathlib import Path
 PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
 ICONS = {"Home": ":material/home:", "Pretrain": ":material/school:", "Preferences": ":material/thumbs_up_down:",
          "Reward model": ":material/scoreboard:", "PPO": ":material/tune:",
-         "Weak to strong": ":material/trending_up:", "Compare runs": ":material/compare_arrows:"}
+         "Weak to strong": ":material/trending_up:", "Compare runs": ":material/compare_arrows:",
+         "Frontier": ":material/show_chart:"}
 
 
 def page_files() -> list[Path]:
