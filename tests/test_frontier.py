@@ -226,3 +226,41 @@ def test_frontier_page_renders_a_sweep(tiny_sweep, tmp_path, monkeypatch):
     assert {"PPO", "best-of-n"} <= set(at_kl.columns)
     assert {"base model", "PPO", "best-of-n"} <= set(samples["method"])  # generations beside the base model's
     assert len(at.get("plotly_chart")) == 2
+
+
+def synthetic_frontier() -> pd.DataFrame:
+    """Two PPO settings on one curve (the penalty only stops earlier) and best-of-n, two seeds."""
+    rows = [dict(method="base", setting=0, seed=0, iteration=0, kl=0.0, gold=0.1, proxy=0.0, length=20)]
+    for seed in (0, 1):
+        for setting, kls in ((0.0, [1.0, 4.0, 9.0]), (0.3, [0.5, 1.0, 2.0])):
+            for it, kl in enumerate(kls, 1):
+                rows.append(dict(method="ppo", setting=setting, seed=seed, iteration=it * 5, kl=kl,
+                                 gold=0.1 + float(F.predict([kl ** 0.5], 0.3, 0.2, "rl")[0]) + 0.01 * seed,
+                                 proxy=0.2 * kl, length=20))
+        for n in (1, 4, 16):
+            kl = bon_kl_analytic(n)
+            rows.append(dict(method="bon", setting=n, seed=seed, iteration=0, kl=kl,
+                             gold=0.1 + float(F.predict([kl ** 0.5], 0.5, 0.1, "bon")[0]), proxy=kl, length=20))
+    df = pd.DataFrame(rows)
+    df["sqrt_kl"] = np.sqrt(df["kl"])
+    df["kl_measured"] = df["kl"]
+    return df[CSV_COLUMNS]
+
+
+def test_view_tables_from_a_known_frontier():
+    from lab import frontier_view as V
+
+    df = synthetic_frontier()
+    fits = F.fit_frontier(df)
+    assert fits["ppo"]["gold"]["alpha"] == pytest.approx(0.305, abs=0.01)   # seeds differ by 0.01 in gold
+    assert fits["bon"]["gold"]["beta"] == pytest.approx(0.1, abs=1e-6) and fits["bon"]["gold"]["r2"] > 0.999
+    table = V.at_kl_table(df, [1.0])
+    assert table.iloc[0]["base model"] == "+0.100"
+    assert table.iloc[1]["PPO"].endswith("(KL 1.00)")
+    penalty = V.penalty_table(df)        # both settings on one curve: equal gain at the common sqrt(KL) 1.41
+    assert penalty["common √KL"].tolist() == [1.41, 1.41]
+    gains = penalty["gold gain there"].to_numpy()
+    assert abs(gains[0] - gains[1]) < 0.02
+    assert any("peaks at" in line for line in V.reading(df, fits))
+    fig = V.frontier_figure(df, fits, "gold")
+    assert any("fit" in (t.name or "") for t in fig.data)
