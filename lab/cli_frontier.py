@@ -73,6 +73,11 @@ def cmd_frontier(args) -> int:
     if args.resume:
         if not args.out:
             raise CLIError("--resume needs --out RUN_DIR (the sweep to continue)")
+        given = [f"--{name.replace('_', '-')}" for name in ("methods", "seeds", "seed", "iterations", "eval_every",
+                                                            "eval_prompts", "policy", "reward", *FRONTIER_METHODS)
+                 if getattr(args, name) is not None]
+        if given:
+            raise CLIError(f"--resume continues the sweep with its own settings; drop {', '.join(given)}")
         run = Run.open(args.out)
         if run.stage != "frontier":
             raise CLIError(f"{run.path} is a {run.stage!r} run, not a frontier sweep")
