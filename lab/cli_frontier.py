@@ -95,8 +95,8 @@ def cmd_frontier(args) -> int:
     bar = progress(total, "frontier")
 
     def tick(m):  # one metrics row per unit of work; a best-of-n pass or a skipped finished point is several
-        bar.update(m["step"] - bar.n)
         bar.set_postfix({"points": f"{m['frontier/points_done']}/{m['frontier/points']}"}, refresh=False)
+        bar.update(m["step"] - bar.n)
 
     try:
         last = drive(run, run_frontier(cfg, run), on_metrics=tick)
