@@ -691,6 +691,10 @@ class FrontierConfig:
     """Iterations (steps) each online method trains per setting."""
     eval_every: int = 5
     """Every this many iterations an online method's checkpoint is evaluated (its path along the frontier)."""
+    dpo_pairs: int = 2000
+    """Preference pairs DPO trains on: sampled from the base model once per sweep, labelled by the gold annotator."""
+    dpo_epochs: int = 2
+    """DPO's passes over its pairs (its checkpoints along the way trace its path like the RL methods')."""
     method_preset: str = "small"
     """The preset of each method's own config (PPOConfig etc.): tiny or small (CPU) or gpu."""
     batch_size: int = 0
@@ -744,8 +748,9 @@ class FrontierConfig:
                 raise ConfigError(f"FrontierConfig.{method}: {knob} must be >= 0, got {list(values)}")
             if len(set(values)) != len(values):
                 raise ConfigError(f"FrontierConfig.{method}: a {knob} value is repeated in {list(values)}")
-        for name in ("seeds", "iterations", "eval_every", "eval_prompts", "response_length"):
+        for name in ("seeds", "iterations", "eval_every", "eval_prompts", "response_length", "dpo_epochs"):
             check_int(self, name, 1)
+        check_int(self, "dpo_pairs", 8)
         check_int(self, "batch_size", 0)
         check_int(self, "threads", 0)
         check_int(self, "seed", 0)
@@ -763,7 +768,8 @@ class FrontierConfig:
 PRESET_FRONTIER = {
     # seconds: two PPO settings x 2 iterations on 8 prompts, best-of-{1,2,4}; the shape of the tests
     "tiny": dict(ppo=[0.0, 0.5], grpo=[0.0, 0.5], rloo=[0.0, 0.5], dpo=[0.1, 0.5], bon=[1, 2, 4], seeds=1,
-                 iterations=2, eval_every=1, method_preset="tiny", batch_size=8, eval_prompts=8, response_length=12),
+                 iterations=2, eval_every=1, dpo_pairs=48, dpo_epochs=1, method_preset="tiny", batch_size=8,
+                 eval_prompts=8, response_length=12),
     # 2 CPU cores, <= 20 min (README: the measured per-setting times)
     "default": dict(),
     "gpu": dict(ppo=[0.0, 0.02, 0.05, 0.1, 0.3, 1.0], grpo=[0.0, 0.02, 0.05, 0.1, 0.3, 1.0],

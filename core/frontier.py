@@ -145,7 +145,9 @@ def method_available(method: str) -> bool:
     import importlib.util
 
     module = {"grpo": "core.grpo", "rloo": "core.grpo", "dpo": "core.dpo"}.get(method)
-    return module is None or importlib.util.find_spec(module) is not None
+    if module is None:
+        return True
+    return importlib.util.find_spec(module) is not None
 
 
 def check_methods(cfg) -> None:
@@ -179,26 +181,73 @@ def row_of(method: str, setting, seed: int, iteration: int, result: dict, kl_mea
             "length": result["length"], "kl_measured": kl if kl_measured is None else kl_measured}
 
 
-def method_config(cfg, method: str, setting, seed: int):
+def method_config(cfg, method: str, setting, seed: int, preferences=None):
     """The config of one online training job: its preset, the frontier's shared fields, the swept knob."""
-    from core.config import ppo_preset
-
-    shared = dict(policy=cfg.policy, reward=cfg.reward, profile=cfg.profile, iterations=cfg.iterations, seed=seed,
-                  device=cfg.device, threads=cfg.threads, response_length=cfg.response_length,
-                  batch_size=cfg.batch_size or None)
+    shared = dict(policy=cfg.policy, reward=cfg.reward, profile=cfg.profile, seed=seed, device=cfg.device,
+                  threads=cfg.threads, response_length=cfg.response_length, batch_size=cfg.batch_size or None)
     if method == "ppo":
-        mcfg = ppo_preset(cfg.method_preset, kl_coef=float(setting), checkpoint_every=cfg.eval_every,
-                          sample_every=cfg.iterations, **shared)
+        from core.config import ppo_preset
+
+        mcfg = ppo_preset(cfg.method_preset, kl_coef=float(setting), iterations=cfg.iterations,
+                          checkpoint_every=cfg.eval_every, sample_every=cfg.iterations, **shared)
         if mcfg.batch_size % mcfg.minibatches:
             mcfg.minibatches = 1
         return "ppo", mcfg.validate()
+    if method == "dpo":
+        from core.config import dpo_preset
+
+        # DPO's own evaluation (objective/* in its metrics) is not the one the frontier uses: the fewest prompts,
+        # at its first and last step only. Its checkpoints, eval_every / iterations of the way apart, are scored.
+        mcfg = dpo_preset(cfg.method_preset, preferences=str(preferences), beta=float(setting), epochs=cfg.dpo_epochs,
+                          eval_every=10**9, eval_prompts=1, **shared)
+        steps = cfg.dpo_epochs * math.ceil(cfg.dpo_pairs * (1 - mcfg.val_fraction) / mcfg.batch_size)
+        mcfg.checkpoint_every = max(1, round(steps * cfg.eval_every / cfg.iterations))
+        return "dpo", mcfg.validate()
     raise FrontierError(f"{method} is not available yet in this version")
 
 
 def trainer_of(stage: str):
+    if stage == "dpo":
+        from core.dpo import train_dpo
+
+        return train_dpo
     from core.ppo_train import train_ppo
 
     return {"ppo": train_ppo}[stage]
+
+
+def total_steps(stage: str, mcfg, first_metrics: dict) -> int:
+    """Steps the job will take: the iterations of an RL method; DPO's epochs x batches of its training pairs
+    (known from its first metrics row, after the split into training and validation pairs)."""
+    if stage == "dpo":
+        return mcfg.epochs * math.ceil(first_metrics["data/train_pairs"] / mcfg.batch_size)
+    return mcfg.iterations
+
+
+def dpo_preferences(cfg, run):
+    """The preference pairs every DPO setting trains on: sampled from the base model once per sweep, labelled by
+    the simulated gold annotator (the shipped RM was trained on pairs made the same way). Yields nothing; returns
+    the preferences run folder (reused when a resumed sweep already has it)."""
+    import shutil
+
+    from core.config import PreferenceConfig, to_dict
+    from core.preferences import collect_preferences
+    from core.runs import Run, drive
+
+    folder = run.path / "preferences"
+    if folder.exists():
+        try:
+            if Run.open(folder).status().get("state") == "done":
+                return folder
+        except Exception:  # noqa: BLE001 - a half-written folder from an interrupted sweep: make it again
+            pass
+        shutil.rmtree(folder)
+    pcfg = PreferenceConfig(preset="tiny" if cfg.method_preset == "tiny" else "small", base=cfg.policy,
+                            profile=cfg.profile, pairs=cfg.dpo_pairs, max_new_tokens=cfg.response_length,
+                            seed=cfg.seed, device=cfg.device, threads=cfg.threads).validate()
+    prefs = Run.create("preferences", to_dict(pcfg), out=folder, parents={"base": cfg.policy})
+    drive(prefs, collect_preferences(pcfg, prefs))
+    return folder
 
 
 def _checkpoint_stamp(run) -> tuple | None:
@@ -210,28 +259,29 @@ def _checkpoint_stamp(run) -> tuple | None:
     return st.st_ino, st.st_mtime_ns
 
 
-def online_point(cfg, judges, method: str, setting, seed: int, folder):
+def online_point(cfg, judges, method: str, setting, seed: int, folder, preferences=None):
     """Train one setting in its own run folder (points/<key>/); every checkpoint it writes is evaluated.
-    Yields ("unit", None) per training iteration and ("row", (row, samples)) per evaluated checkpoint."""
+    Yields ("progress", share of its steps done) per training step and ("row", (row, samples)) per checkpoint."""
     from core.config import to_dict
     from core.evaluate import evaluate_policy
     from core.model import load_lm
     from core.ppo_train import freeze
     from core.runs import Run
 
-    stage, mcfg = method_config(cfg, method, setting, seed)
+    stage, mcfg = method_config(cfg, method, setting, seed, preferences)
     run = Run.create(stage, to_dict(mcfg), out=folder, parents={"policy": cfg.policy, "reward": cfg.reward})
     run.set_status("running", iteration=0, message="frontier sweep")
     stamp = None
-    step = 0
+    step, total = 0, None
     for metrics in trainer_of(stage)(mcfg, run):
         if "_status" in metrics:
             continue
         run.log_metrics(metrics)
+        total = total or total_steps(stage, mcfg, metrics)
         step = int(metrics.get("step", step + 1))
-        yield "unit", None
+        yield "progress", min(1.0, step / total)
         new = _checkpoint_stamp(run)
-        if new is not None and new != stamp:
+        if new is not None and new != stamp and step > 0:
             stamp = new
             policy, _ = load_lm(run.checkpoint_dir, judges.device)
             result = evaluate_policy(freeze(policy), judges, SAMPLES_PER_EVAL)
@@ -431,15 +481,19 @@ def run_frontier(cfg, run):
             folder = run.path / "points" / key.replace("|", "_")
             if folder.exists():
                 shutil.rmtree(folder)  # half-trained before an interruption: train again from the start
-            last = None
-            for kind, payload in online_point(cfg, judges, method, setting, seed, folder):
-                if kind == "unit":
-                    units += 1
-                    yield progress(**({} if last is None else {"frontier/kl": last["kl"], "frontier/gold":
-                                       last["gold"]}))
+            preferences = dpo_preferences(cfg, run) if method == "dpo" else None
+            last, start = None, units
+            for kind, payload in online_point(cfg, judges, method, setting, seed, folder, preferences):
+                if kind == "progress":
+                    reached = start + round(payload * work_units(cfg, method))
+                    if reached > units:
+                        units = reached
+                        yield progress(**({} if last is None else {"frontier/kl": last["kl"], "frontier/gold":
+                                           last["gold"]}))
                 else:
                     last = payload[0]
                     record([payload[0]], [payload[1]])
+            units = start + work_units(cfg, method)
             done.add(key)
             n_done += 1
             run.write_json(POINTS_FILE, {"done": sorted(done)})

@@ -150,9 +150,9 @@ def tiny_sweep(tmp_path_factory):
     trained = []
     original = F.online_point
 
-    def counting(cfg, judges, method, setting, seed, folder):
+    def counting(cfg, judges, method, setting, seed, *rest):
         trained.append((method, setting, seed))
-        return original(cfg, judges, method, setting, seed, folder)
+        return original(cfg, judges, method, setting, seed, *rest)
 
     F.online_point = counting
     try:
