@@ -193,6 +193,13 @@ def method_config(cfg, method: str, setting, seed: int, preferences=None):
         if mcfg.batch_size % mcfg.minibatches:
             mcfg.minibatches = 1
         return "ppo", mcfg.validate()
+    if method in ("grpo", "rloo"):
+        from core.config import grpo_preset
+
+        # one trainer for both: RLOO is GRPO with the leave-one-out baseline; beta weighs the KL term in the loss
+        mcfg = grpo_preset(cfg.method_preset, advantage=method, beta=float(setting), iterations=cfg.iterations,
+                           checkpoint_every=cfg.eval_every, sample_every=cfg.iterations, **shared)
+        return "grpo", mcfg.validate()
     if method == "dpo":
         from core.config import dpo_preset
 
@@ -211,6 +218,10 @@ def trainer_of(stage: str):
         from core.dpo import train_dpo
 
         return train_dpo
+    if stage == "grpo":
+        from core.grpo import train_grpo
+
+        return train_grpo
     from core.ppo_train import train_ppo
 
     return {"ppo": train_ppo}[stage]
