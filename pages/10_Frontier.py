@@ -70,9 +70,10 @@ def results(run_dir):
     if not penalty.empty:
         st.subheader("Does the KL penalty move the frontier, or only where you stop on it?")
         st.dataframe(penalty, hide_index=True, width="stretch")
-        st.caption("Each setting's gold gain along its own path at one √KL all of them reached. Similar gains: the "
-                   "settings share one frontier and the penalty only decides how far along it training goes (Gao "
-                   "et al.'s finding). A clearly higher gain for one setting: the penalty moved the frontier.")
+        st.caption("Each setting's gold gain along its own path at one √KL all of them reached (read off a straight "
+                   "line between its evaluated checkpoints, which sits a little below a curved path). Similar gains: "
+                   "the settings share one frontier and the penalty only decides how far along it training goes "
+                   "(Gao et al.'s finding). A gain higher by more than the seeds' spread: the penalty moved it.")
     st.subheader("Generations at matched KL")
     ks = V.default_ks(df) or [0.0]
     k = st.select_slider("KL ≈", options=ks, value=ks[0], key="frontier/k")
