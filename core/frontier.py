@@ -132,7 +132,7 @@ def form_of(method: str) -> str:
 # ----------------------------------------------------------------------------- the sweep
 
 CSV_COLUMNS = ["method", "setting", "seed", "iteration", "kl", "sqrt_kl", "gold", "proxy", "length", "kl_measured"]
-POINTS_FILE = "points.json"     # {"done": [point keys], "seconds": {key: wall s}}: what --resume skips
+POINTS_FILE = "points.json"     # {"done": [keys], "seconds": {key: wall s}, "cpu_seconds": {...}}: what --resume skips
 SAMPLES_PER_EVAL = 3            # generations kept per evaluated policy (samples.jsonl), for the page
 
 
@@ -444,7 +444,8 @@ def run_frontier(cfg, run):
         torch.set_num_threads(cfg.threads)
     points_info = read_json(run.path / POINTS_FILE, {}) or {}
     done = set(points_info.get("done", []))
-    seconds = dict(points_info.get("seconds", {}))  # wall time per point: what a sweep of other sizes will cost
+    # wall and CPU time per point (CPU: all threads, what a sweep costs whatever else loads the machine)
+    seconds, cpu_seconds = dict(points_info.get("seconds", {})), dict(points_info.get("cpu_seconds", {}))
     if (run.path / "frontier.csv").exists():
         _keep_done(run, done)  # a resumed sweep: rows of a point interrupted half-way go, it trains again
     csv_path = run.path / "frontier.csv"
@@ -482,16 +483,17 @@ def run_frontier(cfg, run):
             units += len(cfg.bon) if method == "bon" else work_units(cfg, method)
             n_done += len(cfg.bon) if method == "bon" else 1
             continue
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if method == "bon":
             results = bon_points(judges, list(cfg.bon), seed)
             rows = [row_of("bon", n, seed, 0, r, kl_measured=m) for n, r, m in results]
             record(rows, [r["samples"] for _, r, _ in results])
             seconds[f"bon|all|{seed}"] = round(time.perf_counter() - t0, 1)
+            cpu_seconds[f"bon|all|{seed}"] = round(time.process_time() - c0, 1)
             done.update(point_key("bon", n, seed) for n in cfg.bon)
             n_done += len(cfg.bon)
             units += len(cfg.bon)
-            run.write_json(POINTS_FILE, {"done": sorted(done), "seconds": seconds})
+            run.write_json(POINTS_FILE, {"done": sorted(done), "seconds": seconds, "cpu_seconds": cpu_seconds})
             yield progress(**{"frontier/kl": rows[-1]["kl"], "frontier/gold": rows[-1]["gold"]})
         else:
             folder = run.path / "points" / key.replace("|", "_")
@@ -511,10 +513,11 @@ def run_frontier(cfg, run):
                     record([payload[0]], [payload[1]])
             units = start + work_units(cfg, method)
             seconds[key] = round(time.perf_counter() - t0, 1)
+            cpu_seconds[key] = round(time.process_time() - c0, 1)
             done.add(key)
             n_done += 1
-            run.write_json(POINTS_FILE, {"done": sorted(done), "seconds": seconds})
+            run.write_json(POINTS_FILE, {"done": sorted(done), "seconds": seconds, "cpu_seconds": cpu_seconds})
         run.write_json("fits.json", fit_frontier(read_frontier(run.path)))
-    run.write_json(POINTS_FILE, {"done": sorted(done), "seconds": seconds})
+    run.write_json(POINTS_FILE, {"done": sorted(done), "seconds": seconds, "cpu_seconds": cpu_seconds})
     run.write_json("fits.json", fit_frontier(read_frontier(run.path)))
     yield progress(final=True)
