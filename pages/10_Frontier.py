@@ -8,9 +8,9 @@ from core.config import FRONTIER_METHODS, ConfigError, frontier_preset
 from core.frontier import method_available, read_frontier
 from core.runs import read_jsonl
 from lab import frontier_view as V
-from lab import jobs, ui
+from lab import stages, ui
 
-st.title("The reward–KL frontier")
+st.title(stages.title_of("frontier"))
 st.markdown("Any method can push the **proxy** reward up by exploiting the reward model. The question that "
             "decides between them is how much **gold** (the hidden annotator's utility) each buys for a given "
             "distance from the base model, measured as √KL (Gao et al. 2022). Every policy below — each method, "
