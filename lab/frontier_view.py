@@ -105,9 +105,9 @@ def fits_table(fits: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def at_kl_table(df: pd.DataFrame, ks: list[float], tolerance: float = 0.5) -> pd.DataFrame:
+def at_kl_table(df: pd.DataFrame, ks: list[float], tolerance: float = 0.35) -> pd.DataFrame:
     """'At KL ≈ k, each method's gold': for each k and method, the policy whose KL is nearest k (mean over the
-    seeds of that setting and iteration), shown when its KL is within `tolerance` × k (else blank)."""
+    seeds of that setting and iteration), shown when its KL is within tolerance × k + 0.05 nats (else —)."""
     pts = df[df["method"] != "base"].groupby(["method", "setting", "iteration"], sort=False).agg(
         kl=("kl", "mean"), gold=("gold", "mean"), proxy=("proxy", "mean")).reset_index()
     rows = []
@@ -116,7 +116,7 @@ def at_kl_table(df: pd.DataFrame, ks: list[float], tolerance: float = 0.5) -> pd
         for method in [m for m in METHODS if m in set(pts["method"])]:
             d = pts[pts["method"] == method]
             i = (d["kl"] - k).abs().idxmin()
-            near = abs(d.loc[i, "kl"] - k) <= tolerance * max(k, 0.5)
+            near = abs(d.loc[i, "kl"] - k) <= tolerance * k + 0.05
             row[METHOD_NAMES[method]] = (f"{d.loc[i, 'gold']:+.3f} (KL {d.loc[i, 'kl']:.2f})" if near else "—")
         rows.append(row)
     base = df[df["method"] == "base"]
@@ -126,13 +126,13 @@ def at_kl_table(df: pd.DataFrame, ks: list[float], tolerance: float = 0.5) -> pd
 
 
 def default_ks(df: pd.DataFrame, count: int = 4) -> list[float]:
-    """A few KL values spread over the range every method reaches (rounded, for the table)."""
+    """A few KL values for the table: halvings down from the KL a typical method reached (the median over the
+    methods of their largest KL), rounded to 2 digits."""
     pts = df[df["method"] != "base"]
-    if pts.empty:
+    if pts.empty or not (pts["kl"] > 0).any():
         return []
-    top = float(pts.groupby("method")["kl"].max().min())      # the largest KL all methods have reached
-    top = top if top > 0 else float(pts["kl"].max())
-    return sorted({round(float(k), 1) for k in np.linspace(top / count, top, count) if k > 0})
+    top = float(pts[pts["kl"] > 0].groupby("method")["kl"].max().median())
+    return sorted({float(f"{top / 2 ** i:.2g}") for i in range(count)})
 
 
 def matched_samples(df: pd.DataFrame, samples: list[dict], k: float, per_method: int = 2) -> pd.DataFrame:
@@ -182,18 +182,15 @@ def penalty_table(df: pd.DataFrame) -> pd.DataFrame:
 def reading(df: pd.DataFrame, fits: dict) -> list[str]:
     """Plain sentences a student can check against the plots: who leads at low KL, where each gold fit peaks."""
     lines = []
-    ks = default_ks(df)
-    if ks:
-        k = ks[0]
-        table = at_kl_table(df, [k]).set_index("KL ≈")
-        best = None
-        for name in table.columns:
-            cell = table.loc[k, name] if k in table.index else None
-            if isinstance(cell, str) and cell not in ("—", "") and name != "base model":
-                value = float(cell.split()[0])
-                best = (name, value) if best is None or value > best[1] else best
-        if best:
-            lines.append(f"At low KL (≈ {k:g} nats) the most gold is bought by **{best[0]}** ({best[1]:+.3f}).")
+    names = [METHOD_NAMES[m] for m in METHODS if m in set(df["method"])]
+    for k in default_ks(df):  # the lowest KL of the table at which two or more methods can be compared
+        row = at_kl_table(df, [k]).iloc[-1]
+        cells = {n: float(row[n].split()[0]) for n in names if isinstance(row.get(n), str) and row[n] != "—"}
+        if len(cells) >= 2:
+            best = max(cells, key=cells.get)
+            lines.append(f"At KL ≈ {k:g} nats the most gold is bought by **{best}** ({cells[best]:+.3f}; "
+                         + ", ".join(f"{n} {v:+.3f}" for n, v in cells.items() if n != best) + ").")
+            break
     for method in [m for m in METHODS if m in fits]:
         fit = fits[method].get("gold") or {}
         name = METHOD_NAMES[method]

@@ -262,5 +262,8 @@ def test_view_tables_from_a_known_frontier():
     gains = penalty["gold gain there"].to_numpy()
     assert abs(gains[0] - gains[1]) < 0.02
     assert any("peaks at" in line for line in V.reading(df, fits))
+    assert any("most gold is bought by **best-of-n**" in line for line in V.reading(df, fits))
+    small = df[(df["method"] != "ppo") | (df["kl"] <= 0.5)]   # a method that barely left the base: k stays > 0
+    assert all(k > 0 for k in V.default_ks(small)) and V.default_ks(small)
     fig = V.frontier_figure(df, fits, "gold")
     assert any("fit" in (t.name or "") for t in fig.data)
