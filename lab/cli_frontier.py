@@ -10,7 +10,8 @@ Writes frontier.csv (one row per evaluated policy), fits.json (Gao et al.'s fits
 
 from __future__ import annotations
 
-from core.config import FRONTIER_KNOBS, FRONTIER_METHODS, PRESET_FRONTIER, FrontierConfig, from_dict, frontier_preset
+from core.config import (FRONTIER_KNOBS, FRONTIER_METHODS, PRESET_FRONTIER, FrontierConfig, from_dict, frontier_preset,
+                         to_dict)
 from core.runs import Run
 
 
@@ -88,7 +89,7 @@ def cmd_frontier(args) -> int:
         cfg = config_from_args(args)
     check_methods(cfg)
     if not args.resume:
-        run = Run.create("frontier", to_dict_(cfg), out=args.out, root=args.runs,
+        run = Run.create("frontier", to_dict(cfg), out=args.out, root=args.runs,
                          parents={"policy": cfg.policy, "reward": cfg.reward})
     print(f"run folder: {run.path}")
     total = 1 + sum(work_units(cfg, m) for m, _, _ in sweep_points(cfg))
@@ -119,8 +120,3 @@ def cmd_frontier(args) -> int:
                   f", R^2 {g['r2']:.2f}, {where}")
     return 0
 
-
-def to_dict_(cfg) -> dict:
-    from core.config import to_dict
-
-    return to_dict(cfg)

@@ -6,11 +6,14 @@ sqrt_kl, gold, proxy, length, kl_measured); the row with method "base" is the ba
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.frontier import METHODS, form_of, predict
+from core.frontier import METHODS, form_of, predict, read_frontier
+from core.runs import read_json, read_jsonl
 
 METHOD_COLORS = {"ppo": "#1f77b4", "grpo": "#2ca02c", "rloo": "#9467bd", "dpo": "#d62728", "bon": "#ff7f0e",
                  "base": "#444444"}
@@ -28,6 +31,13 @@ CAPTIONS = {
     "proxy": "The proxy (the reward model the methods optimise) on the same policies: it should keep rising where "
              "the gold has turned down — the gap between the two plots is reward hacking.",
 }
+
+
+def load(run_dir) -> tuple[pd.DataFrame, dict, list[dict]]:
+    """A sweep's frontier.csv, fits.json (without its notes) and samples.jsonl (empty while none is written)."""
+    fits = read_json(Path(run_dir) / "fits.json", {}) or {}
+    return (read_frontier(run_dir), {k: v for k, v in fits.items() if not k.startswith("_")},
+            read_jsonl(Path(run_dir) / "samples.jsonl"))
 
 
 def gains(df: pd.DataFrame) -> pd.DataFrame:

@@ -1,12 +1,9 @@
 """The reward-KL frontier: which method buys the most gold per nat of KL, and where each over-optimises."""
 
-import json
-
 import streamlit as st
 
 from core.config import FRONTIER_METHODS, ConfigError, frontier_preset
-from core.frontier import method_available, read_frontier
-from core.runs import read_jsonl
+from core.frontier import method_available
 from lab import frontier_view as V
 from lab import stages, ui
 
@@ -49,9 +46,7 @@ live = ui.is_active(status)
 
 @st.fragment(run_every=ui.live_every() if live else None)
 def results(run_dir):
-    df = read_frontier(run_dir)
-    fits_path = run_dir / "fits.json"
-    fits = json.loads(fits_path.read_text()) if fits_path.exists() else {}
+    df, fits, samples = V.load(run_dir)
     if df.empty:
         st.caption("No policy evaluated yet.")
         return
@@ -60,8 +55,7 @@ def results(run_dir):
     ui.chart(V.frontier_figure(df, fits, "gold"), V.CAPTIONS["gold"], key="frontier/gold")
     ui.chart(V.frontier_figure(df, fits, "proxy"), V.CAPTIONS["proxy"], key="frontier/proxy")
     st.subheader("Gao et al.'s fits")
-    st.dataframe(V.fits_table({k: v for k, v in fits.items() if not k.startswith("_")}), hide_index=True,
-                 width="stretch")
+    st.dataframe(V.fits_table(fits), hide_index=True, width="stretch")
     st.caption("Fitted to the gain over the base model. RL methods (and DPO): d(α − β·log d); best-of-n, with its "
                "analytic KL log n − (n−1)/n: d(α − β·d). A form that fits badly (low R²) is a finding too.")
     st.subheader("At KL ≈ k, each method's gold")
@@ -76,8 +70,10 @@ def results(run_dir):
                    "(Gao et al.'s finding). A gain higher by more than the seeds' spread: the penalty moved it.")
     st.subheader("Generations at matched KL")
     ks = V.default_ks(df) or [0.0]
-    k = st.select_slider("KL ≈", options=ks, value=ks[0], key="frontier/k")
-    st.dataframe(V.matched_samples(df, read_jsonl(run_dir / "samples.jsonl"), k), hide_index=True, width="stretch")
+    if st.session_state.get("frontier/k", 0) >= len(ks):  # a live sweep's KL values change while it runs
+        st.session_state["frontier/k"] = 0
+    i = st.radio("KL", range(len(ks)), format_func=lambda i: f"≈ {ks[i]:g} nats", horizontal=True, key="frontier/k")
+    st.dataframe(V.matched_samples(df, samples, ks[i]), hide_index=True, width="stretch")
     st.caption("For each method the policy whose KL is nearest the chosen value, on the same evaluation prompts "
                "as the base model's generations.")
 

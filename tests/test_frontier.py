@@ -4,6 +4,7 @@ sweep, CLI and page tests."""
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -226,6 +227,16 @@ def test_frontier_page_renders_a_sweep(tiny_sweep, tmp_path, monkeypatch):
     assert {"PPO", "best-of-n"} <= set(at_kl.columns)
     assert {"base model", "PPO", "best-of-n"} <= set(samples["method"])  # generations beside the base model's
     assert len(at.get("plotly_chart")) == 2
+    # a sweep started from the page is a job in its own process, and it stops when asked
+    from lab import jobs
+
+    [start] = [b for b in at.button if b.label == "Start sweep"]
+    start.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    [new] = [r for r in jobs.list_runs(root) if r["stage"] == "frontier" and r["run_id"] != "sweep"]
+    assert json.loads((Path(new["path"]) / "config.json").read_text())["config"]["preset"] == "tiny"
+    jobs.stop(new["path"])
+    assert jobs.wait(new["path"], timeout=180)["state"] in ("stopped", "done")
 
 
 def synthetic_frontier() -> pd.DataFrame:
@@ -267,13 +278,3 @@ def test_view_tables_from_a_known_frontier():
     assert all(k > 0 for k in V.default_ks(small)) and V.default_ks(small)
     fig = V.frontier_figure(df, fits, "gold")
     assert any("fit" in (t.name or "") for t in fig.data)
-    # a sweep started from the page is a job in its own process, and it stops when asked
-    from lab import jobs
-
-    [start] = [b for b in at.button if b.label == "Start sweep"]
-    start.click().run()
-    assert not at.exception, [e.value for e in at.exception]
-    [new] = [r for r in jobs.list_runs(root) if r["stage"] == "frontier" and r["run_id"] != "sweep"]
-    assert json.loads((new["path"] / "config.json").read_text())["config"]["preset"] == "tiny"
-    jobs.stop(new["path"])
-    assert jobs.wait(new["path"], timeout=180)["state"] in ("stopped", "done")
