@@ -213,3 +213,17 @@ def reading(df: pd.DataFrame, fits: dict) -> list[str]:
             lines.append(f"{name}: gold peaks at √KL ≈ {fit['d_star']:.2f} (KL ≈ {fit['d_star'] ** 2:.1f} nats, "
                          f"{where} the measured range), gain {fit['peak']:+.3f}; R² {fit['r2']:.2f}.")
     return lines
+
+
+def bon_kl_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Best-of-n's KL both ways, mean over seeds: analytic log n - (n-1)/n (the frontier's x) and the sampled
+    estimate (each kept response's log pi_n/pi_base, its score's rank among a pool of base samples)."""
+    bon = df[df["method"] == "bon"]
+    if bon.empty:
+        return pd.DataFrame()
+    out = bon.groupby("setting").agg(analytic=("kl", "mean"), measured=("kl_measured", "mean"),
+                                     measured_min=("kl_measured", "min"), measured_max=("kl_measured", "max"))
+    out.index = out.index.astype(int)
+    return out.reset_index().rename(columns={"setting": "n", "analytic": "KL analytic", "measured": "KL measured",
+                                             "measured_min": "measured (lowest seed)",
+                                             "measured_max": "measured (highest seed)"})

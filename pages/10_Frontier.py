@@ -58,6 +58,13 @@ def results(run_dir):
     st.dataframe(V.fits_table(fits), hide_index=True, width="stretch")
     st.caption("Fitted to the gain over the base model. RL methods (and DPO): d(α − β·log d); best-of-n, with its "
                "analytic KL log n − (n−1)/n: d(α − β·d). A form that fits badly (low R²) is a finding too.")
+    bon_kl = V.bon_kl_table(df)
+    if not bon_kl.empty:
+        with st.expander("Best-of-n: the analytic KL against a sampled estimate"):
+            st.dataframe(bon_kl, hide_index=True, width="stretch")
+            st.caption("The analytic value is exact when no two responses tie and is what the plots use; the "
+                       "estimate ranks each kept response's score among a pool of base samples for its prompt, so it "
+                       "falls short once n nears the pool's size.")
     st.subheader("At KL ≈ k, each method's gold")
     st.dataframe(V.at_kl_table(df, V.default_ks(df)), hide_index=True, width="stretch")
     penalty = V.penalty_table(df)

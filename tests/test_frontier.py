@@ -222,7 +222,8 @@ def test_frontier_page_renders_a_sweep(tiny_sweep, tmp_path, monkeypatch):
     shown = texts(at)
     assert "PPO" in shown and "best-of-n" in shown and ("peaks at" in shown or "does not peak" in shown)
     tables = [t.value for t in at.dataframe]
-    fits, at_kl, *_ , samples = tables
+    fits, bon_kl, at_kl, *_, samples = tables
+    assert bon_kl["n"].tolist() == frontier_preset("tiny").bon                # analytic beside measured KL
     assert set(fits["method"]) == {"PPO", "best-of-n"} and "R²" in fits.columns
     assert {"PPO", "best-of-n"} <= set(at_kl.columns)
     assert {"base model", "PPO", "best-of-n"} <= set(samples["method"])  # generations beside the base model's
@@ -276,5 +277,7 @@ def test_view_tables_from_a_known_frontier():
     assert any("most gold is bought by **best-of-n**" in line for line in V.reading(df, fits))
     small = df[(df["method"] != "ppo") | (df["kl"] <= 0.5)]   # a method that barely left the base: k stays > 0
     assert all(k > 0 for k in V.default_ks(small)) and V.default_ks(small)
+    bon_kl = V.bon_kl_table(df)
+    assert bon_kl["n"].tolist() == [1, 4, 16] and np.allclose(bon_kl["KL analytic"], bon_kl["KL measured"])
     fig = V.frontier_figure(df, fits, "gold")
     assert any("fit" in (t.name or "") for t in fig.data)
