@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -43,7 +44,7 @@ def main() -> int:
     from lab import ppo_view as V
 
     os.environ[jobs.MAX_JOBS_ENV] = str(args.max_jobs)  # what `rlhf-lab app --max-jobs M` sets for the server
-    tmp = None if args.runs else tempfile.TemporaryDirectory(prefix="classroom-")
+    tmp = None if args.runs else tempfile.TemporaryDirectory(prefix="classroom-", ignore_cleanup_errors=True)
     root = Path(args.runs or tmp.name)
     settings = dict(policy="small", reward="reward", iterations=args.iterations, batch_size=args.batch,
                     response_length=args.response_length, sample_every=args.iterations,
@@ -100,7 +101,8 @@ def main() -> int:
                       "run": {k: settings[k] for k in ("iterations", "batch_size", "response_length", "threads")}}),
           flush=True)
     if tmp is not None:
-        tmp.cleanup()
+        tmp.cleanup()  # the dispatcher thread may re-create the queue lock meanwhile: it ends with the folder
+        shutil.rmtree(root, ignore_errors=True)
     return 0 if unfinished == 0 else 1
 
 
