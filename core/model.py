@@ -22,9 +22,10 @@ from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadMo
 from transformers.utils import logging as hf_logging
 
 from core.config import ModelConfig
+from core.resources import assets_dir
 from core.tokenizer import TokenizerError, load_tokenizer
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = assets_dir()  # package data core/assets when installed, <clone>/assets in a source tree
 hf_logging.disable_progress_bar()  # "Loading weights" bars per model are noise in the CLI and the app
 
 SHIPPED = {

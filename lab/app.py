@@ -9,7 +9,9 @@ heavy and draws nothing.
 
 from pathlib import Path
 
-PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
+from core.resources import pages_dir
+
+PAGES_DIR = pages_dir()  # package data lab/pages when installed, <clone>/pages in a source tree
 ICONS = {"Home": ":material/home:", "Pretrain": ":material/school:", "Preferences": ":material/thumbs_up_down:",
          "Reward model": ":material/scoreboard:", "PPO": ":material/tune:",
          "Weak to strong": ":material/trending_up:", "Compare runs": ":material/compare_arrows:"}

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.resources import pages_dir
 from core.runs import list_runs
 from lab import jobs
 
-PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
+PAGES_DIR = pages_dir()
 
 PIPELINE_DOT = """
 digraph rlhf {

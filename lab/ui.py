@@ -190,7 +190,9 @@ def start_job_with(start_fn, stage: str, **kwargs) -> Run | None:
 
 def page_path(title: str) -> Path:
     """The file of a page by its title ("Reward model" -> pages/3_Reward_model.py), for page links."""
-    pages = Path(__file__).resolve().parent.parent / "pages"
+    from core.resources import pages_dir
+
+    pages = pages_dir()
     for path in pages.glob("*.py"):
         if path.stem.split("_", 1)[-1].replace("_", " ") == title:
             return path
