@@ -10,7 +10,11 @@ def test_round_trip_and_special_tokens(tmp_path):
     text = "the acting was not bad, but the plot dragged."
     ids = tok(text)["input_ids"]
     assert ids[0] == tok.bos_token_id and tok.eos_token_id not in ids
-    assert tok.decode(ids, skip_special_tokens=True) == text
+    # every word keeps its leading space, the first one too: a continuation decoded on its own
+    # appends to its prompt as is; a whole text decodes with one leading space
+    assert tok.decode(ids, skip_special_tokens=True) == " " + text
+    prompt = tok("the acting was")["input_ids"]
+    assert "the acting was" + tok.decode(ids[len(prompt):]) == text
     # readable: common words are single tokens
     assert "▁acting" in show_tokens(tok, text)
     tok.save_pretrained(tmp_path)
