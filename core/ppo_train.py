@@ -480,8 +480,7 @@ def save_ppo_checkpoint(run: Run, models: Models, optimizer, cfg: PPOConfig, ite
     def save(d):
         save_checkpoint(models.policy, models.tokenizer, d, extra=extra)
         if models.value is not None:
-            models.value.save_pretrained(d / "value", safe_serialization=True)
-            models.tokenizer.save_pretrained(d / "value")
+            save_checkpoint(models.value, models.tokenizer, d / "value")  # a scorer: its tokenizer appends <eos>
         else:
             torch.save(models.value_head.state_dict(), d / "value_head.pt")
 
