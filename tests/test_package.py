@@ -38,8 +38,12 @@ def test_wheel_holds_every_page_and_every_shipped_model_file(wheel):
     assert any(s.endswith("model.safetensors") for s in shipped)
     missing = [s for s in shipped if f"core/assets/{s}" not in names]
     assert not missing, f"shipped files left out of the wheel: {missing}"
-    # the engine, the app shell and the console script; nothing of the clone that is not run time
-    assert {"core/model.py", "lab/app.py", "lab/cli.py"} <= names
+    # every module of the engine and the app shell (a new subpackage must be listed in pyproject.toml),
+    # the console script, and nothing of the clone that is not run time
+    modules = {p.relative_to(ROOT).as_posix() for pkg in ("core", "lab") for p in (ROOT / pkg).rglob("*.py")
+               if "__pycache__" not in p.parts}
+    assert {"core/model.py", "lab/app.py", "lab/cli.py"} <= modules
+    assert not modules - names, f"modules left out of the wheel: {sorted(modules - names)}"
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "rlhf-lab = lab.cli:main" in wheel.read(entry_points).decode()
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "scripts/", "pages/", "assets/"))]
