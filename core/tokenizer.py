@@ -76,11 +76,6 @@ def rm_tokenizer(tokenizer) -> PreTrainedTokenizerFast:
     return wrap(tok)
 
 
-def appends_eos(tokenizer) -> bool:
-    """True for a reward model's tokenizer (`rm_tokenizer`): it encodes text as <bos> text <eos>."""
-    return tokenizer("a")["input_ids"][-1] == tokenizer.eos_token_id
-
-
 # Keys that from_pretrained records from the environment it ran in (offline mode, a cache path); they
 # say nothing about the tokenizer and would bind whoever loads the folder to our environment.
 ENVIRONMENT_KEYS = ("local_files_only", "is_local", "cache_dir", "force_download", "proxies", "token",
