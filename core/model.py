@@ -301,10 +301,12 @@ def generate_texts(model, tokenizer, prompts: list[str], max_new_tokens: int = 4
 
 
 def join_text(prompt: str, continuation: str) -> str:
+    """prompt + continuation as one text: a space between them unless the continuation starts with
+    punctuation or brings its own separator (TRL's format, see core.preferences.trl_format)."""
     if not continuation:
         return prompt
     if not prompt:
         return continuation
-    if continuation[0] in ".,!?;:":
+    if continuation[0] in ".,!?;:" or continuation[0].isspace():
         return prompt + continuation
     return f"{prompt} {continuation}"

@@ -198,3 +198,5 @@ def test_export_is_trls_standard_format_and_old_files_still_import(tmp_path, suf
     assert triples(import_preferences(path)) == triples(import_preferences(old)) == triples(pairs)
     line = json.loads(trl_jsonl(pairs).splitlines()[3])
     assert (line["chosen"], line["rejected"]) == (" this film twice", ", sadly, the end")
+    # and the lab's own join reads a TRL-format response as TRL does
+    assert join_text(line["prompt"], line["chosen"]) == line["prompt"] + line["chosen"]
