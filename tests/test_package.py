@@ -29,6 +29,7 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
     return zipfile.ZipFile(whl)
 
 
+@pytest.mark.slow  # a pip subprocess building the wheel: 3-9 s on a loaded 2-core machine
 def test_wheel_holds_every_page_and_every_shipped_model_file(wheel):
     names = set(wheel.namelist())
     pages = sorted(p.name for p in (ROOT / "pages").glob("*.py"))
