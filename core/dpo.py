@@ -183,6 +183,8 @@ def pair_batch(pairs: PairTokens, idx: list[int], pad_id: int, device):
 @torch.inference_mode()
 def reference_logps(ref, pairs: PairTokens, pad_id: int, device, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed response log-probs of every pair under the frozen reference: (N,) chosen, (N,) rejected."""
+    if len(pairs) == 0:
+        return torch.zeros(0, device=device), torch.zeros(0, device=device)
     chosen, rejected = [], []
     for s in range(0, len(pairs), batch_size):
         idx = list(range(s, min(s + batch_size, len(pairs))))
@@ -405,7 +407,7 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
                     yield {"_status": "paused", "step": step, "message": "paused"}
                 time.sleep(0.2)
                 continue
-            if run.status().get("state") == "paused":
+            if not paused and run.status().get("state") == "paused":
                 yield {"_status": "running", "step": step, "message": "resumed"}
 
         idx = batches[step]
