@@ -1,0 +1,80 @@
+"""The best-of-n page's logic and figures: pure functions of DataFrames and run folders (tested without a browser)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from core.config import BoNConfig, ConfigError, bon_preset
+from core.runs import read_jsonl
+from lab.charts import COLORS, _empty, _has, _layout
+
+N_AXIS = "n (responses sampled per prompt, log scale)"
+CAPTIONS = {
+    "bon": "Gold and proxy of the kept response (mean over the evaluation prompts, ± one standard error) against "
+           "n, and the price in KL from the base model, log n − (n − 1)/n (dashed, right axis; exact, no "
+           "sampling). The proxy always rises with n; the gold rises as long as the reward model's favourite is "
+           "also the annotator's, and flattens or falls where the proxy is over-optimised.",
+}
+
+
+def parse_n(text: str) -> list[int]:
+    """'1, 2, 4' -> [1, 2, 4]; ConfigError naming BoNConfig.n otherwise (the order is checked by validate)."""
+    try:
+        return [int(x) for x in str(text).replace(" ", "").split(",") if x]
+    except ValueError:
+        raise ConfigError(f"BoNConfig.n must be comma-separated integers such as 1,2,4,8,16,32, got {text!r}") from None
+
+
+def bon_config(policy: str = "small", reward: str = "reward", n: str = "1,2,4,8,16,32", prompts: int = 64,
+               preset: str = "small", **overrides) -> BoNConfig:
+    """A validated BoNConfig from the page's widgets."""
+    return bon_preset(preset, policy=policy, reward=reward, n=parse_n(n), prompts=prompts, **overrides).validate()
+
+
+def bon_chart(df: pd.DataFrame) -> go.Figure:
+    title, y = "Best-of-n: gold and proxy against n", "score of the kept response (normalised units)"
+    if not _has(df, "bon/n"):
+        return _empty(title, N_AXIS, y, "sampling… the chart appears when every prompt has its n responses")
+    d = df.dropna(subset=["bon/n"]).sort_values("bon/n")
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    for col, name, color in (("objective/gold", "gold (hidden annotator)", COLORS[2]),
+                             ("objective/scores", "proxy (reward model)", COLORS[0])):
+        se = d.get(f"{col}_se")
+        fig.add_trace(go.Scatter(x=d["bon/n"], y=d[col], name=name, mode="lines+markers", line=dict(color=color),
+                                 error_y=dict(type="data", array=se, visible=se is not None)))
+    fig.add_trace(go.Scatter(x=d["bon/n"], y=d["bon/kl_analytic"], name="KL = log n − (n−1)/n",
+                             mode="lines+markers", line=dict(color=COLORS[7], dash="dash")), secondary_y=True)
+    fig.update_xaxes(type="log", tickvals=list(d["bon/n"]), ticktext=[str(int(n)) for n in d["bon/n"]])
+    fig.update_yaxes(title_text="KL(best-of-n ‖ base) (nats)", secondary_y=True)
+    return _layout(fig, title, N_AXIS, y, height=380)
+
+
+def bon_table(df: pd.DataFrame) -> pd.DataFrame:
+    cols = {"bon/n": "n", "objective/gold": "gold", "objective/gold_se": "gold ± (se)",
+            "objective/scores": "proxy", "objective/scores_se": "proxy ± (se)", "bon/kl_analytic": "KL (nats)",
+            "objective/response_length": "length (tokens)"}
+    if not _has(df, "bon/n"):
+        return pd.DataFrame(columns=list(cols.values()))
+    d = df.dropna(subset=["bon/n"]).sort_values("bon/n")
+    out = d[[c for c in cols if c in d.columns]].rename(columns=cols).reset_index(drop=True)
+    out["n"] = out["n"].astype(int)
+    return out
+
+
+def run_samples(run_dir) -> list[dict]:
+    return [s for s in read_jsonl(Path(run_dir) / "samples.jsonl") if s.get("kind") == "bon"]
+
+
+def samples_table(sample: dict) -> pd.DataFrame:
+    """One prompt's max(n) responses with their RM score and gold, and for which n each one is the kept one."""
+    kept_by: dict[int, list[str]] = {}
+    for n, index in sample.get("kept", {}).items():
+        kept_by.setdefault(int(index), []).append(n)
+    rows = [{"#": j + 1, "response": text, "RM score": round(score, 3), "gold": round(gold, 3),
+             "kept for n =": ", ".join(sorted(kept_by.get(j, []), key=int))}
+            for j, (text, score, gold) in enumerate(zip(sample["responses"], sample["scores"], sample["gold"]))]
+    return pd.DataFrame(rows)
