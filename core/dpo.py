@@ -194,6 +194,29 @@ def reference_logps(ref, pairs: PairTokens, pad_id: int, device, batch_size: int
     return torch.cat(chosen).clone(), torch.cat(rejected).clone()
 
 
+def dpo_step(policy, optimizer, batch, ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, beta: float,
+             loss_type: str, grad_clip: float, times: dict | None = None) -> tuple[float, dict, float | None]:
+    """One optimizer step on a pair_batch (chosen rows first): ONE policy forward over the 2b sequences, the loss,
+    backward, clip, AdamW. ref_chosen/ref_rejected: (b,). Returns (loss, stats as floats, grad norm or None).
+    With `times`, adds the seconds of "forward_loss" and "backward_opt" (for the benchmark's split)."""
+    t0 = time.perf_counter()
+    logps = sequence_logps(policy, *batch)                                           # (2b,)
+    b = logps.shape[0] // 2
+    loss, stats = dpo_loss(logps[:b], logps[b:], ref_chosen, ref_rejected, beta, loss_type)
+    t1 = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = (torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip, foreach=True)
+                 if grad_clip else None)
+    optimizer.step()
+    # one host sync for every figure of the step (each .item() would be one)
+    values = torch.stack([loss.detach(), *stats.values()] + ([grad_norm] if grad_norm is not None else [])).tolist()
+    if times is not None:
+        times["forward_loss"] = times.get("forward_loss", 0.0) + t1 - t0
+        times["backward_opt"] = times.get("backward_opt", 0.0) + time.perf_counter() - t1
+    return values[0], dict(zip(stats, values[1:1 + len(stats)])), (values[-1] if grad_norm is not None else None)
+
+
 # ----------------------------------------------------------------------------- evaluation on the online axes
 
 def evaluation_prompts(tokenizer, n: int, device):
@@ -413,22 +436,15 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
         idx = batches[step]
         step += 1
         t0 = time.perf_counter()
-        ids, mask, loss_mask = pair_batch(train, idx, pad, device)                  # (2b, T)
-        logps = sequence_logps(models.policy, ids, mask, loss_mask)                 # (2b,)
-        b = len(idx)
-        loss, stats = dpo_loss(logps[:b], logps[b:], ref_c[idx], ref_r[idx], cfg.beta, cfg.loss_type)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = (torch.nn.utils.clip_grad_norm_(models.policy.parameters(), cfg.grad_clip, foreach=True)
-                     if cfg.grad_clip else None)
-        optimizer.step()
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"step {step}: the DPO loss became {loss.item()}; lower lr or beta")
-        metrics = {"step": step, "epoch": (step - 1) // steps_per_epoch + 1, "loss/dpo": loss.item(),
-                   **{k: v.item() for k, v in stats.items()},
+        batch = pair_batch(train, idx, pad, device)                                  # 3 x (2b, T)
+        loss, stats, grad_norm = dpo_step(models.policy, optimizer, batch, ref_c[idx], ref_r[idx], cfg.beta,
+                                          cfg.loss_type, cfg.grad_clip)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"step {step}: the DPO loss became {loss}; lower lr or beta")
+        metrics = {"step": step, "epoch": (step - 1) // steps_per_epoch + 1, "loss/dpo": loss, **stats,
                    "params/beta": cfg.beta, "params/lr": cfg.lr, "time/step_s": time.perf_counter() - t0}
         if grad_norm is not None:
-            metrics["policy/grad_norm"] = float(grad_norm)
+            metrics["policy/grad_norm"] = grad_norm
         if messages:
             metrics["control/rejected"] = "; ".join(messages)
         last = step == total
