@@ -387,7 +387,9 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
             for row in ev.pop("rows")[:SAMPLES_LOGGED]:
                 run.log_sample({"iteration": step, "kind": kind, **row})
         ev.pop("rows", None)
-        ev.update(validation_stats(models.policy, val, val_ref_c, val_ref_r, cfg.beta, cfg.loss_type, pad, device))
+        if step > 0:  # at step 0 the policy is the reference: every held-out pair is a tie, nothing to show
+            ev.update(validation_stats(models.policy, val, val_ref_c, val_ref_r, cfg.beta, cfg.loss_type, pad,
+                                       device))
         return ev
 
     control_seen: dict = {}
