@@ -262,7 +262,9 @@ def validation_stats(policy, pairs: PairTokens, ref_c, ref_r, beta, loss_type, p
         rejected.append(logps[len(idx):])
     loss, stats = dpo_loss(torch.cat(chosen), torch.cat(rejected), ref_c, ref_r, beta, loss_type)
     return {"eval/loss": loss.item(), "eval/rewards/accuracies": stats["rewards/accuracies"].item(),
-            "eval/rewards/margins": stats["rewards/margins"].item()}
+            "eval/rewards/margins": stats["rewards/margins"].item(),
+            # the same pairs at every evaluation: a clean trend, where the batches' means jump with their lengths
+            "eval/logps/chosen": stats["logps/chosen"].item(), "eval/logps/rejected": stats["logps/rejected"].item()}
 
 
 # ----------------------------------------------------------------------------- live controls
@@ -387,9 +389,10 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
             for row in ev.pop("rows")[:SAMPLES_LOGGED]:
                 run.log_sample({"iteration": step, "kind": kind, **row})
         ev.pop("rows", None)
-        if step > 0:  # at step 0 the policy is the reference: every held-out pair is a tie, nothing to show
-            ev.update(validation_stats(models.policy, val, val_ref_c, val_ref_r, cfg.beta, cfg.loss_type, pad,
-                                       device))
+        val_stats = validation_stats(models.policy, val, val_ref_c, val_ref_r, cfg.beta, cfg.loss_type, pad, device)
+        if step == 0:  # the policy is the reference: every held-out pair is a tie; only the log-probs say something
+            val_stats = {k: v for k, v in val_stats.items() if k.startswith("eval/logps/")}
+        ev.update(val_stats)
         return ev
 
     control_seen: dict = {}

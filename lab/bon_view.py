@@ -15,8 +15,7 @@ from lab.charts import COLORS, _empty, _has, _layout
 N_AXIS = "n (responses sampled per prompt, log scale)"
 CAPTIONS = {
     "bon": "Gold and proxy of the kept response (mean over the evaluation prompts, ± one standard error) against "
-           "n, and the price in KL from the base model, log n − (n − 1)/n (dashed, right axis; exact, no "
-           "sampling). The proxy always rises with n; the gold rises as long as the reward model's favourite is "
+           "n (top), and the price in KL from the base model, log n − (n − 1)/n (bottom; exact, no sampling). The proxy always rises with n; the gold rises as long as the reward model's favourite is "
            "also the annotator's, and flattens or falls where the proxy is over-optimised.",
 }
 
@@ -40,17 +39,23 @@ def bon_chart(df: pd.DataFrame) -> go.Figure:
     if not _has(df, "bon/n"):
         return _empty(title, N_AXIS, y, "sampling… the chart appears when every prompt has its n responses")
     d = df.dropna(subset=["bon/n"]).sort_values("bon/n")
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    # two panels on one n axis: the scores, and the KL price on its own scale from 0 (no second y-axis)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1, row_heights=[0.62, 0.38])
     for col, name, color in (("objective/gold", "gold (hidden annotator)", COLORS[2]),
                              ("objective/scores", "proxy (reward model)", COLORS[0])):
         se = d.get(f"{col}_se")
         fig.add_trace(go.Scatter(x=d["bon/n"], y=d[col], name=name, mode="lines+markers", line=dict(color=color),
-                                 error_y=dict(type="data", array=se, visible=se is not None)))
+                                 error_y=dict(type="data", array=se, visible=se is not None)), row=1, col=1)
     fig.add_trace(go.Scatter(x=d["bon/n"], y=d["bon/kl_analytic"], name="KL = log n − (n−1)/n",
-                             mode="lines+markers", line=dict(color=COLORS[7], dash="dash")), secondary_y=True)
-    fig.update_xaxes(type="log", tickvals=list(d["bon/n"]), ticktext=[str(int(n)) for n in d["bon/n"]])
-    fig.update_yaxes(title_text="KL(best-of-n ‖ base) (nats)", secondary_y=True)
-    return _layout(fig, title, N_AXIS, y, height=380)
+                             mode="lines+markers", line=dict(color=COLORS[7])), row=2, col=1)
+    ticks = dict(type="log", tickvals=list(d["bon/n"]), ticktext=[str(int(n)) for n in d["bon/n"]])
+    fig.update_xaxes(**ticks, row=1, col=1)
+    fig.update_xaxes(**ticks, title_text=N_AXIS, row=2, col=1)
+    fig = _layout(fig, title, "", y, height=480)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.15, xanchor="left", x=0.0))  # under the plot
+    fig.update_xaxes(title_text=N_AXIS, row=2, col=1)
+    fig.update_yaxes(title_text="KL(best-of-n ‖ base) (nats)", rangemode="tozero", row=2, col=1)
+    return fig
 
 
 def bon_table(df: pd.DataFrame) -> pd.DataFrame:

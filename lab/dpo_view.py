@@ -23,7 +23,8 @@ from lab.ppo_view import pause, resume, step_once, stop  # noqa: F401 - the same
 KNOBS = ("beta", "lr")
 STEP = "DPO step (optimizer steps)"
 CAPTIONS = {
-    "logps": "Summed log-probability of the chosen and the rejected responses under the policy. DPO only needs "
+    "logps": "Summed log-probability of the chosen and the rejected responses under the policy: training batches "
+             "(faint), their running mean, and the same held-out pairs at every evaluation (dashed). DPO only needs "
              "their gap to grow; often BOTH fall (the rejected one faster), and the probability goes to responses "
              "nobody labelled.",
     "margin": "Implicit reward r = β·log(π/π_ref) of the chosen minus the rejected response (nats × β), and the "
@@ -75,42 +76,66 @@ def set_knobs(run: Run, **knobs) -> dict:
 
 # ----------------------------------------------------------------------------- figures
 
-def logps_chart(df: pd.DataFrame) -> go.Figure:
+def logps_chart(df: pd.DataFrame, window: int = 10) -> go.Figure:
+    """Training batches (faint: each batch's mean jumps with its responses' lengths), their running mean over
+    `window` steps, and the same held-out pairs at every evaluation (markers: the clean trend)."""
     title, y = "Log-probabilities of the labelled responses", "summed log π(response | prompt) (nats)"
-    if not _has(df, "logps/chosen"):
+    if not _has(df, "logps/chosen") and not _has(df, "eval/logps/chosen"):
         return _empty(title, STEP, y)
-    fig = go.Figure([_line(df, "logps/chosen", "chosen (logps/chosen)", COLORS[2]),
-                     _line(df, "logps/rejected", "rejected (logps/rejected)", COLORS[1])])
-    return _layout(fig, title, STEP, y)
+    fig = go.Figure()
+    for col, name, color in (("chosen", "chosen", COLORS[2]), ("rejected", "rejected", COLORS[1])):
+        if _has(df, f"logps/{col}"):
+            s = df[["step", f"logps/{col}"]].dropna().sort_values("step")
+            fig.add_trace(go.Scatter(x=s["step"], y=s[f"logps/{col}"], name=f"{name}, batch", mode="lines",
+                                     line=dict(color=color, width=1), opacity=0.3))
+            fig.add_trace(go.Scatter(x=s["step"], y=s[f"logps/{col}"].rolling(window, min_periods=1).mean(),
+                                     name=f"{name}, mean of {window} batches (logps/{col})", mode="lines",
+                                     line=dict(color=color, width=2)))
+        if _has(df, f"eval/logps/{col}"):
+            fig.add_trace(_line(df, f"eval/logps/{col}", f"{name}, held-out pairs", color, dash="dash",
+                                markers=True))
+    fig = _layout(fig, title, STEP, y, height=380)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0.0))
+    return fig
+
+
+def _stacked(title: str, y_top: str, y_bottom: str) -> go.Figure:
+    """Two panels on one step axis: each quantity on its own scale, none sharing a second y-axis."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1, row_heights=[0.62, 0.38])
+    fig = _layout(fig, title, "", y_top, height=460)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.15, xanchor="left", x=0.0))  # under the plot
+    fig.update_yaxes(title_text=y_bottom, row=2, col=1)
+    fig.update_xaxes(title_text=STEP, row=2, col=1)
+    return fig
 
 
 def margin_chart(df: pd.DataFrame) -> go.Figure:
     title, y = "Implicit reward margin and accuracy", "β · log-ratio (nats)"
     if not _has(df, "rewards/margins"):
         return _empty(title, STEP, y)
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(_line(df, "rewards/margins", "margin (rewards/margins)", COLORS[0]))
-    fig.add_trace(_line(df, "rewards/chosen", "chosen (rewards/chosen)", COLORS[2], dash="dot"))
-    fig.add_trace(_line(df, "rewards/rejected", "rejected (rewards/rejected)", COLORS[1], dash="dot"))
-    fig.add_trace(_line(df, "rewards/accuracies", "train accuracy", COLORS[3]), secondary_y=True)
+    fig = _stacked(title, y, "accuracy (share of pairs)")
+    fig.add_trace(_line(df, "rewards/margins", "margin (rewards/margins)", COLORS[0]), row=1, col=1)
+    fig.add_trace(_line(df, "rewards/chosen", "chosen (rewards/chosen)", COLORS[2], dash="dot"), row=1, col=1)
+    fig.add_trace(_line(df, "rewards/rejected", "rejected (rewards/rejected)", COLORS[1], dash="dot"), row=1, col=1)
+    fig.add_trace(_line(df, "rewards/accuracies", "train accuracy", COLORS[3]), row=2, col=1)
     if _has(df, "eval/rewards/accuracies"):
         fig.add_trace(_line(df, "eval/rewards/accuracies", "validation accuracy", COLORS[4], markers=True),
-                      secondary_y=True)
-    fig.update_yaxes(title_text="accuracy (share of pairs)", range=[0, 1.05], secondary_y=True)
-    return _layout(fig, title, STEP, y)
+                      row=2, col=1)
+    fig.add_hline(y=0.5, line=dict(color="gray", dash="dot"), row=2, col=1)   # chance
+    fig.update_yaxes(range=[0, 1.05], row=2, col=1)
+    return fig
 
 
 def eval_chart(df: pd.DataFrame) -> go.Figure:
     title, y = "Gold, proxy and KL at the evaluation points", "score (normalised units)"
     if not _has(df, "objective/gold"):
         return _empty(title, STEP, y, "waiting for the first evaluation…")
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(_line(df, "objective/gold", "gold (hidden annotator)", COLORS[2], markers=True))
-    fig.add_trace(_line(df, "objective/scores", "proxy (reward model)", COLORS[0], markers=True))
-    fig.add_trace(_line(df, "objective/kl", "KL to the reference", COLORS[7], dash="dash", markers=True),
-                  secondary_y=True)
-    fig.update_yaxes(title_text="KL (nats per response)", secondary_y=True)
-    return _layout(fig, title, STEP, y)
+    fig = _stacked(title, y, "KL to the reference (nats)")
+    fig.add_trace(_line(df, "objective/gold", "gold (hidden annotator)", COLORS[2], markers=True), row=1, col=1)
+    fig.add_trace(_line(df, "objective/scores", "proxy (reward model)", COLORS[0], markers=True), row=1, col=1)
+    fig.add_trace(_line(df, "objective/kl", "KL to the reference", COLORS[7], markers=True), row=2, col=1)
+    fig.update_yaxes(rangemode="tozero", row=2, col=1)
+    return fig
 
 
 def eval_table(df: pd.DataFrame) -> pd.DataFrame:

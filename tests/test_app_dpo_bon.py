@@ -70,7 +70,8 @@ def test_dpo_figures_and_knobs(finished_runs):
     _, dpo_dir, _ = finished_runs
     df = read_metrics(dpo_dir)
     names = {t.name for t in dpo_view.logps_chart(df).data}
-    assert names == {"chosen (logps/chosen)", "rejected (logps/rejected)"}
+    assert {"chosen, mean of 10 batches (logps/chosen)", "rejected, held-out pairs"} <= names
+    assert "eval/logps/chosen" in df.columns and df["eval/logps/chosen"].notna().iloc[0]   # step 0: the reference's
     assert len(dpo_view.margin_chart(df).data) >= 4 and len(dpo_view.eval_chart(df).data) == 3
     assert dpo_view.logps_chart(pd.DataFrame()).layout.annotations      # empty: says what it waits for
     assert dpo_view.progress(df, dpo_dir) == (4, 4)
