@@ -85,7 +85,7 @@ def best_of_n(cfg: BoNConfig, run: Run | None = None):
                           f"different tokenizers (vocab {len(tok)} vs {len(rm_tok)}); the RM scores the base model's "
                           "token ids, so train it from the same base model")
     policy, reward = freeze(policy), freeze(reward)
-    prompts, ids, mask = evaluation_prompts(tok, cfg.prompts, device)
+    prompts, ids, mask = evaluation_prompts(tok, cfg.prompts, device, "BoNConfig.prompts")
     N, P = max(cfg.n), len(prompts)
     per_batch = max(1, cfg.batch_size // N)                  # whole prompts per sampling batch
     generator = torch.Generator(device=device).manual_seed(EVAL_SAMPLE_SEED + cfg.seed)

@@ -219,9 +219,14 @@ def dpo_step(policy, optimizer, batch, ref_chosen: torch.Tensor, ref_rejected: t
 
 # ----------------------------------------------------------------------------- evaluation on the online axes
 
-def evaluation_prompts(tokenizer, n: int, device):
-    """The fixed evaluation prompts (their own stream: neither the preference pairs nor PPO's training prompts)."""
-    return encode_prompts(tokenizer, ppo_prompts(n, seed=EVAL_PROMPT_SEED), PROMPT_LENGTH, device)
+def evaluation_prompts(tokenizer, n: int, device, field: str = "DPOConfig.eval_prompts"):
+    """The first n fixed evaluation prompts (their own stream: neither the preference pairs nor PPO's training
+    prompts), those that fit PROMPT_LENGTH tokens with this tokenizer. ConfigError naming `field` when none does."""
+    try:
+        return encode_prompts(tokenizer, ppo_prompts(n, seed=EVAL_PROMPT_SEED), PROMPT_LENGTH, device)
+    except ConfigError:
+        raise ConfigError(f"{field}: none of the first {n} evaluation prompts fits in {PROMPT_LENGTH} tokens with "
+                          "this model's tokenizer; ask for more prompts") from None
 
 
 @torch.no_grad()

@@ -95,3 +95,20 @@ def test_bon_figure_and_config(finished_runs):
     with pytest.raises(ValueError, match="BoNConfig.n"):
         bon_view.bon_config(n="1,two")
     assert bon_view.bon_config(n="1, 8").n == [1, 8]
+
+
+@pytest.mark.slow
+def test_jobs_start_dpo_and_bon_in_spawned_workers(tiny_base, finished_runs, tmp_path):
+    """The app's path: jobs.start validates, creates the run and trains it in a spawned process."""
+    from lab import jobs
+
+    pairs = Path(finished_runs[0]).parent / "pairs.jsonl"
+    cfg = dpo_preset("tiny", preferences=str(pairs), policy=str(tiny_base), reward=str(tiny_base), device="cpu",
+                     batch_size=4, epochs=1, eval_every=100)
+    dpo_run = jobs.start("dpo", cfg, tmp_path, control=dpo_view.initial_control(cfg))
+    cfg = bon_preset("tiny", policy=str(tiny_base), reward=str(tiny_base), n=[1, 2], prompts=4, device="cpu")
+    bon_run = jobs.start("bon", cfg, tmp_path)
+    for run in (dpo_run, bon_run):
+        assert jobs.wait(run.path, timeout=180)["state"] == "done", jobs.error_details(run.path)
+    assert list(read_metrics(dpo_run.path)["step"]) == [0, 1, 2]
+    assert list(read_metrics(bon_run.path)["bon/n"]) == [1, 2]
