@@ -35,7 +35,7 @@ def bon_config(policy: str = "small", reward: str = "reward", n: str = "1,2,4,8,
 
 
 def bon_chart(df: pd.DataFrame) -> go.Figure:
-    title, y = "Best-of-n: gold and proxy against n", "score of the kept response (normalised units)"
+    title, y = "Best-of-n: gold and proxy against n", "kept response (score units)"
     if not _has(df, "bon/n"):
         return _empty(title, N_AXIS, y, "sampling… the chart appears when every prompt has its n responses")
     d = df.dropna(subset=["bon/n"]).sort_values("bon/n")
@@ -54,7 +54,7 @@ def bon_chart(df: pd.DataFrame) -> go.Figure:
     fig = _layout(fig, title, "", y, height=480)
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.15, xanchor="left", x=0.0))  # under the plot
     fig.update_xaxes(title_text=N_AXIS, row=2, col=1)
-    fig.update_yaxes(title_text="KL(best-of-n ‖ base) (nats)", rangemode="tozero", row=2, col=1)
+    fig.update_yaxes(title_text="KL to base (nats)", rangemode="tozero", row=2, col=1)
     return fig
 
 

@@ -79,7 +79,7 @@ def set_knobs(run: Run, **knobs) -> dict:
 def logps_chart(df: pd.DataFrame, window: int = 10) -> go.Figure:
     """Training batches (faint: each batch's mean jumps with its responses' lengths), their running mean over
     `window` steps, and the same held-out pairs at every evaluation (markers: the clean trend)."""
-    title, y = "Log-probabilities of the labelled responses", "summed log π(response | prompt) (nats)"
+    title, y = "Log-probabilities of the labelled responses", "log π(response | prompt), summed (nats)"
     if not _has(df, "logps/chosen") and not _has(df, "eval/logps/chosen"):
         return _empty(title, STEP, y)
     fig = go.Figure()
