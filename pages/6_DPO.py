@@ -7,12 +7,12 @@ import streamlit as st
 from core.config import ConfigError
 from core.runs import Run, RunError
 from lab import dpo_view as V
-from lab import jobs, ui
+from lab import jobs, stages, ui
 from lab import pref_view as P
 
 STAGE = "dpo"
 LR_CHOICES = [1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3]
-st.title("DPO: direct preference optimisation")
+st.title(stages.title_of(STAGE))
 st.markdown("No reward model, no sampling while training: the policy itself is trained on the preference pairs "
             "with the reward model's own loss, written with the *implicit reward* β·log(π/π_ref) "
             "(Rafailov et al. 2023). Every few steps the policy samples on the evaluation prompts, and the hidden "
@@ -127,3 +127,4 @@ def show_run(run_dir):
 show_run(run_dir)
 st.markdown("**The base model and the policy on the same evaluation prompts**")
 st.dataframe(V.samples_table(V.run_samples(run_dir)), hide_index=True, width="stretch")
+ui.next_step(STAGE, run_dir, jobs.status(run_dir))

@@ -4,11 +4,11 @@ import streamlit as st
 
 from core.config import ConfigError
 from lab import bon_view as V
-from lab import jobs, ui
+from lab import jobs, stages, ui
 from lab import pref_view as P
 
 STAGE = "bon"
-st.title("Best-of-n sampling")
+st.title(stages.title_of(STAGE))
 st.markdown("The simplest way to use a reward model: sample n responses from the base model and keep the one it "
             "scores highest. No weights change, yet the kept responses form a new policy, at a distance from the "
             "base model that needs no measuring:")
@@ -63,3 +63,4 @@ if samples:
     i = st.selectbox("Prompt", range(len(samples)), format_func=lambda k: samples[k]["prompt"], key="bon/sample")
     st.dataframe(V.samples_table(samples[i]), hide_index=True, width="stretch",
                  column_config={"response": st.column_config.TextColumn(width="large")})
+ui.next_step(STAGE, run_dir, jobs.status(run_dir))
