@@ -70,6 +70,17 @@ def sample_and_score(policy, reward, tokenizer, ids, mask, n: int, response_leng
     return scores.view(-1, n), texts, rmask.sum(1).view(-1, n)
 
 
+def check_inputs(cfg: BoNConfig) -> None:
+    """The config and the two tokenizers agreeing, checked without loading a model (before a run is created)."""
+    from core.dpo import _tokenizer_of
+
+    cfg.validate()
+    if not same_tokenizer(_tokenizer_of(cfg.policy, "BoNConfig.policy"), _tokenizer_of(cfg.reward, "BoNConfig.reward")):
+        raise ConfigError(f"BoNConfig.reward: the base model {cfg.policy!r} and the reward model {cfg.reward!r} use "
+                          "different tokenizers; the RM scores the base model's token ids, so train it from the same "
+                          "base model")
+
+
 def best_of_n(cfg: BoNConfig, run: Run | None = None):
     """Yield progress rows while sampling ({"_status": "running", "progress": done, "total": P}), then one metrics
     row per n in cfg.n (see the module docstring). The last row has "final": True."""

@@ -30,6 +30,7 @@ responses lose probability, the rejected one faster), and that mass goes to resp
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
 import time
@@ -40,13 +41,14 @@ import torch.nn.functional as F
 
 from core import gpt2_lean as lean
 from core.config import ConfigError, DPOConfig, resolve_device, seed_everything
-from core.model import decode_responses, join_text, load_lm, load_scorer, no_dropout, save_checkpoint
+from core.model import (CheckpointError, decode_responses, join_text, load_lm, load_scorer, no_dropout,
+                        resolve_checkpoint, save_checkpoint)
 from core.ppo_train import (encode_prompts, freeze, gold_of, make_optimizer, ppo_prompts, response_hidden,
                             sequence_score, token_logprobs)
 from core.preferences import PreferenceError, load_preferences
 from core.reward import split_by_prompt
 from core.runs import Run, append_jsonl
-from core.tokenizer import same_tokenizer
+from core.tokenizer import TokenizerError, load_tokenizer, same_tokenizer
 
 LIVE_KNOBS = ("beta", "lr")
 EVAL_PROMPT_SEED = 90_001   # the evaluation prompts' stream (ppo_prompts(n, seed)); no method trains on it
@@ -337,6 +339,33 @@ def load_dpo_models(cfg: DPOConfig, device) -> DPOModels:
                           "from the same base model")
     no_dropout(policy)  # deterministic forwards: the reference's log-prob of a pair is the policy's at step 0
     return DPOModels(policy, freeze(ref), freeze(reward), tok)
+
+
+def _tokenizer_of(spec: str, field: str):
+    try:
+        return load_tokenizer(resolve_checkpoint(spec))
+    except (CheckpointError, TokenizerError) as e:
+        raise ConfigError(f"{field}: {e}") from None
+
+
+def check_inputs(cfg: DPOConfig) -> dict:
+    """Everything about the inputs that can be wrong, checked without loading a model (seconds): the config, the
+    preference source, the three tokenizers agreeing, every pair tokenizing with the policy's tokenizer. The CLI
+    and the page call it before creating a run, so a bad input leaves no failed run behind. Returns
+    {"pairs": n, "profile": ...}. Raises ConfigError / PreferenceError naming the field (and the pair)."""
+    cfg.validate()
+    try:
+        rows, info = load_preferences(cfg.preferences)
+    except PreferenceError as e:
+        raise PreferenceError(f"DPOConfig.preferences: {e}") from None
+    tok = _tokenizer_of(cfg.policy, "DPOConfig.policy")
+    for field, spec in (("ref", cfg.ref), ("reward", cfg.reward)):
+        if spec is not None and not same_tokenizer(tok, _tokenizer_of(spec, f"DPOConfig.{field}")):
+            raise ConfigError(f"DPOConfig.{field}: the policy {cfg.policy!r} and {spec!r} use different tokenizers; "
+                              "all three models must come from the same pretraining run")
+    n_ctx = json.loads((resolve_checkpoint(cfg.policy) / "config.json").read_text()).get("n_positions", 1024)
+    tokenize_pairs(tok, rows, n_ctx)
+    return {"pairs": len(rows), "profile": cfg.profile or info.get("profile") or "positive"}
 
 
 def save_dpo_checkpoint(run: Run, models: DPOModels, cfg: DPOConfig, step: int, metrics: dict | None) -> None:

@@ -30,8 +30,12 @@ def parse_n(text: str) -> list[int]:
 
 def bon_config(policy: str = "small", reward: str = "reward", n: str = "1,2,4,8,16,32", prompts: int = 64,
                preset: str = "small", **overrides) -> BoNConfig:
-    """A validated BoNConfig from the page's widgets."""
-    return bon_preset(preset, policy=policy, reward=reward, n=parse_n(n), prompts=prompts, **overrides).validate()
+    """A checked BoNConfig from the page's widgets (ConfigError naming the field; tokenizers checked too)."""
+    from core.bon import check_inputs
+
+    cfg = bon_preset(preset, policy=policy, reward=reward, n=parse_n(n), prompts=prompts, **overrides).validate()
+    check_inputs(cfg)
+    return cfg
 
 
 def bon_chart(df: pd.DataFrame) -> go.Figure:

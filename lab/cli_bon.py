@@ -42,12 +42,13 @@ def parse_n(text: str | None) -> list[int] | None:
 
 
 def cmd_bon(args) -> int:
-    from core.bon import best_of_n
+    from core.bon import best_of_n, check_inputs
     from lab.cli import progress
 
     cfg = bon_preset(args.preset, n=parse_n(args.n), prompts=args.prompts, policy=args.policy, reward=args.reward,
                      profile=args.profile, response_length=args.response_length, temperature=args.temperature,
                      seed=args.seed, device=args.device, threads=args.threads).validate()
+    check_inputs(cfg)
     run = Run.create("bon", to_dict(cfg), out=args.out, root=args.runs,
                      parents={"policy": cfg.policy, "reward": cfg.reward})
     print(f"run folder: {run.path}")

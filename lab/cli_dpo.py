@@ -62,10 +62,11 @@ def initial_control(cfg: DPOConfig) -> dict:
 
 
 def cmd_dpo(args) -> int:
-    from core.dpo import train_dpo
+    from core.dpo import check_inputs, train_dpo
     from lab.cli import progress
 
     cfg = config_from_args(args).validate()
+    check_inputs(cfg)  # a bad source, pair or tokenizer: one line, and no failed run folder left behind
     run = Run.create("dpo", to_dict(cfg), out=args.out, root=args.runs,
                      parents={"preferences": cfg.preferences, "policy": cfg.policy, "reward": cfg.reward},
                      control=initial_control(cfg))

@@ -42,9 +42,14 @@ CAPTIONS = {
 def dpo_config(preferences: str, policy: str = "small", reward: str = "reward", beta: float = 0.1,
                loss_type: str = "sigmoid", epochs: int = 1, lr: float | None = None, preset: str = "small",
                **overrides) -> DPOConfig:
-    """A validated DPOConfig from the page's widgets (ConfigError naming the field for a bad value)."""
-    return dpo_preset(preset, preferences=preferences, policy=policy, reward=reward, beta=beta, loss_type=loss_type,
-                      epochs=epochs, lr=lr, **overrides).validate()
+    """A checked DPOConfig from the page's widgets: ConfigError / PreferenceError (both ValueErrors) naming the field
+    for a bad value, source, pair or tokenizer, before any run exists."""
+    from core.dpo import check_inputs
+
+    cfg = dpo_preset(preset, preferences=preferences, policy=policy, reward=reward, beta=beta, loss_type=loss_type,
+                     epochs=epochs, lr=lr, **overrides).validate()
+    check_inputs(cfg)
+    return cfg
 
 
 def initial_control(cfg: DPOConfig) -> dict:

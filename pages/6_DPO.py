@@ -61,7 +61,7 @@ if st.button("Start DPO", type="primary", icon=":material/play_arrow:", key="dpo
     else:
         try:
             cfg = V.dpo_config(pref_spec, bases[base_label], rewards[reward_label], float(beta), loss_type, int(epochs))
-        except ConfigError as e:
+        except ValueError as e:  # ConfigError or PreferenceError, naming the field
             st.error(f"Not started: {e}")
         else:
             ui.start_job(STAGE, cfg, parents={"preferences": pref_spec, "policy": cfg.policy, "reward": cfg.reward},

@@ -98,7 +98,11 @@ def test_bon_run_and_cli(tiny_base, tmp_path, capsys):
         assert not (tmp_path / "bad").exists()
 
 
-def test_reward_model_with_another_tokenizer_is_refused_before_sampling(tiny_base):
+def test_reward_model_with_another_tokenizer_is_refused_before_sampling(tiny_base, tmp_path, capsys):
+    from lab.cli import main
+
     with pytest.raises(ConfigError, match="BoNConfig.reward.*different tokenizers"):
         next(best_of_n(bon_preset("tiny", policy=str(tiny_base), reward="reward", device="cpu")))
+    assert main(["bon", "--preset", "tiny", "--policy", str(tiny_base), "--out", str(tmp_path / "r")]) == 2
+    assert "BoNConfig.reward" in capsys.readouterr().err and not (tmp_path / "r").exists()
     assert to_dict(bon_preset("tiny"))["n"] == [1, 4, 16]

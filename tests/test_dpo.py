@@ -209,6 +209,15 @@ def test_cli_dpo_and_set(tiny_base, pair_file, tmp_path, capsys):
     assert main(["dpo", "--preset", "tiny", "--preferences", str(pair_file), "--beta", "-1",
                  "--out", str(tmp_path / "neg")]) == 2
     assert "DPOConfig.beta" in capsys.readouterr().err
+    # a missing source or a pair that does not tokenize: one line naming it, and no failed run folder behind
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "the plot", "chosen": "was ☃", "rejected": "was bad."}) + "\n")
+    for source, message in ((tmp_path / "nope.jsonl", "DPOConfig.preferences: preferences"),
+                            (bad, "pair 1 (id 1): the chosen text does not tokenize")):
+        assert main(["dpo", "--preset", "tiny", "--policy", str(tiny_base), "--reward", str(tiny_base),
+                     "--preferences", str(source), "--out", str(tmp_path / "bad_run")]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "bad_run").exists()
     # set: a finished run is refused; a paused one takes beta/lr/step, refuses bad values
     assert main(["set", str(out), "beta=0.2"]) == 2
     Run.open(out).set_status("paused", iteration=2)
