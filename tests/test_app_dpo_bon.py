@@ -112,3 +112,26 @@ def test_jobs_start_dpo_and_bon_in_spawned_workers(tiny_base, finished_runs, tmp
         assert jobs.wait(run.path, timeout=180)["state"] == "done", jobs.error_details(run.path)
     assert list(read_metrics(dpo_run.path)["step"]) == [0, 1, 2]
     assert list(read_metrics(bon_run.path)["bon/n"]) == [1, 2]
+
+
+def test_live_knobs_on_the_dpo_page_reach_control_json(finished_runs, tmp_path, monkeypatch):
+    """A running DPO run (this process stands in for its worker): the page shows β and lr live, Apply writes them,
+    Pause writes paused."""
+    import shutil
+
+    root = tmp_path / "runs"
+    live = root / "live-dpo"
+    shutil.copytree(finished_runs[1], live)
+    run = Run(live)
+    run.set_status("running", iteration=2)                     # records this (alive) process as the worker
+    run.write_control(beta=0.1, lr=2e-3, paused=False, stop=False, step=0)
+    monkeypatch.setenv("RLHF_LAB_RUNS", str(root))
+    at = open_page("6_DPO")
+    beta = [w for w in at.number_input if w.label == "β (live)"]
+    assert beta, [w.label for w in at.number_input]
+    beta[0].set_value(0.25).run()
+    [b for b in at.button if b.label == "Apply"][0].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert run.read_control()["beta"] == 0.25
+    [b for b in at.button if b.label == "Pause"][0].click().run()
+    assert run.read_control()["paused"] is True
