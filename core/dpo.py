@@ -223,12 +223,19 @@ def dpo_step(policy, optimizer, batch, ref_chosen: torch.Tensor, ref_rejected: t
 
 def evaluation_prompts(tokenizer, n: int, device, field: str = "DPOConfig.eval_prompts"):
     """The first n fixed evaluation prompts (their own stream: neither the preference pairs nor PPO's training
-    prompts), those that fit PROMPT_LENGTH tokens with this tokenizer. ConfigError naming `field` when none does."""
+    prompts) that fit PROMPT_LENGTH tokens with this tokenizer, as `rlhf-lab eval` takes them. When none of the
+    first n fits (a tokenizer with short tokens, a tiny n), the first n prompts of the stream that do fit.
+    Returns (texts, ids, mask); ConfigError naming `field` when even a longer draw has none."""
     try:
         return encode_prompts(tokenizer, ppo_prompts(n, seed=EVAL_PROMPT_SEED), PROMPT_LENGTH, device)
     except ConfigError:
-        raise ConfigError(f"{field}: none of the first {n} evaluation prompts fits in {PROMPT_LENGTH} tokens with "
-                          "this model's tokenizer; ask for more prompts") from None
+        pass
+    fits = [p for p in ppo_prompts(16 * n + 64, seed=EVAL_PROMPT_SEED)
+            if len(tokenizer(p)["input_ids"]) <= PROMPT_LENGTH][:n]
+    if not fits:
+        raise ConfigError(f"{field}: no evaluation prompt fits in {PROMPT_LENGTH} tokens with this model's "
+                          "tokenizer") from None
+    return encode_prompts(tokenizer, fits, PROMPT_LENGTH, device)
 
 
 @torch.no_grad()
