@@ -41,6 +41,9 @@ import torch.nn.functional as F
 
 from core import gpt2_lean as lean
 from core.config import ConfigError, DPOConfig, resolve_device, seed_everything
+# the evaluation prompts' stream, sampling seed and prompt cut of `rlhf-lab eval`: DPO's evaluation points and
+# best-of-n are scored on the same prompts, with the same draws, as every other method
+from core.evaluate import EVAL_PROMPT_SEED, EVAL_SAMPLE_SEED, PROMPT_LENGTH
 from core.model import (CheckpointError, decode_responses, join_text, load_lm, load_scorer, no_dropout,
                         resolve_checkpoint, save_checkpoint)
 from core.ppo_train import (encode_prompts, freeze, gold_of, make_optimizer, ppo_prompts, response_hidden,
@@ -51,9 +54,6 @@ from core.runs import Run, append_jsonl
 from core.tokenizer import TokenizerError, load_tokenizer, same_tokenizer
 
 LIVE_KNOBS = ("beta", "lr")
-EVAL_PROMPT_SEED = 90_001   # the evaluation prompts' stream (ppo_prompts(n, seed)); no method trains on it
-EVAL_SAMPLE_SEED = 31_337   # every evaluation point samples with the same generator state: points are comparable
-PROMPT_LENGTH = 8           # evaluation prompts longer than this (in tokens, <bos> included) are dropped
 SAMPLES_LOGGED = 4          # evaluation responses written to samples.jsonl per evaluation point
 
 
