@@ -62,6 +62,12 @@ def check_int(cfg, name: str, low: int) -> None:
         raise ConfigError(f"{type(cfg).__name__}.{name} must be an integer >= {low}, got {value!r}")
 
 
+def check_finite(cfg, name: str) -> None:
+    value = getattr(cfg, name)
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        raise ConfigError(f"{type(cfg).__name__}.{name} must be a finite number, got {value!r}")
+
+
 def check_choice(cfg, name: str, choices) -> None:
     value = getattr(cfg, name)
     if value not in choices:
@@ -516,6 +522,173 @@ class RewardConfig:
         check_int(self, "threads", 0)
         check_device(self)
         return self
+
+
+# ----------------------------------------------------------------------------- beyond PPO: DPO and best-of-n
+
+DPO_LOSSES = ("sigmoid", "ipo")
+PROFILE_CHOICES = ("positive", "negative", "concise")
+
+
+@dataclass
+class DPOConfig:
+    """Direct preference optimisation: the policy learns from preference pairs directly, no reward model, no RL
+    (Rafailov et al. 2023). The proxy RM and the gold annotator only judge it, at the evaluation points."""
+
+    preset: str = "small"
+    """Size preset: tiny (tests), small (the CPU default) or gpu."""
+    preferences: str | None = None
+    """The pairs: a preferences run folder, or a JSONL/CSV file of (prompt, chosen, rejected). Required."""
+    policy: str = "small"
+    """The starting policy: a shipped name, a checkpoint folder or a run folder."""
+    ref: str | None = None
+    """The frozen reference pi_ref of the loss and of objective/kl (None = the starting policy, DPO's choice)."""
+    reward: str = "reward"
+    """The proxy reward model, for objective/scores at the evaluation points only (DPO never trains on it)."""
+    profile: str | None = None
+    """Gold profile for objective/gold (None = the preference run's profile, else positive)."""
+    beta: float = 0.1
+    """beta of the loss: how far from pi_ref the implicit reward lets the policy go (live control)."""
+    loss_type: str = "sigmoid"
+    """sigmoid: DPO's -log sigmoid(beta * margin); ipo: IPO's (margin - 1/(2 beta))^2 (Azar et al. 2023)."""
+    epochs: int = 1
+    """Passes over the training pairs."""
+    batch_size: int = 32
+    """Pairs per optimizer step."""
+    lr: float = 1e-4
+    """AdamW learning rate of the policy (live control)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0 = off)."""
+    val_fraction: float = 0.1
+    """Share of prompts (with all their pairs) held out for the validation accuracy of the implicit reward."""
+    eval_every: int = 20
+    """Steps between evaluations: policy samples scored for objective/gold, objective/scores, objective/kl."""
+    eval_prompts: int = 64
+    """Evaluation prompts sampled at every evaluation point (also the first samples logged to samples.jsonl)."""
+    response_length: int = 24
+    """Most tokens generated per evaluation response."""
+    checkpoint_every: int = 100
+    """Steps between checkpoints (one is always written at the end or on stop)."""
+    seed: int = 0
+    """Seeds the split, the batch order and the evaluation sampling."""
+    device: str = "auto"
+    """auto (cuda > mps > cpu), cpu, cuda or mps."""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)."""
+
+    def validate(self) -> "DPOConfig":
+        check_choice(self, "preset", tuple(PRESET_DPO))
+        if not isinstance(self.preferences, str) or not self.preferences:
+            raise ConfigError("DPOConfig.preferences: DPO trains on preference pairs and none were given; name a "
+                              "preferences run folder or a JSONL/CSV file of (prompt, chosen, rejected) (make one "
+                              "with `rlhf-lab preferences --out runs/prefs`)")
+        for name in ("policy", "reward"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(f"DPOConfig.{name} must be a checkpoint spec (shipped name, checkpoint folder "
+                                  f"or run folder), got {getattr(self, name)!r}")
+        if self.ref is not None and (not isinstance(self.ref, str) or not self.ref):
+            raise ConfigError(f"DPOConfig.ref must be a checkpoint spec or None (= the policy), got {self.ref!r}")
+        if self.profile is not None:
+            check_choice(self, "profile", PROFILE_CHOICES)
+        check_choice(self, "loss_type", DPO_LOSSES)
+        check_finite(self, "beta")
+        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not self.beta > 0:
+            raise ConfigError(f"DPOConfig.beta must be > 0 (typical 0.01 to 0.5; at 0 the loss has no gradient), "
+                              f"got {self.beta!r}")
+        check_finite(self, "lr")
+        check_positive(self, "lr")
+        for name in ("epochs", "batch_size", "eval_every", "eval_prompts", "response_length", "checkpoint_every"):
+            check_int(self, name, 1)
+        for name in ("weight_decay", "grad_clip"):
+            check_non_negative(self, name)
+        check_range(self, "val_fraction", 0.0, 0.5, high_open=True)
+        check_int(self, "seed", 0)
+        check_int(self, "threads", 0)
+        check_device(self)
+        return self
+
+
+PRESET_DPO = {
+    "tiny": dict(batch_size=16, lr=2e-3, eval_every=4, eval_prompts=8, response_length=12, checkpoint_every=8),
+    "small": dict(),
+    "gpu": dict(batch_size=64, lr=5e-6, eval_prompts=256),
+}
+
+
+def dpo_preset(preset: str = "small", **overrides) -> DPOConfig:
+    """A DPOConfig for a preset with optional field overrides (None values are ignored)."""
+    return from_preset(DPOConfig, PRESET_DPO, preset, overrides)
+
+
+@dataclass
+class BoNConfig:
+    """Best-of-n sampling: n responses per prompt from the base model, keep the one the reward model scores
+    highest. No training; the policy it defines sits at KL = log n - (n - 1)/n from the base model."""
+
+    preset: str = "small"
+    """Size preset: tiny (tests), small (the CPU default) or gpu."""
+    policy: str = "small"
+    """The base model that samples: a shipped name, a checkpoint folder or a run folder."""
+    reward: str = "reward"
+    """The reward model (proxy) that picks the best response: a shipped name, a checkpoint or a reward run folder."""
+    profile: str = "positive"
+    """Gold profile for objective/gold of the kept responses."""
+    n: list = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    """The values of n, strictly increasing, each >= 1. max(n) responses are sampled once per prompt; a smaller
+    n keeps the best of the first n of them."""
+    prompts: int = 64
+    """Evaluation prompts (one best-of-n response each, per n)."""
+    response_length: int = 24
+    """Most tokens generated per response."""
+    temperature: float = 1.0
+    """Sampling temperature of the base model (1 = its own distribution, where the KL formula holds)."""
+    batch_size: int = 512
+    """Responses sampled per batch (a batch holds whole prompts: batch_size // max(n) of them, at least one)."""
+    seed: int = 0
+    """Seeds the sampling."""
+    device: str = "auto"
+    """auto (cuda > mps > cpu), cpu, cuda or mps."""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)."""
+
+    def validate(self) -> "BoNConfig":
+        check_choice(self, "preset", tuple(PRESET_BON))
+        for name in ("policy", "reward"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(f"BoNConfig.{name} must be a checkpoint spec (shipped name, checkpoint folder "
+                                  f"or run folder), got {getattr(self, name)!r}")
+        check_choice(self, "profile", PROFILE_CHOICES)
+        n = self.n
+        if (not isinstance(n, (list, tuple)) or not n
+                or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in n)):
+            raise ConfigError(f"BoNConfig.n must be a list of integers >= 1 (e.g. 1,2,4,8,16,32), got {n!r}")
+        if any(b <= a for a, b in zip(n, n[1:])):
+            raise ConfigError(f"BoNConfig.n must be strictly increasing (e.g. 1,2,4,8,16,32), got {list(n)}")
+        if n[-1] > 4096:
+            raise ConfigError(f"BoNConfig.n must stay <= 4096 (the largest n samples that many responses a "
+                              f"prompt), got {n[-1]}")
+        for name in ("prompts", "response_length", "batch_size"):
+            check_int(self, name, 1)
+        check_finite(self, "temperature")
+        check_positive(self, "temperature")
+        check_int(self, "seed", 0)
+        check_int(self, "threads", 0)
+        check_device(self)
+        return self
+
+
+PRESET_BON = {
+    "tiny": dict(n=[1, 4, 16], prompts=16, response_length=12),
+    "small": dict(),
+    "gpu": dict(n=[1, 2, 4, 8, 16, 32, 64, 128, 256], prompts=256, batch_size=4096),
+}
+
+
+def bon_preset(preset: str = "small", **overrides) -> BoNConfig:
+    """A BoNConfig for a preset with optional field overrides (None values are ignored)."""
+    return from_preset(BoNConfig, PRESET_BON, preset, overrides)
 
 
 # ----------------------------------------------------------------------------- stage 3: PPO

@@ -354,6 +354,8 @@ KEY_METRICS = {
     "reward": "rm/val_accuracy",
     "ppo": "objective/scores",
     "w2s": "w2s/pgr",
+    "dpo": "objective/gold",
+    "bon": "objective/gold",
     "frontier": "frontier/points_done",
 }
 

@@ -46,11 +46,11 @@ def register(sub) -> None:
     out_args(p)
     p.set_defaults(func=cmd_ppo)
 
-    p = sub.add_parser("set", help="change live controls of a running or paused PPO run: key=value ...")
+    p = sub.add_parser("set", help="change live controls of a running or paused PPO or DPO run: key=value ...")
     p.add_argument("run_dir")
     p.add_argument("pairs", nargs="+", metavar="key=value",
                    help="kl_coef, adaptive_kl, target_kl, clip_eps, lr, temperature, paused, stop, step "
-                        "(step=+1 runs one iteration while paused)")
+                        "(step=+1 runs one iteration while paused); DPO: beta, lr, paused, stop, step")
     p.set_defaults(func=cmd_set)
 
 
@@ -178,6 +178,10 @@ def cmd_set(args) -> int:
     from lab.cli import CLIError
 
     run = Run.open(args.run_dir)
+    if run.stage == "dpo":
+        from lab.cli_dpo import set_dpo
+
+        return set_dpo(run, args.pairs)
     if run.stage != "ppo":
         raise CLIError(f"{run.path} is a {run.stage!r} run; live controls exist for PPO runs only")
     state = run.status().get("state")
