@@ -231,11 +231,12 @@ def global_whiten(x: torch.Tensor, mask: torch.Tensor, dd: distributed.Dist | No
 
 # ----------------------------------------------------------------------------- live controls
 
-def check_live_value(cfg: PPOConfig, key: str, value):
+def check_live_value(cfg: PPOConfig, key: str, value, knobs=LIVE_KNOBS):
     """A live knob's new value, cleaned (numbers as float), or ConfigError saying why it is refused.
-    The check is PPOConfig.validate() on a copy of the config, so live limits = config limits."""
-    if key not in LIVE_KNOBS:
-        raise ConfigError(f"unknown live control {key!r}; live controls are {list(LIVE_KNOBS)}")
+    The check is PPOConfig.validate() on a copy of the config, so live limits = config limits.
+    knobs: the stage's live knobs (GRPO passes its own, with its own config)."""
+    if key not in knobs:
+        raise ConfigError(f"unknown live control {key!r}; live controls are {list(knobs)}")
     if key == "adaptive_kl":
         if not isinstance(value, bool):
             raise ConfigError(f"adaptive_kl must be true or false, got {value!r}")
@@ -247,18 +248,19 @@ def check_live_value(cfg: PPOConfig, key: str, value):
     return value
 
 
-def apply_controls(cfg: PPOConfig, control: dict, seen: dict, iteration: int, run) -> tuple[PPOConfig, list]:
+def apply_controls(cfg: PPOConfig, control: dict, seen: dict, iteration: int, run,
+                   knobs=LIVE_KNOBS) -> tuple[PPOConfig, list]:
     """Apply the live knobs of control.json that changed since `seen` (all of them on the first read).
 
     A bad value is refused: recorded in control_log.jsonl, and the run keeps its current value.
     Returns (new cfg, refusal messages)."""
     messages = []
-    for key in LIVE_KNOBS:
+    for key in knobs:
         if key not in control or (key in seen and seen[key] == control[key]):
             continue
         value = seen[key] = control[key]
         try:
-            value = check_live_value(cfg, key, value)
+            value = check_live_value(cfg, key, value, knobs)
         except ConfigError as e:
             message = f"refused {key}={value!r}: {e}"
             messages.append(message)

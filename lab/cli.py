@@ -23,6 +23,7 @@ STAGE_COMMANDS = (
     "lab.cli_pipeline",
     "lab.cli_w2s",
     "lab.cli_ppo",
+    "lab.cli_grpo",
 )
 
 
