@@ -223,3 +223,56 @@ def test_live_knobs_reach_a_running_grpo_job(tiny_base, tiny_rm, tmp_path):  # n
     finally:
         if jobs.status(run.path)["state"] in jobs.ACTIVE_STATES:
             jobs.kill(run.path)
+
+
+# ----------------------------------------------------------------------------- the page
+
+def grpo_page(timeout=60):
+    """The page as the app serves it (through lab/app.py, whose __main__ guard keeps spawned jobs clean)."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    root = Path(__file__).resolve().parents[1]
+    at = AppTest.from_file(str(root / "lab" / "app.py"), default_timeout=timeout)
+    at.run()
+    at.switch_page(str(Path("..") / "pages" / "5_GRPO_RLOO.py")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_page_renders_fresh_and_with_a_run_shows_the_group(tiny_base, tiny_rm, tmp_path, monkeypatch):  # noqa: F811
+    from core.grpo import LIVE_KNOBS
+    from lab import grpo_view
+
+    assert grpo_view.KNOBS == LIVE_KNOBS
+    monkeypatch.setenv("RLHF_LAB_RUNS", str(tmp_path / "runs"))
+    at = grpo_page()
+    assert {"β (KL to the base model)", "clip ε", "temperature"} <= {s.label for s in at.slider}
+    assert [r.options for r in at.radio if r.label == "method"] == [["GRPO", "RLOO"]]
+    assert any(b.label == "Start GRPO" for b in at.button)
+    assert any("No GRPO or RLOO run yet" in i.value for i in at.info)
+
+    cfg = tiny_cfg(tiny_base, tiny_rm, iterations=2)
+    run = Run.create("grpo", to_dict(cfg), out=tmp_path / "runs" / "20260101-000000-grpo")
+    drive(run, train_grpo(cfg, run))
+    at = grpo_page()
+    assert not any("No GRPO or RLOO run yet" in i.value for i in at.info)
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert any(t.startswith("One group") for t in titles), titles
+    table = at.dataframe[0].value
+    assert len(table) == cfg.group_size and {"response", "proxy score", "advantage"} <= set(table.columns)
+
+
+def test_group_view_pieces():
+    from lab import grpo_view
+
+    samples = [{"kind": "base", "prompt": "p"},
+               {"kind": "group", "iteration": 3, "prompt": "the plot", "responses": ["a", "b"], "scores": [1.0, 2.0],
+                "rewards": [1.0, 2.0], "advantages": [-0.7, 0.7], "gold": [0.1, 0.2], "kl": [0.0, 0.1]}]
+    group = grpo_view.newest_group(samples)
+    assert grpo_view.group_table(group)["response"].tolist() == ["b", "a"]      # sorted by advantage
+    fig = grpo_view.group_figure(group)
+    assert list(fig.data[0].y) == [0.7, -0.7] and "the plot" in fig.layout.title.text
+    assert grpo_view.newest_group(samples, iteration=9) is None
+    assert grpo_view.group_figure(None).layout.annotations  # an empty chart that says what it will show
