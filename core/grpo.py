@@ -261,17 +261,17 @@ def train_grpo(cfg: GRPOConfig, run: Run | None = None):
 
     With a run: samples.jsonl (evaluation samples and one group per iteration), control_log.jsonl,
     checkpoints; live controls from control.json. A run that holds a GRPO checkpoint resumes from it."""
-    from core.config import resolve_device
+    from core.config import resolve_device, seed_everything
 
     cfg.validate()
-    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
     resume = resume_point(run)
     start_iteration = resume[1] if resume else 0
     if resume:  # the live values in force when the run stopped
         cfg = dataclasses.replace(cfg, **{k: v for k, v in resume[2].items() if k in LIVE_KNOBS}).validate()
-    torch.manual_seed(cfg.seed)
     models = load_models(cfg, device, resume_from=resume[0] if resume else None)
     cfg.validate(n_positions=models.policy.config.n_positions)
     tok = models.tokenizer
