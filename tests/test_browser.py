@@ -39,11 +39,18 @@ def chart_points(page, index=0) -> int:
                     return (plots[i]._fullData[0].x || []).length; }""", index)
 
 
+def stable_points(page, settle=2.0):
+    """The chart's point count when it has not changed for `settle` seconds, else None."""
+    before = chart_points(page)
+    time.sleep(settle)
+    return before if chart_points(page) == before and before else None
+
+
 def test_home_page_loads_with_navigation_and_glossary(server, browser):
     page = open_page(browser, server["url"])
     page.get_by_text("RLHF Lab", exact=True).first.wait_for(timeout=60000)
     nav = page.locator("[data-testid='stSidebarNav']")
-    for title in ("Home", "Pretrain", "Preferences", "Reward model", "Compare runs"):
+    for title in ("Home", "1 · Pretrain", "2 · Preferences", "3 · Reward model", "9 · Compare runs"):
         nav.get_by_text(title, exact=True).wait_for(timeout=10000)
     page.get_by_text("Glossary of metrics").click()
     page.get_by_text("objective/non_score_reward").first.wait_for(timeout=10000)
@@ -66,8 +73,11 @@ def test_a_pretraining_run_draws_live_survives_refresh_and_second_tab(server, br
     # freeze: the chart stops redrawing while the run keeps writing metrics
     page.get_by_text("Freeze live charts", exact=True).click()
     page.get_by_text("Frozen: zoom and read").wait_for(timeout=60000)  # the page has redrawn without a timer
+    # On a loaded machine the caption can show before that rerun has replaced the chart: take the
+    # frozen count only once it has held still for 2 s, then check it holds while the run writes on.
+    frozen = wait_until(lambda: stable_points(page), timeout=30, what="the frozen chart to settle")
     run_dir = next(server["runs"].glob("*-pretrain"))
-    frozen, lines = chart_points(page), len((run_dir / "metrics.jsonl").read_text().splitlines())
+    lines = len((run_dir / "metrics.jsonl").read_text().splitlines())
     wait_until(lambda: len((run_dir / "metrics.jsonl").read_text().splitlines()) > lines + 5, timeout=60,
                what="the run to keep training")
     assert chart_points(page) == frozen
