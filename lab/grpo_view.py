@@ -10,6 +10,7 @@ import math
 
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from core.config import ConfigError, GRPOConfig, from_dict, grpo_preset, to_dict
 from core.runs import Run
@@ -18,7 +19,7 @@ from lab import charts_ppo as C
 KNOBS = ("beta", "clip_eps", "lr", "temperature")  # = core.grpo.LIVE_KNOBS (checked in the tests)
 ITERATION = "GRPO/RLOO iteration (count)"
 CPU_THREADS = 1  # as PPO's page: one torch thread per job started from the browser (a shared CPU)
-POS_COLOR, NEG_COLOR = "#2ca02c", "#d62728"
+POS_COLOR, NEG_COLOR, BETA_COLOR = "#2ca02c", "#d62728", "#ff7f0e"
 CAPTIONS = {
     "group": "Each bar is one response to the same prompt. Its advantage is its score measured against the others "
              "in its group: above the group's mean → pushed up, below → pushed down. A group whose responses all "
@@ -112,19 +113,40 @@ def group_figure(group: dict | None) -> go.Figure:
 
 # ----------------------------------------------------------------------------- PPO's charts, where they apply
 
+def _relabel(fig: go.Figure) -> go.Figure:
+    """PPO's charts say "PPO iteration" on their x axis; here the iterations are GRPO's."""
+    fig.for_each_xaxis(lambda ax: ax.update(title_text=ITERATION) if ax.title.text == C.ITERATION else None)
+    return fig
+
+
+def mark_beta(fig: go.Figure, df: pd.DataFrame, rows: int = 1) -> go.Figure:
+    """Live changes of β as labelled vertical lines (PPO's charts mark λ and ε; ε is marked by them here too)."""
+    if C._has(df, "params/beta"):
+        C.mark_param_changes(fig, df.rename(columns={"params/beta": "β"}), columns=("β",), rows=rows)
+    return fig
+
+
 def reward_chart(df: pd.DataFrame) -> go.Figure:
     """Proxy vs gold, as on the PPO page (without PPO's 'proxy − λ·KL' line, which is not what GRPO maximises)."""
     fig = C.reward_chart(df.drop(columns=["objective/rlhf_reward"], errors="ignore"))
-    return mark_beta(fig.update_xaxes(title_text=ITERATION), df)
+    return mark_beta(_relabel(fig), df, rows=2 if len(fig.layout.annotations or ()) >= 2 else 1)  # 2 panels
 
 
 def kl_chart(df: pd.DataFrame) -> go.Figure:
-    """KL per response (summed k1, the same measure as PPO's) with β on the second axis."""
-    fig = C.kl_chart(df)
-    if C._has(df, "params/beta") and C._has(df, "objective/kl"):
-        fig.add_trace(C._line(df, "params/beta", "β (beta)", "#ff7f0e", dash="dot", opacity=0.7), secondary_y=True)
-        fig.update_yaxes(title_text="β", secondary_y=True, showgrid=False, rangemode="tozero")
-    return mark_beta(fig.update_xaxes(title_text=ITERATION), df)
+    """KL per response (summed k1, the same measure as PPO's) above, β below, each from 0 on its own axis."""
+    title = "KL from the base model, and β"
+    if not C._has(df, "objective/kl"):
+        return C._empty(title, ITERATION, "KL per response (nats)")
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1, row_heights=[0.65, 0.35],
+                        subplot_titles=("KL(π‖π_ref) per response (nats)", "β (KL coefficient)"))
+    fig.add_trace(C._line(df, "objective/kl", "KL(π‖π_ref) per response", C.KL_COLOR), row=1, col=1)
+    if C._has(df, "params/beta"):
+        fig.add_trace(C._line(df, "params/beta", "β", BETA_COLOR), row=2, col=1)
+    C._layout(fig, title, "", "", height=440)
+    fig.update_xaxes(title_text=ITERATION, row=2, col=1)
+    fig.update_yaxes(title_text="nats", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text="β", rangemode="tozero", row=2, col=1)
+    return mark_beta(fig, df, rows=2)
 
 
 def ratio_histogram(df: pd.DataFrame) -> go.Figure:
@@ -132,7 +154,7 @@ def ratio_histogram(df: pd.DataFrame) -> go.Figure:
 
 
 def entropy_chart(df: pd.DataFrame) -> go.Figure:
-    return mark_beta(C.entropy_chart(df).update_xaxes(title_text=ITERATION), df)
+    return mark_beta(_relabel(C.entropy_chart(df)), df)
 
 
 def group_stats_chart(df: pd.DataFrame) -> go.Figure:
@@ -148,15 +170,6 @@ def group_stats_chart(df: pd.DataFrame) -> go.Figure:
                                       showgrid=False))
     C._layout(fig, title, ITERATION, "within-group std of scores")
     fig.update_yaxes(rangemode="tozero")
-    return fig
-
-
-def mark_beta(fig: go.Figure, df: pd.DataFrame) -> go.Figure:
-    """Live changes of β as labelled vertical lines (PPO's charts mark λ and ε)."""
-    for step, old, new in C.param_changes(df, "params/beta")[-C.MAX_MARKS:]:
-        fig.add_vline(x=step, line=dict(color="#ff7f0e", dash="dash", width=1),
-                      annotation=dict(text=f"β {old:.3g}→{new:.3g}", textangle=-90, font=dict(size=10),
-                                      yanchor="top", xanchor="right"), annotation_position="top left")
     return fig
 
 

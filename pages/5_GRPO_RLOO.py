@@ -12,9 +12,9 @@ from core.config import ConfigError
 from core.runs import Run, RunError
 from lab import charts_ppo as C
 from lab import grpo_view as G
-from lab import jobs, ppo_view as PV, ui
+from lab import jobs, ppo_view as PV, stages, ui
 
-st.title("GRPO and RLOO: a group instead of a critic")
+st.title(stages.title_of("grpo"))
 st.markdown("PPO needs a value model to say how good a response was *expected* to be. GRPO (DeepSeek) and RLOO "
             "drop it: each prompt is answered **G** times and a response is judged against its own group. "
             "**GRPO**: (score − group mean) / group std. **RLOO**: score − mean of the *other* responses. "

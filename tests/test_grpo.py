@@ -7,6 +7,7 @@ import json
 import math
 import time
 
+import pandas as pd
 import pytest
 import torch
 
@@ -276,3 +277,12 @@ def test_group_view_pieces():
     assert list(fig.data[0].y) == [0.7, -0.7] and "the plot" in fig.layout.title.text
     assert grpo_view.newest_group(samples, iteration=9) is None
     assert grpo_view.group_figure(None).layout.annotations  # an empty chart that says what it will show
+    df = pd.DataFrame({"step": [1, 2, 3], "objective/scores": [0.0, 0.2, 0.4], "objective/gold": [0.1, 0.2, 0.2],
+                       "objective/kl": [0.0, 0.3, 0.5], "params/beta": [0.04, 0.5, 0.5], "objective/entropy": [9, 8, 8],
+                       "objective/rlhf_reward": [0.0, 0.1, 0.2]})
+    for fig in (grpo_view.kl_chart(df), grpo_view.reward_chart(df), grpo_view.entropy_chart(df)):
+        assert any("β 0.04→0.5" in (a.text or "") for a in fig.layout.annotations)   # the live change is marked
+        titles = []
+        fig.for_each_xaxis(lambda ax: titles.append(ax.title.text or ""))
+        assert all("PPO" not in t for t in titles) and any("GRPO" in t for t in titles), titles
+    assert all("λ" not in (t.name or "") for t in grpo_view.reward_chart(df).data)  # PPO's proxy − λ·KL line is not GRPO's
