@@ -21,8 +21,9 @@ watched, never trained on). Loss averaging is an option: token-level (the defaul
 weighs the same, DAPO https://arxiv.org/abs/2503.14476 and TRL's default) or sequence-level (the paper's
 1/|o_i|: each response weighs the same, so a long response's tokens count less). `scale_advantages=False` is
 Dr. GRPO's unscaled advantage (https://arxiv.org/abs/2503.20783). RLOO here swaps only the baseline: with
-epochs = minibatches = 1 the ratio is exactly 1, the clipped loss is REINFORCE and this is the paper's estimator;
-`kl_in="reward"` is the paper's KL placement.
+epochs = minibatches = 1 the ratio is 1 (up to rounding), the clipped loss is REINFORCE and this is the paper's
+estimator; `kl_in="reward"` is the paper's KL placement. The default is 2 minibatches per batch, so that the
+second step is slightly off-policy and the clip has something to do (the ratio histogram shows it).
 
 `train_grpo(cfg, run)` is a generator like train_ppo: one metrics dict per iteration, live knobs (beta,
 clip_eps, lr, temperature; paused, step, stop) re-read from control.json before every iteration, checkpoints
