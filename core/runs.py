@@ -355,6 +355,7 @@ KEY_METRICS = {
     "ppo": "objective/scores",
     "w2s": "w2s/pgr",
     "grpo": "objective/scores",
+    "frontier": "frontier/points_done",
 }
 
 

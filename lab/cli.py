@@ -24,6 +24,8 @@ STAGE_COMMANDS = (
     "lab.cli_w2s",
     "lab.cli_ppo",
     "lab.cli_grpo",
+    "lab.cli_eval",
+    "lab.cli_frontier",
 )
 
 

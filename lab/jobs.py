@@ -75,6 +75,7 @@ CONTRACT = {
     "ppo": Stage("ppo", "PPOConfig", "core.ppo_train", "train_ppo", handles_stop=True),
     "w2s": Stage("w2s", "W2SConfig", "core.w2s", "run_w2s"),
     "grpo": Stage("grpo", "GRPOConfig", "core.grpo", "train_grpo", handles_stop=True),
+    "frontier": Stage("frontier", "FrontierConfig", "core.frontier", "run_frontier"),
 }
 
 
