@@ -356,6 +356,7 @@ KEY_METRICS = {
     "w2s": "w2s/pgr",
     "dpo": "objective/gold",
     "bon": "objective/gold",
+    "grpo": "objective/scores",
     "frontier": "frontier/points_done",
 }
 

@@ -25,6 +25,7 @@ STAGE_COMMANDS = (
     "lab.cli_ppo",
     "lab.cli_dpo",
     "lab.cli_bon",
+    "lab.cli_grpo",
     "lab.cli_eval",
     "lab.cli_frontier",
 )

@@ -77,6 +77,17 @@ METRICS: dict[str, tuple[str, str, str]] = {
                        "steps when a student moves the slider; drifts smoothly when adaptive"),
     "params/clip_eps": ("epsilon of the PPO clip used in this iteration.", "> 0", "steps only when changed"),
     "time/iteration_s": ("Wall time of one PPO iteration (rollout + updates).", "seconds, > 0", "steady"),
+    # GRPO / RLOO (the objective/* and policy/* names above mean the same there)
+    "params/beta": ("beta, the KL coefficient of GRPO/RLOO: + beta * KL in the loss, or score - beta * KL.",
+                    ">= 0", "steps only when changed"),
+    "group/score_std_mean": ("Mean over groups of the std of the G scores of one prompt's responses.",
+                             "RM units, >= 0", "well above 0; near 0 the groups carry no signal"),
+    "group/all_equal_frac": ("Share of groups whose G scores are all equal (their advantages are all 0).",
+                             "fraction in [0, 1]", "near 0"),
+    "group/advantage_abs_mean": ("Mean |advantage| of the batch (GRPO's are about 1 by construction).",
+                                 "advantage units, >= 0", "steady; falls when the groups collapse"),
+    "policy/kl_ref_avg": ("Mean per-token KL(pi || pi_ref) in the update, with the configured estimator.",
+                          "nats per token, >= 0", "small and slowly rising"),
     # weak-to-strong
     "w2s/pgr": ("Performance gap recovered: (student - weak) / (ceiling - weak).",
                 "fraction; 0 = no better than the weak supervisor, 1 = as good as the ceiling",

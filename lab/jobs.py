@@ -76,6 +76,7 @@ CONTRACT = {
     "w2s": Stage("w2s", "W2SConfig", "core.w2s", "run_w2s"),
     "dpo": Stage("dpo", "DPOConfig", "core.dpo", "train_dpo", handles_stop=True),
     "bon": Stage("bon", "BoNConfig", "core.bon", "best_of_n"),
+    "grpo": Stage("grpo", "GRPOConfig", "core.grpo", "train_grpo", handles_stop=True),
     "frontier": Stage("frontier", "FrontierConfig", "core.frontier", "run_frontier"),
 }
 
