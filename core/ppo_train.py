@@ -39,7 +39,9 @@ from core.runs import Run, append_jsonl
 from core.tokenizer import same_tokenizer
 
 LIVE_KNOBS = ("kl_coef", "adaptive_kl", "target_kl", "clip_eps", "lr", "temperature")
-RATIO_EDGES = [round(0.5 + 0.025 * i, 3) for i in range(41)]  # fixed bins over [0.5, 1.5]; outliers go to the ends
+# fixed bins over [0, 2]: wide enough that the clip band [1-ε, 1+ε] (ε < 1) always has bins outside it; ratios
+# beyond 2 go to the last bin (and so still count as outside the band)
+RATIO_EDGES = [round(0.025 * i, 3) for i in range(81)]
 PROMPT_SEED = 4_000_000        # prompts of their own stream: never the RM's training or gold prompts
 INSPECT_ROWS = 2
 # Data parallel: with this environment variable set to 1, every rank samples the WHOLE global rollout with the

@@ -10,9 +10,6 @@ heavy and draws nothing.
 from pathlib import Path
 
 PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
-ICONS = {"Home": ":material/home:", "Pretrain": ":material/school:", "Preferences": ":material/thumbs_up_down:",
-         "Reward model": ":material/scoreboard:", "PPO": ":material/tune:",
-         "Weak to strong": ":material/trending_up:", "Compare runs": ":material/compare_arrows:"}
 
 
 def page_files() -> list[Path]:
@@ -29,13 +26,15 @@ def page_title(path: Path) -> str:
 def main() -> None:
     import streamlit as st
 
-    from lab import ui
+    from lab import stages, ui
 
     st.set_page_config(page_title="RLHF Lab", page_icon=":material/science:", layout="wide")
     pages = []
     for path in page_files():
         title = page_title(path)
-        pages.append(st.Page(str(path), title=title, icon=ICONS.get(title),
+        stage = stages.BY_TITLE.get(title)
+        label = stage.label if stage is not None and stage.number > 0 else title  # "4 · PPO", as Home numbers it
+        pages.append(st.Page(str(path), title=label, icon=getattr(stage, "icon", None),
                              url_path=title.lower().replace(" ", "-"), default=title == "Home"))
     page = st.navigation(pages)
     with st.sidebar:

@@ -21,8 +21,6 @@ STEP = "optimizer step (count)"
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 CAPTIONS = {
-    "pretrain_loss": "Healthy: both losses fall fast, then flatten (ln 1024 ≈ 6.9 nats at the start). A "
-                     "validation loss rising while the training loss falls is overfitting.",
     "throughput": "Healthy: steady. It drops whenever another run shares the CPU.",
     "rm_loss": "Healthy: falls below ln 2 ≈ 0.693 (a coin flip). Near 0 on the training pairs while the "
                "validation accuracy stalls means the reward model memorises.",
@@ -46,10 +44,19 @@ def _has(df: pd.DataFrame | None, col: str) -> bool:
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 320) -> go.Figure:
-    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="plotly_white", height=height,
-                      margin=dict(l=60, r=30, t=60, b=50),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
+    # the legend under the x axis title, never over the chart title; a right margin for reference labels
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="plotly_white", height=height + 40,
+                      margin=dict(l=60, r=80, t=60, b=50),
+                      legend=dict(orientation="h", yanchor="top", y=-0.3, xanchor="left", x=0.0))
     return fig
+
+
+def _reference_line(fig: go.Figure, y: float, text: str) -> None:
+    """A dotted horizontal reference (chance, coin flip) labelled in the right margin, where no
+    curve, bar or legend can cover the label and the plot edge cannot cut it."""
+    fig.add_hline(y=y, line=dict(color="gray", dash="dot"))
+    fig.add_annotation(text=text, x=1.0, xref="paper", xanchor="left", y=y, yref="y", yanchor="middle",
+                       showarrow=False, font=dict(size=11, color="gray"), xshift=4)
 
 
 def _empty(title: str, x: str, y: str, note: str = "waiting for the first step…") -> go.Figure:
@@ -123,6 +130,18 @@ def label_counts_chart(pairs: pd.DataFrame) -> go.Figure:
     return _layout(fig, title, x, y, height=280)
 
 
+def gold_agreement(pairs: pd.DataFrame | None) -> tuple[float | None, int, int]:
+    """(share of labels that agree with the hidden gold, pairs judged, gold ties) over the labelled
+    pairs: a pair whose two texts have the same gold utility has no right answer and is left out.
+    The one rule behind the page's metric, the chart and the trainer's pref/label_gold_agreement."""
+    if not (_has(pairs, "gold_chosen") and _has(pairs, "gold_rejected")):
+        return None, 0, 0
+    gap = (pd.to_numeric(pairs["gold_chosen"], errors="coerce")
+           - pd.to_numeric(pairs["gold_rejected"], errors="coerce")).dropna()
+    judged = gap[gap != 0]
+    return (float((judged > 0).mean()) if len(judged) else None), int(len(judged)), int((gap == 0).sum())
+
+
 def gold_gap_chart(pairs: pd.DataFrame) -> go.Figure:
     """Histogram of u(chosen) - u(rejected) under the hidden gold annotator."""
     title, x, y = "How often the label agrees with the hidden gold", "gold utility gap u(chosen) − u(rejected) (utility units)", "pairs (count)"
@@ -131,9 +150,10 @@ def gold_gap_chart(pairs: pd.DataFrame) -> go.Figure:
     gap = (pairs["gold_chosen"] - pairs["gold_rejected"]).dropna()
     fig = go.Figure(go.Histogram(x=gap, nbinsx=40, marker_color=COLORS[0], name="pairs"))
     fig.add_vline(x=0, line=dict(color="gray", dash="dash"))
-    share = float((gap > 0).mean()) if len(gap) else float("nan")
-    fig.add_annotation(text=f"{share:.0%} agree with gold", showarrow=False, xref="paper", yref="paper",
-                       x=0.98, y=0.95, xanchor="right")
+    share, judged, ties = gold_agreement(pairs)
+    if share is not None:  # in the title, where no bar can cover it
+        title += f"<br><sup>{share:.0%} of {judged} labels agree with gold (right of 0)"
+        title += f"; {ties} gold ties left out</sup>" if ties else "</sup>"
     return _layout(fig, title, x, y, height=300)
 
 
@@ -146,8 +166,7 @@ def rm_loss_chart(df: pd.DataFrame) -> go.Figure:
     fig = go.Figure([_line(df, "rm/loss", "train (rm/loss)", COLORS[0])])
     if _has(df, "rm/val_loss"):
         fig.add_trace(_line(df, "rm/val_loss", "validation (rm/val_loss)", COLORS[1], markers=True))
-    fig.add_hline(y=math.log(2), line=dict(color="gray", dash="dot"), annotation_text="coin flip (ln 2)",
-                  annotation_position="bottom right")
+    _reference_line(fig, math.log(2), "coin flip<br>(ln 2)")
     return _layout(fig, title, STEP, y)
 
 
@@ -161,8 +180,7 @@ def rm_accuracy_chart(df: pd.DataFrame) -> go.Figure:
     for (col, name), color in zip(cols, COLORS):
         if _has(df, col):
             fig.add_trace(_line(df, col, name, color, markers=col != "rm/accuracy"))
-    fig.add_hline(y=0.5, line=dict(color="gray", dash="dot"), annotation_text="chance",
-                  annotation_position="bottom right")
+    _reference_line(fig, 0.5, "chance")
     fig.update_yaxes(range=[0, 1.02])
     return _layout(fig, title, STEP, y)
 
@@ -196,8 +214,7 @@ def agreement_chart(summary: pd.DataFrame) -> go.Figure:
         label = "τ unknown" if tau < 0 else f"τ = {tau:g}"
         fig.add_trace(go.Scatter(x=group["pairs"], y=group["gold_agreement"], mode="lines+markers", name=label,
                                  text=group.get("run"), line=dict(color=COLORS[i % len(COLORS)])))
-    fig.add_hline(y=0.5, line=dict(color="gray", dash="dot"), annotation_text="chance",
-                  annotation_position="bottom right")
+    _reference_line(fig, 0.5, "chance")
     fig.update_xaxes(type="log")
     fig.update_yaxes(range=[0.4, 1.02])
     return _layout(fig, title, x, y)
@@ -207,7 +224,10 @@ def agreement_chart(summary: pd.DataFrame) -> go.Figure:
 
 def compare_chart(runs: dict[str, pd.DataFrame], metric: str, x_title: str = STEP) -> go.Figure:
     """One metric of several runs overlaid on one axis (`runs`: label -> metrics DataFrame)."""
-    title, y = f"{metric} across runs", f"{metric} ({unit(metric)})"
+    # the y title is the unit alone: a long metric name turned sideways was cut at the axis; the title names it
+    title, y = f"{metric} across runs", f"value ({unit(metric)})"
+    if len(y) > 32:  # too long to stand sideways next to a 360 px chart: the unit goes under the title
+        title, y = f"{title}<br><sup>{unit(metric)}</sup>", "value (see above)"
     present = {name: df for name, df in runs.items() if _has(df, metric) and "step" in df.columns}
     if not present:
         return _empty(title, x_title, y, f"none of the chosen runs logged {metric}")
@@ -232,18 +252,46 @@ def common_metrics(runs: dict[str, pd.DataFrame]) -> list[str]:
 
 
 def side_by_side(samples: dict[str, list[dict]], text_key: str = "response") -> pd.DataFrame:
-    """Generations of several runs on the same prompts: one row per prompt, one column per run
-    (the last iteration's text of each run for that prompt)."""
-    table: dict[str, dict[str, str]] = {}
+    """Generations of several runs on the same prompts, one row per prompt and model: the base model's
+    response (once, or once per run when their base models answered differently), then each run's
+    newest response, with the proxy (reward-model) and gold scores where the run recorded them. Long,
+    not wide, so the scores stay in view at any number of runs (GENERATION_COLUMNS)."""
+    base: dict[str, dict[str, dict]] = {}
+    newest: dict[str, dict[str, dict]] = {}
     for name, rows in samples.items():
         for row in rows:
-            prompt = row.get("prompt")
-            text = row.get(text_key, row.get("text"))
-            if prompt is None or text is None or row.get("kind", "policy") != "policy":
+            prompt, text = row.get("prompt"), row.get(text_key, row.get("text"))
+            if prompt is None or text is None:
                 continue
-            table.setdefault(prompt, {})[name] = text  # later rows overwrite: the newest wins
-    if not table:
-        return pd.DataFrame(columns=["prompt", *samples])
-    df = pd.DataFrame.from_dict(table, orient="index").reindex(columns=list(samples))
-    df.index.name = "prompt"
-    return df.reset_index()
+            if row.get("kind") == "base":
+                base.setdefault(prompt, {}).setdefault(name, row)  # the base model's first answer
+            elif row.get("kind", "policy") == "policy":
+                newest.setdefault(prompt, {})[name] = row  # later rows overwrite: the newest wins
+    out = []
+    for prompt in list(dict.fromkeys([*newest, *base])):
+        answers = base.get(prompt, {})
+        texts = {r.get(text_key, r.get("text")) for r in answers.values()}
+        for name, row in answers.items():
+            model = "base model" if len(texts) == 1 else f"base model of {name}"
+            out.append(_generation(prompt, model, row, text_key))
+            if len(texts) == 1:
+                break
+        for name in samples:
+            if name in newest.get(prompt, {}):
+                row = newest[prompt][name]
+                when = (f" (iteration {row['iteration']})" if "iteration" in row
+                        else f" (step {row['step']})" if "step" in row else "")
+                out.append(_generation(prompt, name + when, row, text_key))
+    return pd.DataFrame(out, columns=list(GENERATION_COLUMNS))
+
+
+GENERATION_COLUMNS = ("prompt", "model", "response", "proxy", "gold")
+
+
+def _generation(prompt: str, model: str, row: dict, text_key: str) -> dict:
+    def num(key):
+        v = row.get(key)
+        return float(v) if isinstance(v, (int, float)) else None
+
+    return {"prompt": prompt, "model": model, "response": row.get(text_key, row.get("text")),
+            "proxy": num("score"), "gold": num("gold")}

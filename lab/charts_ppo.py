@@ -29,9 +29,10 @@ MAX_MARKS = 12  # beyond this the chart is a barcode; the newest changes matter 
 
 CAPTIONS = {
     "reward": "Healthy: proxy and gold rise together. Proxy still rising while gold falls is reward "
-              "hacking — the reward model is being exploited.",
+              "hacking — the reward model is being exploited. Two panels, because a logit and the "
+              "annotator's utility have no common unit; each holds 0 so both rises read honestly.",
     "kl": "Healthy: KL grows slowly and levels off (near the target with adaptive λ). A steep climb "
-          "means the policy is drifting far from the base model.",
+          "means the policy is drifting far from the base model. λ below, on its own axis from 0.",
     "ratio": "Healthy: the ratio stays near 1; mass outside the shaded band [1-ε, 1+ε] is what "
              "clipping stops.",
     "value_loss": "Healthy: falls over the first iterations and then stays low; a spike follows a sudden "
@@ -43,7 +44,8 @@ CAPTIONS = {
     "step_tokens": "Healthy: advantages of both signs, ratios near 1, few clipped tokens (×). The reward "
                    "model's score arrives only at the last token; the KL penalty on every token.",
     "overoptimization": "Gao et al. 2022: the proxy keeps rising with √KL while gold peaks and falls; "
-                        "the gold peak is where to stop (or a larger λ keeps you before it).",
+                        "the gold peak is where to stop (or a larger λ keeps you before it). Proxy above, gold "
+                        "below: their units differ, so each has its own panel from 0.",
     "w2s_loss": "Healthy: each model's loss falls; the students learn from the weak model's labels, so "
                 "their loss floor stays above the ceiling's.",
     "w2s": "Healthy: the student lands between the weak supervisor and the ceiling; PGR = (student − "
@@ -98,21 +100,56 @@ def param_changes(df: pd.DataFrame, column: str) -> list[tuple[int, float, float
     return out
 
 
-def mark_param_changes(fig: go.Figure, df: pd.DataFrame, columns=("params/kl_coef", "params/clip_eps"),
-                       row=None, col=None) -> int:
-    """Draw a labelled vertical line at every live change of λ or ε. Returns how many were drawn."""
-    marks = []
+def label_levels(steps: list[float], span: float, min_frac: float = 0.15) -> list[int]:
+    """A text row for each change label (0 = top), so that labels closer than `min_frac` of the x
+    range never share a row and overlap: each takes the first row whose last label is far enough."""
+    last_in_row: list[float] = []
+    levels = []
+    gap = max(span, 1e-9) * min_frac
+    for x in steps:
+        for level, last in enumerate(last_in_row):
+            if x - last >= gap:
+                last_in_row[level] = x
+                break
+        else:
+            level = len(last_in_row)
+            last_in_row.append(x)
+        levels.append(level)
+    return levels
+
+
+def change_marks(df: pd.DataFrame, columns=("params/kl_coef", "params/clip_eps")) -> list[tuple[int, str, str]]:
+    """(step, label, colour) per iteration where λ or ε changed; changes at one step share a label."""
+    by_step: dict[int, list[tuple[str, str]]] = {}
     for column in columns:
         for step, old, new in param_changes(df, column):
-            marks.append((step, column, old, new))
-    marks = sorted(marks)[-MAX_MARKS:]
-    for i, (step, column, old, new) in enumerate(marks):
-        label = f"{MARK_NAMES.get(column, column)} {old:.3g}→{new:.3g}"
-        kw = {} if row is None else dict(row=row, col=col)
-        fig.add_vline(x=step, line=dict(color=MARK_COLORS.get(column, "gray"), dash="dash", width=1),
-                      annotation=dict(text=label, textangle=-90, font=dict(size=10, color=MARK_COLORS.get(column)),
-                                      yanchor="top", xanchor="right"),
-                      annotation_position="top left", **kw)
+            by_step.setdefault(step, []).append((f"{MARK_NAMES.get(column, column)} {old:.3g}→{new:.3g}",
+                                                 MARK_COLORS.get(column, "gray")))
+    marks = []
+    for step in sorted(by_step)[-MAX_MARKS:]:
+        parts = by_step[step]
+        marks.append((step, ", ".join(t for t, _ in parts), parts[0][1] if len(parts) == 1 else "#444444"))
+    return marks
+
+
+def mark_param_changes(fig: go.Figure, df: pd.DataFrame, columns=("params/kl_coef", "params/clip_eps"),
+                       rows: int = 1) -> int:
+    """A dashed vertical line at every live change of λ or ε (through every panel of `rows`), labelled
+    once in the top panel; labels of nearby changes go to lower text rows instead of overlapping.
+    Returns how many changes were marked."""
+    marks = change_marks(df, columns)
+    if not marks:
+        return 0
+    steps = pd.to_numeric(df["step"], errors="coerce").dropna()
+    span = float(steps.max() - steps.min()) if len(steps) else 1.0
+    levels = label_levels([m[0] for m in marks], span)
+    for (step, text, color), level in zip(marks, levels):
+        for r in range(1, rows + 1):
+            kw = {} if rows == 1 else dict(row=r, col=1)
+            fig.add_vline(x=step, line=dict(color=color, dash="dash", width=1), **kw)
+        fig.add_annotation(x=step, y=1.0, xref="x", yref="y domain", yanchor="top", xanchor="left", showarrow=False,
+                           yshift=-2 - 14 * level, text=text, font=dict(size=10, color=color),
+                           bgcolor="rgba(255,255,255,0.75)")
     return len(marks)
 
 
@@ -124,44 +161,73 @@ def _line(df, col, name, color, dash=None, **kw):
 
 # ----------------------------------------------------------------------------- live PPO charts
 
+def _zero_in_range(fig: go.Figure, values, row: int, min_span: float) -> None:
+    """A y range that holds 0 and every value, at least `min_span` tall: a drift of 0.01 around 0 then
+    looks like what it is, not like a crash, and two panels read from the same zero line."""
+    v = pd.to_numeric(pd.Series(values), errors="coerce").dropna()
+    lo, hi = min(0.0, float(v.min()) if len(v) else 0.0), max(0.0, float(v.max()) if len(v) else 0.0)
+    if hi - lo < min_span:  # widen to min_span, from 0 when the values sit on one side of it
+        if lo == 0:
+            hi = min_span
+        elif hi == 0:
+            lo = -min_span
+        else:
+            mid = (lo + hi) / 2
+            lo, hi = mid - min_span / 2, mid + min_span / 2
+    pad = 0.08 * (hi - lo)
+    fig.update_yaxes(range=[lo - pad, hi + pad], zeroline=True, zerolinecolor="#999", zerolinewidth=1, row=row, col=1)
+
+
 def reward_chart(df: pd.DataFrame) -> go.Figure:
-    """Proxy (reward-model) score and gold utility of the same responses, one chart, two y-axes
-    (their scales differ: the RM score is a logit, the gold utility is the annotator's scale)."""
+    """Proxy (reward-model) score and gold utility of the same responses in two panels over one
+    iteration axis. Their units differ (the RM score is a logit, the gold utility the annotator's
+    scale), so neither is squeezed onto the other's axis; each panel holds 0, so "above / below the
+    start" and "rising / falling" read honestly in both (see CAPTIONS["reward"])."""
     title = "Reward: proxy (reward model) vs gold (hidden annotator)"
     if not (_has(df, "objective/scores") or _has(df, "objective/gold")):
         return _empty(title, ITERATION, "proxy RM score (logit)")
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=("proxy: reward-model score (logit)", "gold: hidden annotator's utility"))
+    proxy_values = []
     if _has(df, "objective/scores"):
-        fig.add_trace(_line(df, "objective/scores", "proxy: RM score", PROXY_COLOR), secondary_y=False)
+        fig.add_trace(_line(df, "objective/scores", "proxy: RM score", PROXY_COLOR), row=1, col=1)
+        proxy_values += list(df["objective/scores"])
     if _has(df, "objective/rlhf_reward"):
         fig.add_trace(_line(df, "objective/rlhf_reward", "proxy − λ·KL (what PPO maximises)", PROXY_COLOR,
-                            dash="dot", opacity=0.6), secondary_y=False)
+                            dash="dot", opacity=0.6), row=1, col=1)
+        proxy_values += list(df["objective/rlhf_reward"])
     if _has(df, "objective/gold"):
-        fig.add_trace(_line(df, "objective/gold", "gold utility", GOLD_COLOR), secondary_y=True)
-    _layout(fig, title, ITERATION, "proxy RM score (logit)", height=360)
-    fig.update_yaxes(title_text="gold utility (annotator units)", secondary_y=True, showgrid=False)
-    mark_param_changes(fig, df)
+        fig.add_trace(_line(df, "objective/gold", "gold utility", GOLD_COLOR), row=2, col=1)
+    _layout(fig, title, "", "", height=440)
+    fig.update_xaxes(title_text=ITERATION, row=2, col=1)
+    fig.update_yaxes(title_text="logit", row=1, col=1)
+    fig.update_yaxes(title_text="utility", row=2, col=1)
+    _zero_in_range(fig, proxy_values, 1, min_span=0.5)
+    _zero_in_range(fig, df["objective/gold"] if _has(df, "objective/gold") else [], 2, min_span=0.2)
+    mark_param_changes(fig, df, rows=2)
     return fig
 
 
 def kl_chart(df: pd.DataFrame, target_kl: float | None = None) -> go.Figure:
-    """Summed per-token KL(policy || base) per response, with λ on a second axis and the target KL
-    as a horizontal line when the adaptive controller is on."""
-    title = "KL from the base model"
+    """Summed per-token KL(policy || base) per response (top) and λ (below), each panel from 0 on its
+    own axis (nats and reward units per nat do not share a scale), with the target KL as a line when
+    the adaptive controller is on."""
+    title = "KL from the base model, and λ"
     if not _has(df, "objective/kl"):
         return _empty(title, ITERATION, "KL per response (nats)")
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(_line(df, "objective/kl", "KL(π‖π_ref) per response", KL_COLOR), secondary_y=False)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1, row_heights=[0.65, 0.35],
+                        subplot_titles=("KL(π‖π_ref) per response (nats)", "λ = kl_coef (reward units per nat)"))
+    fig.add_trace(_line(df, "objective/kl", "KL(π‖π_ref) per response", KL_COLOR), row=1, col=1)
     if _has(df, "params/kl_coef"):
-        fig.add_trace(_line(df, "params/kl_coef", "λ (kl_coef)", MARK_COLORS["params/kl_coef"], dash="dot",
-                            opacity=0.7), secondary_y=True)
+        fig.add_trace(_line(df, "params/kl_coef", "λ (kl_coef)", MARK_COLORS["params/kl_coef"]), row=2, col=1)
     if target_kl is not None:
-        fig.add_hline(y=float(target_kl), line=dict(color="gray", dash="dot"),
+        fig.add_hline(y=float(target_kl), line=dict(color="gray", dash="dot"), row=1, col=1,
                       annotation_text=f"target KL {target_kl:g}", annotation_position="bottom right")
-    _layout(fig, title, ITERATION, "KL per response (nats)")
-    fig.update_yaxes(title_text="λ (reward units per nat)", secondary_y=True, showgrid=False, rangemode="tozero")
-    fig.update_yaxes(rangemode="tozero", secondary_y=False)
-    mark_param_changes(fig, df)
+    _layout(fig, title, "", "", height=440)
+    fig.update_xaxes(title_text=ITERATION, row=2, col=1)
+    fig.update_yaxes(title_text="nats", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text="λ", rangemode="tozero", row=2, col=1)
+    mark_param_changes(fig, df, rows=2)
     return fig
 
 
@@ -207,11 +273,25 @@ def ratio_share_outside(edges, counts, clip_eps: float) -> float:
     return float(counts[outside].sum() / counts.sum())
 
 
+def ratio_x_range(edges, counts, clip_eps: float) -> tuple[float, float]:
+    """An x range that always shows the whole clip band, a margin beyond it, and every bin that holds
+    a token (the trainer's bins run wider than any band, so what lies outside is drawn too)."""
+    edges = np.asarray(edges, dtype=float)
+    counts = np.asarray(counts, dtype=float)
+    filled = np.nonzero(counts > 0)[0]
+    lo, hi = 1 - clip_eps, 1 + clip_eps
+    if len(filled):
+        lo, hi = min(lo, edges[filled[0]]), max(hi, edges[filled[-1] + 1])
+    margin = max(0.05, 0.15 * clip_eps)
+    return float(lo - margin), float(hi + margin)
+
+
 def ratio_histogram(edges, counts, clip_eps: float, clipfrac: float | None = None, step=None) -> go.Figure:
     """The per-token policy ratio π_θ/π_old of one iteration's updates as a histogram, with the clip
     band [1-ε, 1+ε] shaded. `clipfrac` (policy/clipfrac_avg) is the share where the clipped term was
     the active one (outside the band *and* on the side the advantage pushes), shown next to the
-    plain share outside the band."""
+    plain share outside the band. The trainer puts ratios beyond its bins into the end bins; when the
+    band reaches an end bin, the share outside cannot be told and the subtitle says so."""
     title = "Policy ratio π_θ/π_old" + (f" (iteration {int(step)})" if step is not None else "")
     x_label, y_label = "ratio π_θ/π_old (1 = unchanged)", "tokens (% of the iteration's updates)"
     if edges is None or counts is None or len(counts) == 0:
@@ -230,12 +310,18 @@ def ratio_histogram(edges, counts, clip_eps: float, clipfrac: float | None = Non
     fig.add_vrect(x0=1 - clip_eps, x1=1 + clip_eps, fillcolor="#2ca02c", opacity=0.12, line_width=0,
                   annotation_text=f"clip band 1±{clip_eps:g}", annotation_position="top left")
     fig.add_vline(x=1.0, line=dict(color="gray", dash="dot", width=1))
-    shares = f"{100 * outside:.1f}% outside the band"
+    band_covers_an_end = 1 - clip_eps <= edges[1] or 1 + clip_eps >= edges[-2]
+    if band_covers_an_end:
+        shares = (f"{100 * outside:.1f}% outside the band in [{edges[0]:g}, {edges[-1]:g}]; ratios beyond that "
+                  "were binned at its ends, inside the band, so more may be outside")
+    else:
+        shares = f"{100 * outside:.1f}% outside the band"
     if clipfrac is not None and not (isinstance(clipfrac, float) and math.isnan(clipfrac)):
         shares += f", {100 * float(clipfrac):.1f}% clipped"
     full_title = f"{title}<br><sup>{shares}</sup>"
     _layout(fig, full_title, x_label, y_label)
     fig.update_layout(showlegend=False, bargap=0)
+    fig.update_xaxes(range=list(ratio_x_range(edges, counts, clip_eps)))
     return fig
 
 
@@ -376,31 +462,37 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def overoptimization_chart(runs: dict[str, pd.DataFrame], window: int = 5) -> go.Figure:
-    """Gold and proxy reward against √KL, one colour per run (Gao et al. 2022, "Scaling laws for
-    reward model overoptimization"): proxy solid on the left axis, gold dashed on the right axis.
-    One rollout batch is noisy, so each run is drawn as a moving average over `window` iterations
-    (of √KL and of the rewards alike), with the raw iterations as faint dots."""
+    """Proxy (top) and gold (below) reward against √KL, one colour per run (Gao et al. 2022, "Scaling
+    laws for reward model overoptimization"). Two panels over one √KL axis, each holding 0, for the
+    reason of reward_chart: a logit and the annotator's utility have no common unit. One rollout batch
+    is noisy, so each run is drawn as a moving average over `window` iterations (of √KL and of the
+    rewards alike), with the raw iterations as faint dots."""
     title = "Over-optimisation: proxy and gold reward vs √KL"
     x_label = "√KL from the base model (√nats)"
     pts = overoptimization_points(runs)
     if pts.empty:
         return _empty(title, x_label, "proxy RM score (logit)", note="no run with KL, proxy and gold yet")
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=("proxy: reward-model score (logit)", "gold: hidden annotator's utility"))
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
     for i, (name, d) in enumerate(pts.groupby("run", sort=False)):
         color = palette[i % len(palette)]
         x = smooth(d["sqrt_kl"].to_numpy(), window)
-        for col, dash, axis2 in (("proxy", None, False), ("gold", "dash", True)):
+        for col, dash, row in (("proxy", None, 1), ("gold", "dash", 2)):
             fig.add_trace(go.Scatter(x=x, y=smooth(d[col].to_numpy(), window), name=f"{name}: {col}",
                                      mode="lines", line=dict(color=color, dash=dash, width=2.5),
                                      hovertemplate="√KL %{x:.2f}: %{y:.3f}<extra>" + f"{name} {col}</extra>"),
-                          secondary_y=axis2)
+                          row=row, col=1)
             fig.add_trace(go.Scatter(x=d["sqrt_kl"], y=d[col], mode="markers", showlegend=False, hoverinfo="skip",
                                      marker=dict(color=color, size=4, opacity=0.25,
-                                                 symbol="diamond" if axis2 else "circle")), secondary_y=axis2)
+                                                 symbol="diamond" if row == 2 else "circle")), row=row, col=1)
     _layout(fig, title + f"<br><sup>moving average over {window} iterations; dots: single iterations</sup>",
-            x_label, "proxy RM score (logit, solid)", height=440)
-    fig.update_yaxes(title_text="gold utility (annotator units, dashed)", secondary_y=True, showgrid=False)
+            "", "", height=520)
+    fig.update_xaxes(title_text=x_label, row=2, col=1)
+    fig.update_yaxes(title_text="logit", row=1, col=1)
+    fig.update_yaxes(title_text="utility", row=2, col=1)
+    _zero_in_range(fig, pts["proxy"], 1, min_span=0.5)
+    _zero_in_range(fig, pts["gold"], 2, min_span=0.2)
     return fig
 
 

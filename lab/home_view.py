@@ -3,27 +3,33 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pandas as pd
 
-from core.runs import list_runs
-from lab import jobs
+from core.runs import Run, RunError, list_runs
+from lab import jobs, runs_view, stages
 
-PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
-
-PIPELINE_DOT = """
-digraph rlhf {
+def pipeline_dot() -> str:
+    """The pipeline as Graphviz, its stage numbers from lab/stages.py; the methods beyond PPO appear
+    as their pages land."""
+    n = {s.stage: s.number for s in stages.STAGES if s.stage}
+    extra = "".join(f'  {key} [label="{n[key]} · {label}"];\n  rm -> {key} [label="{edge}"];\n'
+                    for key, label, edge in (("grpo", "GRPO / RLOO", "score"), ("bon", "best-of-n", "rerank"))
+                    if stages.of_stage(key).exists)
+    if stages.of_stage("dpo").exists:
+        extra += f'  dpo [label="{n["dpo"]} · DPO\\nno reward model"];\n  prefs -> dpo [label="pairs"];\n'
+    return f"""
+digraph rlhf {{
   rankdir=LR; bgcolor="transparent";
   node [shape=box, style="rounded,filled", fillcolor="#eef3fb", color="#1f77b4", fontname="sans-serif", fontsize=11];
   edge [color="#555555", fontname="sans-serif", fontsize=9];
   corpus [label="corpus\\n(synthetic reviews\\nor your text)", fillcolor="#f5f5f5", color="#999999"];
-  base [label="1 · pretrain\\nbase model"];
-  prefs [label="2 · preferences\\npairs A vs B"];
-  rm [label="3 · reward model\\nr_θ(x, y)"];
-  ppo [label="4 · PPO\\nr = r_θ − λ·KL"];
+  base [label="{n['pretrain']} · pretrain\\nbase model"];
+  prefs [label="{n['preferences']} · preferences\\npairs A vs B"];
+  rm [label="{n['reward']} · reward model\\nr_θ(x, y)"];
+  ppo [label="{n['ppo']} · PPO\\nr = r_θ − λ·KL"];
   policy [label="tuned policy", fillcolor="#eaf6ea", color="#2ca02c"];
-  w2s [label="5 · weak-to-strong\\nPGR", fillcolor="#fdf1e4", color="#ff7f0e"];
+  w2s [label="{n['w2s']} · weak-to-strong\\nPGR", fillcolor="#fdf1e4", color="#ff7f0e"];
   corpus -> base [label="next-token loss"];
   base -> prefs [label="K samples / prompt"];
   prefs -> rm [label="pairwise loss"];
@@ -31,40 +37,21 @@ digraph rlhf {
   base -> ppo [label="reference (frozen)", style=dashed];
   ppo -> policy;
   base -> w2s [label="weak + strong", style=dotted];
-}
+{extra}}}
 """
-
-STAGE_TEXT = [
-    ("pretrain", "1_Pretrain.py", "Pretrain", ":material/school:",
-     "Train a small GPT from scratch on the review corpus (or your own text); watch the loss fall and the "
-     "samples turn from noise into reviews."),
-    ("preferences", "2_Preferences.py", "Preferences", ":material/thumbs_up_down:",
-     "Label pairs of responses yourself (A / B / tie / skip) or let the simulated annotator do it with "
-     "a noise level τ."),
-    ("reward", "3_Reward_model.py", "Reward model", ":material/scoreboard:",
-     "Train r_θ on the pairs with the pairwise loss; see accuracy, agreement with the hidden gold, "
-     "and score your own text."),
-    ("ppo", "5_PPO.py", "PPO", ":material/tune:",
-     "Fine-tune the policy against the reward model with a KL penalty; steer λ and ε while it runs."),
-    ("w2s", "6_Weak_to_strong.py", "Weak to strong", ":material/trending_up:",
-     "Supervise a strong model with a weak one's labels and measure the performance gap recovered."),
-    (None, "7_Compare_runs.py", "Compare runs", ":material/compare_arrows:",
-     "Overlay runs, read their generations side by side, and see over-optimisation: gold vs proxy "
-     "against √KL."),
-]
 
 
 def stage_rows() -> list[dict]:
-    """One row per stage: its page (None when the page file is not there) and a line of text that
-    says honestly when the stage is not built yet."""
+    """One row per stage page that exists (Home itself left out), numbered as everywhere else, with a
+    line of text that says honestly when the stage's core module is not built yet."""
     rows = []
-    for stage, file, title, icon, text in STAGE_TEXT:
-        page = PAGES_DIR / file
-        missing = stage is not None and not jobs.stage_available(stage)
-        if missing:
-            text += f" *(not part of this version yet: `{jobs.CONTRACT[stage].module}` is missing)*"
-        rows.append({"stage": stage, "title": title, "icon": icon, "text": text,
-                     "page": page if page.exists() else None})
+    for s in stages.pages():
+        if s.number == 0:
+            continue
+        text = s.text
+        if s.stage is not None and s.stage in jobs.CONTRACT and not jobs.stage_available(s.stage):
+            text += f" *(not part of this version yet: `{jobs.CONTRACT[s.stage].module}` is missing)*"
+        rows.append({"stage": s.stage, "title": s.label, "icon": s.icon, "text": text, "page": s.path})
     return rows
 
 
@@ -92,16 +79,36 @@ def shipped_table() -> pd.DataFrame:
         else:
             row["note"] = "missing from assets/"
         rows.append(row)
-    return pd.DataFrame(rows, columns=["name", "present", "note", "what"])
+    return pd.DataFrame(rows, columns=["name", "what", "note", "present"])
+
+
+RUN_COLUMNS = ["run", "name", "stage", "state", "step", "key metric", "note", "error"]
+
+
+def key_text(r: dict) -> str:
+    """The key metric of a listed run. A hand-labelled preference run counts the pairs labelled, not
+    the pairs prepared for labelling (a reward model trains on the labelled ones only)."""
+    if r["stage"] == "preferences":
+        try:
+            if Run.open(r["path"]).config.get("annotator") == "human":
+                from core.preferences import labelling_progress
+
+                p = labelling_progress(r["path"])
+                return f"{p['labelled']} of {p['total']} pairs labelled"
+        except (RunError, OSError, ImportError):
+            pass
+    if r["key_value"] is None:
+        return ""
+    return f"{r['key_metric']} = {r['key_value']:.4g}"
 
 
 def runs_table(runs_root) -> pd.DataFrame:
     rows = []
     for r in list_runs(runs_root):
-        key = "" if r["key_value"] is None else f"{r['key_metric']} = {r['key_value']:.4g}"
-        rows.append({"run": r["run_id"], "stage": r["stage"], "state": r["state"], "step": r["iteration"],
-                     "key metric": key, "error": r["error"] or ""})
-    return pd.DataFrame(rows, columns=["run", "stage", "state", "step", "key metric", "error"])
+        meta = runs_view.read_meta(r["path"])
+        rows.append({"run": r["run_id"], "name": meta["name"], "stage": r["stage"], "state": r["state"],
+                     "step": r["iteration"], "key metric": key_text(r), "note": meta["note"], "error": r["error"] or ""})
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
 def quick_start_state() -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+from functools import lru_cache
 from pathlib import Path
 
 from core.config import ConfigError
@@ -28,9 +29,17 @@ KNOBS = ("kl_coef", "adaptive_kl", "target_kl", "clip_eps", "lr", "temperature")
 QUICK_START = dict(iterations=200, batch_size=16, response_length=16, kl_coef=0.05, sample_every=2,
                    checkpoint_every=50, device="auto", threads=1)
 CPU_THREADS = 1  # threads of a run started from the PPO page on the CPU (same reason)
+PAGE_ITERATIONS = 100  # the PPO page's default: long enough to see over-optimisation (the CLI's is PPOConfig's 30)
 
 
 # ----------------------------------------------------------------------------- is PPO here?
+
+def _named(entry: dict) -> str:
+    """A run as choices list it: the student's name for it (if any) and its id."""
+    from lab.runs_view import display_name, read_meta
+
+    return display_name(entry["run_id"], read_meta(entry["path"]))
+
 
 def ppo_available() -> bool:
     """The PPO core (core/ppo_train.py and PPOConfig) exists in this checkout."""
@@ -146,12 +155,37 @@ def stop(run: Run) -> dict:
     return run.write_control(stop=True)
 
 
+def button_states(state: str | None, control: dict | None = None) -> dict[str, bool]:
+    """Which of Pause / Resume / Step / Stop mean something for a run in `state` (True = enabled).
+
+    A queued run can only be stopped; a running one paused (unless a pause is already asked for),
+    stepped or stopped; a paused one resumed, stepped or stopped; a finished one nothing."""
+    paused = bool((control or {}).get("paused"))
+    if state == "queued":
+        return {"pause": False, "resume": False, "step": False, "stop": True}
+    if state == "running":
+        return {"pause": not paused, "resume": paused, "step": True, "stop": True}
+    if state == "paused":
+        return {"pause": False, "resume": True, "step": True, "stop": True}
+    return {"pause": False, "resume": False, "step": False, "stop": False}
+
+
 def control_log(run: Run) -> list[dict]:
     """Applied and refused live changes, as the trainer recorded them."""
     return read_jsonl(run.path / "control_log.jsonl")
 
 
 # ----------------------------------------------------------------------------- what the run wrote
+
+# What "One PPO step, slowly" shows, as the trainer records it (core/ppo_train.py, inspect_rows): the
+# rollout quantities of the iteration, and the ratio and clipping of the *last* epoch's first minibatch,
+# when the policy has moved (in the first epoch's first minibatch every ratio would be exactly 1).
+STEP_TEXT = ("One real iteration of this run, on a couple of its rollout samples, frozen so you can read it. "
+             "Read a column top to bottom: the token sampled, how likely the policy and the frozen base model "
+             "found it, their difference (the per-token KL), the shaped reward (−λ·KL on every token, plus "
+             "the reward model's score at the last one), the critic's value, the GAE advantage and return, "
+             "and the ratio π_θ/π_old in the iteration's last epoch of updates (its first minibatch), by when "
+             "the policy has moved — clipped (×) when it left [1−ε, 1+ε] in the direction the advantage pushes.")
 
 def read_inspect(run: Run) -> dict | None:
     """inspect.json ("one PPO step, slowly"), or None before the first iteration wrote it."""
@@ -209,7 +243,7 @@ def reward_choices(runs_root) -> list[tuple[str, str]]:
         out.append(("shipped reward model (assets/reward)", "reward"))
     for r in runs_of(runs_root, "reward", states=("done", "stopped")):
         if (Path(r["path"]) / "checkpoint" / "config.json").exists():
-            out.append((f"your run {r['run_id']}", r["path"]))
+            out.append((f"your run {_named(r)}", r["path"]))
     return out
 
 
@@ -223,11 +257,90 @@ def policy_choices(runs_root, shipped: str = "small") -> list[tuple[str, str]]:
         out.append((f"shipped {shipped} base model (assets/{shipped})", shipped))
     for r in runs_of(runs_root, "pretrain", states=("done", "stopped")):
         if (Path(r["path"]) / "checkpoint" / "config.json").exists():
-            out.append((f"your run {r['run_id']}", r["path"]))
+            out.append((f"your run {_named(r)}", r["path"]))
+    return out
+
+
+# ----------------------------------------------------------------------------- your own prompt
+
+@lru_cache(maxsize=4)
+def _lm(spec: str, stamp: float):
+    """A language model kept while its checkpoint file is unchanged (`stamp` = its mtime)."""
+    from core.model import load_lm
+
+    model, tok = load_lm(spec, "cpu")
+    model.eval()
+    return model, tok
+
+
+def _stamp(spec: str) -> float:
+    from core.model import resolve_checkpoint
+
+    weights = resolve_checkpoint(spec) / "model.safetensors"
+    return weights.stat().st_mtime if weights.exists() else 0.0
+
+
+def try_prompt(run: Run, prompt: str, max_new_tokens: int | None = None, seed: int = 0) -> list[dict]:
+    """The base model's and the run's policy's response to a prompt the student typed, each with its
+    proxy (this run's reward model) and gold score. Sampled at the run's temperature with one seed for
+    both, so the difference is the training, not the dice. Needs the run's policy checkpoint."""
+    import torch
+
+    from core.annotators import gold_utility
+    from core.model import join_text, read_lab_json
+    from core.preferences import sample_responses
+    from lab import pref_view
+
+    prompt = " ".join((prompt or "").split())
+    if not prompt:
+        raise ValueError("type a prompt first (a few words a review might start with)")
+    if len(prompt) > 300:
+        raise ValueError(f"the prompt is {len(prompt)} characters; keep it under 300 (the models see 128 tokens)")
+    if not (run.checkpoint_dir / "model.safetensors").exists():
+        raise ValueError("this run has no policy checkpoint yet: it writes one every few iterations and at the end")
+    config = run.config
+    n_new = int(max_new_tokens or config.get("response_length", 16))
+    out = []
+    for label, spec in (("base model", str(config.get("policy", "small"))), ("policy", str(run.checkpoint_dir))):
+        model, tok = _lm(spec, _stamp(spec))
+        gen = torch.Generator().manual_seed(seed)
+        response = sample_responses(model, tok, [prompt], n_new, float(config.get("temperature", 1.0)),
+                                    batch_size=1, generator=gen)[0]
+        if label == "policy":
+            label += f" (checkpoint of iteration {read_lab_json(spec).get('iteration', '?')})"
+        text = join_text(prompt, response)
+        out.append({"model": label, "response": response,
+                    "proxy": float(pref_view.scorer(str(config.get("reward", "reward"))).score([text])[0]),
+                    "gold": float(gold_utility([text], config.get("profile", "positive"))[0])})
     return out
 
 
 # ----------------------------------------------------------------------------- starting
+
+@lru_cache(maxsize=8)
+def _tokenizer_of(spec: str):
+    from core.model import resolve_checkpoint
+    from core.tokenizer import load_tokenizer
+
+    return load_tokenizer(resolve_checkpoint(spec))
+
+
+def tokenizer_mismatch(policy: str, reward: str) -> str | None:
+    """Why this policy cannot be trained against this reward model (they tokenize differently), in
+    the trainer's words, or None when they match. Checked where the models are chosen, before Start,
+    so the student never makes a run that can only fail."""
+    from core.tokenizer import same_tokenizer
+
+    try:
+        tok, rm_tok = _tokenizer_of(policy), _tokenizer_of(reward)
+    except Exception as e:  # a broken checkpoint: the trainer will say what is wrong, with its traceback
+        return f"cannot read a tokenizer ({type(e).__name__}: {e})"
+    if same_tokenizer(tok, rm_tok):
+        return None
+    return (f"the policy and the reward model use different tokenizers (vocabulary {len(tok)} vs {len(rm_tok)}): "
+            "the reward model could not read the policy's tokens. Pick a reward model trained from this base "
+            "model, or the base model the reward model was trained from.")
+
 
 def ppo_job(**values):
     """(cfg, parents, control) for a new PPO job: a validated PPOConfig, its parent artifacts, and a

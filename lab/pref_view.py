@@ -15,6 +15,13 @@ from core.runs import Run, RunError, list_runs, read_json, read_jsonl
 MODES = ("simulated annotator", "label pairs myself", "import a file")
 
 
+def _named(entry: dict) -> str:
+    """A run as choices list it: the student's name for it (if any) and its id."""
+    from lab.runs_view import display_name, read_meta
+
+    return display_name(entry["run_id"], read_meta(entry["path"]))
+
+
 def lazy_core():
     """core.preferences / core.reward, imported on use (the page says so when they are missing)."""
     from core import preferences, reward
@@ -31,7 +38,7 @@ def base_choices(runs_root) -> dict[str, str]:
         out["shipped: small"] = "small"
     for r in list_runs(runs_root):
         if r["stage"] == "pretrain" and r["state"] == "done":
-            out[f"run: {r['run_id']}"] = r["path"]
+            out[f"run: {_named(r)}"] = r["path"]
     return out
 
 
@@ -43,7 +50,7 @@ def preference_choices(runs_root) -> dict[str, str]:
             continue
         n = len(read_jsonl(Path(r["path"]) / "preferences.jsonl"))
         if n:
-            out[f"run: {r['run_id']} ({n} pairs)"] = r["path"]
+            out[f"run: {_named(r)} ({n} pairs)"] = r["path"]
     return out
 
 
@@ -53,7 +60,7 @@ def reward_choices(runs_root) -> dict[str, str]:
         out["shipped: reward"] = "reward"
     for r in list_runs(runs_root):
         if r["stage"] == "reward" and r["state"] == "done":
-            out[f"run: {r['run_id']}"] = r["path"]
+            out[f"run: {_named(r)}"] = r["path"]
     return out
 
 
@@ -177,6 +184,45 @@ def disagreements(scores: dict | None) -> pd.DataFrame:
                      "gold prefers": "A" if p.get("gold_a", 0) > p.get("gold_b", 0) else "B",
                      "RM score gap": round(float(p.get("score_a", 0)) - float(p.get("score_b", 0)), 3)})
     return pd.DataFrame(rows, columns=["A", "B", "RM prefers", "gold prefers", "RM score gap"])
+
+
+MIN_TRAIN_PAIRS = 50  # below this a reward model's accuracies say little (a handful of held-out pairs)
+
+
+def rm_warnings(spec) -> list[str]:
+    """Why not to trust a reward model, in words a student can act on (empty when nothing is wrong):
+    too few training pairs, or an agreement with the hidden gold no better than a coin flip. Read from
+    the checkpoint's lab.json (pairs, val_pairs, gold_agreement), so it holds for the shipped model,
+    a finished run and a file alike."""
+    from core.model import CheckpointError, read_lab_json
+
+    try:
+        info = read_lab_json(spec)
+    except (CheckpointError, OSError, ValueError):
+        return []
+    out = []
+    train, val = info.get("train_pairs"), info.get("val_pairs")
+    if isinstance(train, int) and train < MIN_TRAIN_PAIRS:
+        out.append(f"Trained on only {train} pair(s) and validated on {val}: with so few, an accuracy of 1.0 can be "
+                   f"luck and says little about new responses. Label or simulate at least {MIN_TRAIN_PAIRS} pairs "
+                   "before trusting it.")
+    agreement = info.get("gold_agreement")
+    if isinstance(agreement, (int, float)) and agreement <= 0.5:
+        out.append(f"It agrees with the hidden gold on {agreement:.1%} of fresh pairs — no better than a coin flip "
+                   "(50%): it learned something other than what the annotator prefers (label noise, too few "
+                   "pairs, or careless labels). PPO against it would optimise the wrong thing.")
+    return out
+
+
+def rm_warnings_live(df: pd.DataFrame) -> list[str]:
+    """While a reward run trains (no checkpoint yet): a gold agreement at or below chance, from its metrics."""
+    if df is None or df.empty or "rm/gold_agreement" not in df.columns:
+        return []
+    s = df["rm/gold_agreement"].dropna()
+    if s.empty or float(s.iloc[-1]) > 0.5:
+        return []
+    return [f"So far it agrees with the hidden gold on {float(s.iloc[-1]):.1%} of fresh pairs — no better than a "
+            "coin flip (50%)."]
 
 
 def agreement_summary(runs_root) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 from core.config import PRESETS, pretrain_preset
@@ -34,6 +35,26 @@ def tokens(text: str, spec: str = "small") -> list[tuple[str, int]]:
     tok = _tokenizer(spec)
     ids = tok(text)["input_ids"]
     return list(zip(tok.convert_ids_to_tokens(ids), ids))
+
+
+def vocab_size(spec: str = "small") -> int:
+    """The vocabulary of a checkpoint's tokenizer, special tokens included (what the page prints)."""
+    return len(_tokenizer(spec))
+
+
+def run_vocab_size(config: dict) -> int | None:
+    """The vocabulary a pretraining run trains its tokenizer to (its config's model.vocab_size)."""
+    value = (config.get("model") or {}).get("vocab_size") if isinstance(config, dict) else None
+    return int(value) if isinstance(value, (int, float)) else None
+
+
+def loss_caption(vocab: int | None) -> str:
+    """The loss chart's caption with the run's own starting loss: a model that knows nothing guesses
+    uniformly over the vocabulary, a cross-entropy of ln V nats per token."""
+    start = (f" (a model that knows nothing guesses uniformly: ln {vocab} ≈ {math.log(vocab):.2f} nats at the "
+             "start, for this run's vocabulary)") if vocab else ""
+    return ("Healthy: both losses fall fast, then flatten" + start + ". A validation loss rising while the "
+            "training loss falls is overfitting.")
 
 
 def presets() -> list[str]:

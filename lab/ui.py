@@ -20,7 +20,7 @@ import streamlit as st
 
 from core.config import ConfigError
 from core.runs import DEFAULT_ROOT, Run, RunError, list_runs
-from lab import glossary, jobs
+from lab import glossary, jobs, runs_view
 
 LIVE_EVERY_S = 1.0  # live charts redraw about once a second
 MAX_UPLOAD_MB = 20
@@ -99,9 +99,10 @@ def set_current_run(stage: str, path) -> None:
 
 
 def run_label(entry: dict) -> str:
-    """The picker's label: the run id only. Its state lives in the badge below, which redraws live
-    (a picker label would go stale: the browser keeps a select box's labels while its value holds)."""
-    return entry["run_id"]
+    """The picker's label: the student's name for the run (if any) and its id. Its state lives in the
+    badge below, which redraws live (a picker label would go stale: the browser keeps a select box's
+    labels while its value holds)."""
+    return runs_view.display_name(entry["run_id"], runs_view.read_meta(entry["path"]))
 
 
 def run_picker(stage: str, label: str = "Run to show") -> Path | None:
@@ -125,6 +126,15 @@ def run_picker(stage: str, label: str = "Run to show") -> Path | None:
     if current is None or path != current:
         _remember(stage, path)
     return path
+
+
+def preselect(options: dict[str, str]) -> int:
+    """Index of the option whose run is ?from=<run id> (a "next step" link from the stage before), else 0."""
+    wanted = st.query_params.get("from")
+    for i, spec in enumerate(options.values()):
+        if wanted and Path(str(spec)).name == wanted:
+            return i
+    return 0
 
 
 def spec_options(stage: str, shipped: tuple[str, ...] = (), states=("done",)) -> dict[str, str]:
@@ -165,6 +175,35 @@ def is_active(status: dict) -> bool:
     return status.get("state") in jobs.ACTIVE_STATES
 
 
+FINAL_WORDS = {"done": "finished", "stopped": "was stopped", "failed": "failed"}
+
+
+def view_state(status: dict, control: dict | None = None) -> tuple:
+    """What a page's look depends on (state, and whether a pause is asked for): a live fragment
+    compares it with the one the page was drawn with and redraws the whole page when it changes, so
+    buttons, captions and knobs never show a state the run has left."""
+    return status.get("state"), bool((control or {}).get("paused"))
+
+
+def follow_state(drawn: tuple, status: dict, control: dict | None = None) -> None:
+    """Inside a live fragment: rerun the whole page once the run's state differs from `drawn`."""
+    if view_state(status, control) != drawn:
+        st.rerun()
+
+
+def nothing_recorded(status: dict, df: pd.DataFrame, unit: str = "step") -> bool:
+    """True (and says why on the page) when a run has ended without one recorded row: its charts
+    would otherwise say "waiting for the first ..." about a run that will never have one."""
+    state = status.get("state")
+    if (df is not None and not df.empty) or state not in FINAL_WORDS:
+        return False
+    said = {"failed": f"This run failed before its first {unit}: there is nothing to draw (the error is above).",
+            "stopped": f"This run was stopped before its first {unit}: there is nothing to draw.",
+            "done": f"This run finished without recording a {unit}: there is nothing to draw."}
+    st.info(said[state])
+    return True
+
+
 def start_job(stage: str, cfg, parents: dict | None = None, control: dict | None = None) -> Run | None:
     """jobs.start for this session's owner; a refused start is a message on the page, not a crash."""
     try:
@@ -190,11 +229,12 @@ def start_job_with(start_fn, stage: str, **kwargs) -> Run | None:
 
 def page_path(title: str) -> Path:
     """The file of a page by its title ("Reward model" -> pages/3_Reward_model.py), for page links."""
-    pages = Path(__file__).resolve().parent.parent / "pages"
-    for path in pages.glob("*.py"):
-        if path.stem.split("_", 1)[-1].replace("_", " ") == title:
-            return path
-    raise FileNotFoundError(f"no page titled {title!r} in {pages}")
+    from lab import stages
+
+    stage = stages.BY_TITLE.get(title)
+    if stage is None or not stage.exists:
+        raise FileNotFoundError(f"no page titled {title!r} in {stages.PAGES_DIR}")
+    return stage.path
 
 
 def stop_button(run_dir, status: dict, key: str) -> None:
@@ -202,6 +242,83 @@ def stop_button(run_dir, status: dict, key: str) -> None:
         if st.button("Stop", key=key, help="ends the run after its current step; what it wrote stays"):
             jobs.stop(run_dir)
             st.toast("Stop requested: the run ends after its current step")
+
+
+def progress_line(run_dir, status: dict, df: pd.DataFrame) -> None:
+    """While a run is active: what it is doing, how far it is and roughly how long is left."""
+    if not is_active(status):
+        return
+    try:
+        run = Run.open(run_dir)
+    except RunError:
+        return
+    if status.get("state") == "queued":
+        st.caption("Queued: it starts when a training slot frees up.")
+        return
+    info = runs_view.progress(run.stage, run.config, df)
+    if info["fraction"] is None:
+        st.caption(info["text"])
+    else:
+        st.progress(info["fraction"], text=info["text"])
+
+
+def run_tools(run_dir, stage: str) -> None:
+    """Name the run, write a note on it (kept in its folder as meta.json), or delete it."""
+    run_dir = Path(run_dir)
+    meta = runs_view.read_meta(run_dir)
+    with st.expander("Name, note, delete" + (f" · {meta['name']}" if meta["name"] else ""),
+                     icon=":material/edit_note:"):
+        with st.form(f"meta/{stage}/{run_dir.name}", border=False):
+            name = st.text_input("Name", meta["name"], max_chars=runs_view.MAX_NAME,
+                                 placeholder="e.g. λ = 0, to see reward hacking")
+            note = st.text_area("Note", meta["note"], max_chars=runs_view.MAX_NOTE, height=80,
+                                placeholder="what you tried and what you saw")
+            if st.form_submit_button("Save name and note"):
+                try:
+                    runs_view.write_meta(run_dir, name, note)
+                except (ValueError, RunError, OSError) as e:
+                    st.error(f"Not saved: {e}")
+                else:
+                    st.rerun()  # the picker above and every listing show the new name at once
+        ok, why = runs_view.may_delete(run_dir, owner())
+        if not ok:
+            st.caption(f"Delete: {why}.")
+            return
+        active = is_active(jobs.status(run_dir))
+        sure = st.checkbox(f"Yes, delete {run_dir.name} and everything in it"
+                           + (" (it is still running: it will be stopped first)" if active else ""),
+                           key=f"delete_sure/{run_dir.name}")
+        if st.button("Delete this run", icon=":material/delete:", disabled=not sure, key=f"delete/{run_dir.name}"):
+            try:
+                runs_view.delete_run(run_dir, owner())
+            except (PermissionError, RunError, OSError) as e:
+                st.error(f"Not deleted: {e}")
+                return
+            st.session_state.pop(_key(stage), None)
+            if st.query_params.get("run") == run_dir.name:
+                del st.query_params["run"]
+            st.toast(f"Deleted {run_dir.name}")
+            st.rerun()
+
+
+def next_step(stage: str, run_dir, status: dict) -> None:
+    """At the end of a stage page: a link to the stage that uses what this run made, with the run
+    already chosen there (?from=<run id>)."""
+    from lab import stages
+
+    nxt = stages.next_of(stage)
+    if nxt is None:
+        return
+    st.divider()
+    st.subheader("Next step")
+    done = run_dir is not None and status.get("state") in ("done", "stopped")
+    if done:
+        st.markdown(f"Use **{Path(run_dir).name}** on {nxt.label}: it is chosen there already.")
+        query = {"from": Path(run_dir).name}
+    else:
+        st.markdown(f"When a run here has finished, continue with {nxt.label}.")
+        query = None
+    st.page_link(str(nxt.path), label=f"Go to {nxt.label}", icon=nxt.icon, query_params=query)
 
 
 def stage_missing(stage: str) -> bool:
@@ -270,6 +387,16 @@ def live_note(live: bool) -> None:
 def freeze_toggle() -> None:
     st.toggle("Freeze live charts", key="freeze",
               help="Charts redraw every second and that resets any zoom; freeze them to zoom and read.")
+
+
+# Generations tables: the text wraps in one wide column and the scores stay in view at 1400 px
+GENERATION_COLUMNS = {
+    "prompt": st.column_config.TextColumn(width="small"),
+    "model": st.column_config.TextColumn(width="medium"),
+    "response": st.column_config.TextColumn(width="large"),
+    "proxy": st.column_config.NumberColumn(format="%.3f", width="small", help="reward-model score"),
+    "gold": st.column_config.NumberColumn(format="%.3f", width="small", help="hidden annotator's utility"),
+}
 
 
 def chart(fig, caption: str, key: str | None = None) -> None:

@@ -9,7 +9,7 @@ st.markdown("Take a small GPT through every stage of RLHF, with real training on
             "each stage happen. Every run is a folder under the runs root; nothing here is simulated.")
 
 st.subheader("The pipeline")
-st.graphviz_chart(home_view.PIPELINE_DOT, width="stretch")
+st.graphviz_chart(home_view.pipeline_dot(), width="stretch")
 st.subheader("The two formulas to keep in mind")
 reward_col, ratio_col = st.columns(2)
 with reward_col:
@@ -35,17 +35,16 @@ else:
     st.info(quick["reason"])
 
 st.subheader("What you have")
-art_col, runs_col = st.columns([2, 3])
-with art_col:
-    st.markdown("**Shipped checkpoints** (ready to use, no download)")
-    st.dataframe(home_view.shipped_table(), hide_index=True, width="stretch")
-with runs_col:
-    st.markdown(f"**Your runs** in `{ui.runs_root()}`")
-    runs = home_view.runs_table(ui.runs_root())
-    if runs.empty:
-        st.caption("No runs yet: start one from a stage page, or with the quick start above.")
-    else:
-        st.dataframe(runs, hide_index=True, width="stretch")
+st.markdown("**Shipped checkpoints** (ready to use, no download)")
+st.dataframe(home_view.shipped_table(), hide_index=True, width="stretch",
+             column_config={"what": st.column_config.TextColumn(width="large")})
+st.markdown(f"**Your runs** in `{ui.runs_root()}` (name, note or delete one on its stage page)")
+runs = home_view.runs_table(ui.runs_root())
+if runs.empty:
+    st.caption("No runs yet: start one from a stage page, or with the quick start above.")
+else:
+    st.dataframe(runs, hide_index=True, width="stretch",
+                 column_config={"note": st.column_config.TextColumn(width="medium")})
 
 st.subheader("Stages")
 for row in home_view.stage_rows():

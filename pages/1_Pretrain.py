@@ -2,14 +2,14 @@
 
 import streamlit as st
 
-from core.config import ConfigError, PRESET_PRETRAIN
+from core.config import PRESET_MODELS, PRESET_PRETRAIN, ConfigError
 from core.corpus import CorpusError
-from core.runs import read_jsonl
-from lab import charts, jobs, ui
+from core.runs import Run, read_jsonl
+from lab import charts, jobs, stages, ui
 from lab import pretrain_view as view
 
 STAGE = "pretrain"
-st.title("1 · Pretrain a small GPT")
+st.title(stages.title_of(STAGE))
 st.markdown("Next-token prediction on a corpus: the model learns to continue text. Everything later "
             "(preferences, reward model, PPO) starts from a base model made this way.")
 
@@ -47,8 +47,10 @@ with token_col:
         st.warning(f"The shipped tokenizer is unavailable: {e}")
     else:
         st.markdown(" ".join(f"`{tok}`" for tok, _ in pieces))
-        st.caption(f"{len(pieces)} tokens (byte-pair encoding, vocabulary 1024; `▁` starts a word, "
-                   f"`<bos>` starts every text). Ids: {[i for _, i in pieces]}")
+        st.caption(f"{len(pieces)} tokens under the shipped small model's tokenizer (byte-pair encoding, "
+                   f"vocabulary {view.vocab_size('small'):,}; `▁` starts a word, `<bos>` starts every text). "
+                   f"Ids: {[i for _, i in pieces]}. A pretraining run trains its own tokenizer, of the vocabulary "
+                   "its preset sets.")
 
 # ----------------------------------------------------------------------------- start a run
 st.subheader("Train")
@@ -56,6 +58,8 @@ c1, c2, c3, c4 = st.columns(4)
 preset = c1.selectbox("Model size (preset)", view.presets(), index=view.presets().index("tiny"),
                       help="tiny: seconds; weak: about a minute; small: several minutes on a laptop CPU")
 defaults = PRESET_PRETRAIN[preset]
+shape = PRESET_MODELS[preset]
+st.caption(f"Preset {preset}: its own tokenizer of {shape.vocab_size:,} tokens, {shape.n_layer} layers, {shape.n_embd} wide.")
 steps = c2.number_input("Steps", min_value=1, max_value=100000, value=defaults["steps"], key=f"steps/{preset}")
 batch = c3.number_input("Documents per step", min_value=1, max_value=1024, value=defaults["batch_size"],
                         key=f"batch/{preset}")
@@ -79,7 +83,8 @@ if run_dir is None:
     st.info("No pretraining run yet: start one above.")
     st.stop()
 
-live = ui.is_active(jobs.status(run_dir))
+status_now = jobs.status(run_dir)
+live = ui.is_active(status_now)
 
 
 @st.fragment(run_every=ui.live_every() if live else None)
@@ -88,13 +93,17 @@ def show_run(run_dir):
     ui.stop_button(run_dir, status, key="stop/pretrain")
     ui.live_note(live)
     df = ui.metrics_frame(run_dir)
+    ui.progress_line(run_dir, status, df)
+    if ui.nothing_recorded(status, df):
+        return
     m1, m2, m3 = st.columns(3)
     ui.metric(m1, "train loss (nats/token)", ui.last_value(df, "lm/loss"))
     ui.metric(m2, "validation loss (nats/token)", ui.last_value(df, "lm/val_loss"))
     ui.metric(m3, "tokens / s", ui.last_value(df, "time/tokens_per_s"), "{:,.0f}")
     left, right = st.columns([3, 2])
     with left:
-        ui.chart(charts.pretrain_loss_chart(df), charts.CAPTIONS["pretrain_loss"], key="pretrain_loss")
+        ui.chart(charts.pretrain_loss_chart(df), view.loss_caption(view.run_vocab_size(Run(run_dir).config)),
+                 key="pretrain_loss")
     with right:
         ui.chart(charts.throughput_chart(df), charts.CAPTIONS["throughput"], key="pretrain_tps")
     samples = read_jsonl(run_dir / "samples.jsonl")
@@ -110,3 +119,5 @@ def show_run(run_dir):
 
 
 show_run(run_dir)
+ui.run_tools(run_dir, STAGE)
+ui.next_step(STAGE, run_dir, status_now)

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from lab import charts, jobs, ui
+from lab import charts, jobs, stages, ui
 from lab import pref_view as view
 
 STAGE = "preferences"
-st.title("2 · Preferences")
+st.title(stages.title_of(STAGE))
 st.markdown("The base model writes K responses to the same prompt; every two of them form a pair and "
             "someone says which is better. That someone is you, or a simulated annotator with a hidden "
             "taste (its *gold* utility) and a noise level τ: P(A preferred) = σ((u(A) − u(B)) / τ).")
@@ -25,7 +25,7 @@ if not bases:
     st.stop()
 mode = st.segmented_control("Who labels", view.MODES, default=view.MODES[0], key="pref_mode")
 c1, c2, c3 = st.columns(3)
-base_label = c1.selectbox("Base model (writes the responses)", list(bases))
+base_label = c1.selectbox("Base model (writes the responses)", list(bases), index=ui.preselect(bases))
 preset = c2.selectbox("Size preset", ["tiny", "small"], index=0,
                       help="tiny: 120 pairs, short responses (seconds); small: 2000 pairs (minutes)")
 profile = c3.selectbox("Hidden taste of the gold annotator", list(preferences.PROFILES),
@@ -68,15 +68,19 @@ run_dir = ui.run_picker(STAGE)
 if run_dir is None:
     st.info("No preference run yet: start one above.")
     st.stop()
-live = ui.is_active(jobs.status(run_dir))
+status_now = jobs.status(run_dir)
+live = ui.is_active(status_now)
 
 
 def show_dataset(run_dir):
     st.subheader("The dataset")
     table = view.dataset(run_dir)
-    left, right = st.columns(2)
-    with left:
-        ui.chart(charts.label_counts_chart(view.label_table(run_dir)), charts.CAPTIONS["labels"], key="pref_labels")
+    if human:  # only a person's labels have an A/B position and ties/skips to count
+        left, right = st.columns(2)
+        with left:
+            ui.chart(charts.label_counts_chart(view.label_table(run_dir)), charts.CAPTIONS["labels"], key="pref_labels")
+    else:
+        right = st.container()
     with right:
         ui.chart(charts.gold_gap_chart(table), charts.CAPTIONS["gold_gap"], key="pref_gap")
     st.dataframe(table, hide_index=True, width="stretch", height=300)
@@ -94,9 +98,16 @@ def show_progress(run_dir):
     ui.stop_button(run_dir, status, key="stop/pref")
     ui.live_note(live)
     df = ui.metrics_frame(run_dir)
+    ui.progress_line(run_dir, status, df)
     m1, m2 = st.columns(2)
-    m1.metric("pairs made", int(ui.last_value(df, "pref/pairs") or 0))
-    ui.metric(m2, "labels agreeing with the hidden gold", ui.last_value(df, "pref/label_gold_agreement"), "{:.0%}")
+    m1.metric("pairs made" if not human else "pairs prepared for you", int(ui.last_value(df, "pref/pairs") or 0))
+    if human:  # the labelling fragment below redraws with every click; a number here would go stale
+        m2.caption("Your agreement with the hidden gold is counted under the pair you are labelling.")
+    else:
+        share, judged, _ = charts.gold_agreement(view.dataset(run_dir))  # the chart's rule and numbers
+        ui.metric(m2, "labels agreeing with the hidden gold", share, "{:.0%}")
+        if judged:
+            m2.caption(f"of {judged} labelled pairs with a right answer (pairs the gold rates equal are left out)")
     if not human:  # a human run's dataset redraws with each label, in the labelling fragment
         show_dataset(run_dir)
     if live and not ui.is_active(status):
@@ -122,6 +133,11 @@ def labelling(run_dir):
     st.progress(done / max(1, progress["total"]),
                 text=f"{done} of {progress['total']} decided · {progress['labelled']} labelled · "
                      f"{progress['ties']} ties · {progress['skipped']} skipped")
+    share, judged, _ = charts.gold_agreement(view.dataset(run_dir))
+    ui.metric(st, "labels agreeing with the hidden gold", share, "{:.0%}")
+    if share is not None:
+        st.caption(f"You agreed with the hidden gold annotator on {share:.0%} of your {judged} labels that have a "
+                   "right answer (the chart below counts the same pairs).")
     pair = preferences.next_unlabeled(run_dir)
     if pair is None:
         st.success("Every pair has a decision. Train a reward model on them on the Reward model page.")
@@ -144,8 +160,6 @@ def show_pair(run_dir, pair, progress):
                    on_click=record, args=(run_dir, pair["id"], choice))
     if st.session_state.get("label_message"):
         st.warning(st.session_state.pop("label_message"))
-    if progress["gold_agreement"] is not None:
-        st.caption(f"You agreed with the hidden gold annotator on {progress['gold_agreement']:.0%} of your labels.")
 
 
 if human:
@@ -155,3 +169,5 @@ if human:
     else:
         st.caption("The pairs appear here when the base model has written them.")
 
+ui.run_tools(run_dir, STAGE)
+ui.next_step(STAGE, run_dir, status_now)

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from lab import charts, jobs, ui
+from lab import charts, jobs, stages, ui
 from lab import pref_view as view
 
 STAGE = "reward"
-st.title("3 · Reward model")
+st.title(stages.title_of(STAGE))
 st.markdown("A copy of the base model with a one-number head, trained so that the chosen response of "
             "each pair scores higher: loss = −log σ(r(chosen) − r(rejected)). It never sees the hidden "
             "gold utility; `rm/gold_agreement` checks how well it learned it anyway.")
@@ -24,7 +24,7 @@ source = st.radio("Preference pairs from", ["a preference run", "a file (.jsonl 
 pref_spec = None
 if source == "a preference run":
     if prefs:
-        pref_spec = prefs[st.selectbox("Preference run", list(prefs))]
+        pref_spec = prefs[st.selectbox("Preference run", list(prefs), index=ui.preselect(prefs))]
     else:
         st.info("No finished preference run with labelled pairs yet: make one on the Preferences page, or "
                 "upload a file.")
@@ -68,7 +68,8 @@ run_dir = ui.run_picker(STAGE)
 if run_dir is None:
     st.info("No reward-model run yet: start one above.")
 else:
-    live = ui.is_active(jobs.status(run_dir))
+    status_now = jobs.status(run_dir)
+    live = ui.is_active(status_now)
 
     @st.fragment(run_every=ui.live_every() if live else None)
     def show_run(run_dir):
@@ -76,11 +77,18 @@ else:
         ui.stop_button(run_dir, status, key="stop/rm")
         ui.live_note(live)
         df = ui.metrics_frame(run_dir)
+        ui.progress_line(run_dir, status, df)
+        if ui.nothing_recorded(status, df):
+            return
         m = st.columns(4)
         for col, (name, label) in zip(m, [("rm/loss", "loss (nats/pair)"), ("rm/accuracy", "train accuracy"),
                                           ("rm/val_accuracy", "validation accuracy"),
                                           ("rm/gold_agreement", "gold agreement")]):
             ui.metric(col, label, ui.last_value(df, name))
+        checkpoint = run_dir / "checkpoint"
+        for warning in (view.rm_warnings(str(checkpoint)) if (checkpoint / "lab.json").exists()
+                        else view.rm_warnings_live(df)):
+            st.warning(f"Do not trust this reward model yet. {warning}", icon=":material/warning:")
         left, right = st.columns(2)
         with left:
             ui.chart(charts.rm_loss_chart(df), charts.CAPTIONS["rm_loss"], key="rm_loss")
@@ -106,6 +114,7 @@ else:
             corr = (scores.get("base_samples") or {}).get("correlation")
             if corr is not None:
                 st.caption(f"Correlation of RM score with gold utility on base-model samples: {corr:.2f}")
+    ui.run_tools(run_dir, STAGE)
 
 # ----------------------------------------------------------------------------- score your own text
 st.subheader("Score your own text")
@@ -134,3 +143,6 @@ with st.expander("How gold agreement depends on the number of pairs and on label
     ui.chart(charts.agreement_chart(summary), charts.CAPTIONS["agreement"], key="rm_agreement")
     if not summary.empty:
         st.dataframe(summary, hide_index=True, width="stretch")
+
+if run_dir is not None:
+    ui.next_step(STAGE, run_dir, status_now)

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.runs import list_runs, read_jsonl
+from core.runs import Run, list_runs, read_jsonl
 from lab import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "lab" / "app.py"
-MY_PAGES = ["0_Home", "1_Pretrain", "2_Preferences", "3_Reward_model", "7_Compare_runs"]
+MY_PAGES = ["0_Home", "1_Pretrain", "2_Preferences", "3_Reward_model", "9_Compare_runs"]
 TIMEOUT = 60  # seconds per script run: the first one imports torch and transformers
 
 
@@ -104,6 +104,11 @@ def test_pretrain_page_starts_a_tiny_run_and_shows_it_live(runs):
     assert "done" in badges(at)
     assert len(at.get("plotly_chart")) >= 2  # loss and throughput
     assert at.query_params.get("run") == run_dir.name  # a refresh finds this run again
+    # numbers from this run: the tiny preset's own vocabulary of 256, not the shipped model's 1024
+    assert "ln 256 ≈ 5.55" in texts(at) and "ln 1024" not in texts(at)
+    # the next step: Preferences, with this run chosen as its base model
+    link = next(p.proto for p in at.get("page_link") if "Preferences" in p.proto.label)
+    assert link.label == "Go to 2 · Preferences" and link.query_string == f"from={run_dir.name}"
 
 
 def test_a_second_click_on_start_while_running_is_refused(runs):
@@ -232,6 +237,15 @@ def test_human_labelling_saves_every_click_at_once(runs):
     button(at, "Tie").click().run()
     assert [r["choice"] for r in read_jsonl(pref_dir / "skipped.jsonl")] == ["skip", "tie"]
     assert "3 of 4 decided" in at.get("progress")[0].proto.text
+    # one agreement number everywhere: the metric, the caption and the chart (a tie is no label)
+    from lab import charts, home_view, pref_view
+
+    share, judged, _ = charts.gold_agreement(pref_view.dataset(pref_dir))
+    assert judged <= 1
+    metric = next(m for m in at.metric if m.label == "labels agreeing with the hidden gold")
+    assert metric.value == ("–" if share is None else f"{share:.0%}")
+    # Home counts the pairs labelled, not the 4 prepared
+    assert home_view.runs_table(runs).set_index("run").loc[pref_dir.name, "key metric"] == "1 of 4 pairs labelled"
     # a fresh session (a refresh, a second tab) sees the same progress
     again = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     again.query_params["run"] = pref_dir.name
@@ -266,14 +280,17 @@ def test_compare_runs_overlays_two_runs_and_shows_what_differs(runs):
                               eval_every=2, device="cpu")
         run = Run.create("pretrain", to_dict(cfg), root=runs)
         drive(run, pretrain(cfg, run))
-    at = open_page("7_Compare_runs")
+    at = open_page("9_Compare_runs")
     assert len(at.multiselect[0].value) == 2
     diff = at.dataframe[0].value
     assert "lr" in list(diff["setting"])  # the one setting that differs (the run id is not a setting)
     assert len(at.get("plotly_chart")) == 1
     assert at.selectbox(key="compare_metric").value == "lm/val_loss"
-    side = at.dataframe[1].value
-    assert list(side.columns[1:]) == at.multiselect[0].value and len(side) > 0
+    side = at.dataframe[1].value  # one row per prompt and run, named by the setting that differs
+    assert list(side.columns) == ["prompt", "model", "response", "proxy", "gold"] and len(side) > 0
+    assert {m.split(" (")[0] for m in side["model"]} == {"lr = 0.005", "lr = 0.001"}
+    assert at.get("plotly_chart")[0].proto.spec and "lr = 0.005" in at.get("plotly_chart")[0].proto.spec
+    assert "optimizer step (count)" in at.get("plotly_chart")[0].proto.spec
 
 
 def _picker_script():
@@ -345,3 +362,46 @@ def test_home_quick_start_starts_ppo_and_opens_its_page(runs):
     assert at.query_params.get("run") == run_dir.name
     assert any("PPO" in t.value for t in at.title)  # switched to the PPO page, showing this run
     assert at.selectbox(key="picker/ppo").value == run_dir.name
+
+
+def done_run(root, stage, name):
+    run = Run.create(stage, {}, out=root / name)
+    run.set_status("done", iteration=1, message="finished")
+    return run
+
+
+def test_next_step_link_opens_the_next_stage_with_the_run_chosen(runs):
+    base = done_run(runs, "pretrain", "20260101-000001-pretrain")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    at.query_params["from"] = base.run_id  # what "Go to 2 · Preferences" on the Pretrain page opens
+    at.switch_page("../pages/2_Preferences.py").run()
+    assert at.selectbox[0].label.startswith("Base model") and at.selectbox[0].value == f"run: {base.run_id}"
+
+
+def test_name_note_and_delete_a_run_from_its_page(runs):
+    run = done_run(runs, "pretrain", "20260101-000002-pretrain")
+    at = open_page("1_Pretrain")
+    name = next(t for t in at.text_input if t.label == "Name")
+    name.input("first try")
+    next(t for t in at.text_area if t.label == "Note").input("loss flat: lr too low?")
+    button(at, "Save name and note").click().run()
+    assert json.loads((run.path / "meta.json").read_text()) == {"name": "first try", "note": "loss flat: lr too low?"}
+    assert "first try" in at.selectbox(key="picker/pretrain").format_func(run.run_id)
+    assert button(at, "Delete this run").disabled  # nothing goes without the confirmation
+    next(c for c in at.checkbox if c.label.startswith("Yes, delete")).check().run()
+    button(at, "Delete this run").click().run()
+    assert not at.exception and not run.path.exists()
+    assert "No pretraining run yet" in texts(at)
+
+
+def test_reward_page_warns_about_a_model_trained_on_few_pairs(runs):
+    run = done_run(runs, "reward", "20260101-000003-reward")
+    run.checkpoint_dir.mkdir()
+    for name, content in (("config.json", "{}"), ("model.safetensors", ""),
+                          ("lab.json", json.dumps({"train_pairs": 3, "val_pairs": 1, "gold_agreement": 0.425}))):
+        (run.checkpoint_dir / name).write_text(content)
+    run.log_metrics({"step": 1, "rm/loss": 0.1, "rm/val_accuracy": 1.0, "rm/gold_agreement": 0.425})
+    at = open_page("3_Reward_model")
+    said = " ".join(w.value for w in at.warning)
+    assert "Do not trust this reward model" in said and "only 3 pair(s)" in said and "42.5%" in said

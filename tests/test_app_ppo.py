@@ -1,5 +1,6 @@
 """The PPO and weak-to-strong pages under streamlit's AppTest, with real (tiny) runs in spawned processes."""
 
+import math
 import shutil
 import time
 from pathlib import Path
@@ -12,8 +13,8 @@ from core.runs import Run, read_json, read_metrics
 from lab import jobs, ppo_view as V
 
 ROOT = Path(__file__).resolve().parents[1]
-PPO_PAGE = str(ROOT / "pages" / "5_PPO.py")
-W2S_PAGE = str(ROOT / "pages" / "6_Weak_to_strong.py")
+PPO_PAGE = str(ROOT / "pages" / "4_PPO.py")
+W2S_PAGE = str(ROOT / "pages" / "8_Weak_to_strong.py")
 needs_ppo = pytest.mark.skipif(not jobs.stage_available("ppo"), reason="core/ppo_train.py is not in this checkout")
 needs_w2s = pytest.mark.skipif(not jobs.stage_available("w2s"), reason="core/w2s.py is not in this checkout")
 
@@ -218,6 +219,9 @@ def test_w2s_tiny_run_from_the_page_shows_bars_pgr_and_examples(tmp_path, monkey
     assert any("PGR" in str(m.delta) for m in at.metric)
     assert any("Corrected" in m.value for m in at.markdown) and any("Copied" in m.value for m in at.markdown)
     assert any("accuracy by edit" in h.value for h in at.subheader)  # where the gap is, per edit kind
+    # summed counts say so; the examples' seed has its own counts
+    assert any("(all seeds)" in c for d in at.dataframe for c in d.value.columns)
+    assert any("In the first seed" in c.value for c in at.caption)
 
 
 def fake_finished_ppo_run(root: Path) -> Run:
@@ -252,8 +256,10 @@ def test_page_shows_a_finished_run_and_survives_its_folder_being_deleted(tmp_pat
     assert all(b.disabled for b in at.button if b.label in ("Pause", "Resume", "Step one iteration", "Stop"))
     texts = [m.value for m in at.markdown]
     assert any("Iteration 3" in t and "the lens" in t for t in texts)  # one PPO step, slowly
-    gens = [d.value for d in at.dataframe if "policy response" in d.value.columns]
-    assert gens and gens[0]["policy response"].tolist() == ["policy words here"]
+    gens = [d.value for d in at.dataframe if "response" in d.value.columns and "model" in d.value.columns]
+    assert gens and gens[0]["response"].tolist() == ["base words here", "policy words here"]
+    assert gens[0]["model"].tolist() == ["base model", "policy (iteration 2)"]
+    assert gens[0]["proxy"].tolist() == [0.5, 0.5] and gens[0]["gold"].tolist() == [0.1, 0.1]
     step_tables = [d.value for d in at.dataframe if "clipped" in d.value.columns]
     assert step_tables and step_tables[0]["clipped"].tolist() == [False, True]
     shutil.rmtree(run.path)
@@ -281,3 +287,71 @@ def test_quick_start_ppo_is_small_visible_and_refuses_a_double_start(tmp_path, o
     finally:
         V.stop(run)
         jobs.wait(run.path, timeout=120)
+
+
+def ppo_buttons(at) -> dict:
+    return {b.label: not b.disabled for b in at.button if b.label in ("Pause", "Resume", "Step one iteration", "Stop")}
+
+
+def page_text(at) -> str:
+    return "\n".join(str(e.value) for kind in ("markdown", "caption", "info", "warning", "error", "subheader")
+                     for e in getattr(at, kind))
+
+
+@needs_ppo
+def test_the_page_follows_the_run_state_paused_done_and_failed(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    monkeypatch.setenv("RLHF_LAB_RUNS", str(root))
+    run = fake_finished_ppo_run(root)
+    inspect = read_json(run.path / "inspect.json")
+    (run.path / "inspect.json").unlink()
+    run.set_status("paused", iteration=3)  # a folder only: no worker behind it, so nothing marks it dead
+    run.write_control(paused=True)
+    at = page(PPO_PAGE)
+    assert ppo_buttons(at) == {"Pause": False, "Resume": True, "Step one iteration": True, "Stop": True}
+    assert "Knobs — live" in page_text(at)
+    assert "No iteration recorded yet" in page_text(at)
+    run.write_json("inspect.json", inspect)  # the run goes on and ends
+    run.set_status("done", iteration=3, message="finished")
+    at.run()
+    text = page_text(at)
+    assert "— live" not in text and "is live" not in text and "Redrawn about every" not in text
+    assert "This run finished" in text
+    assert not any(ppo_buttons(at).values())
+    assert "Iteration 3 (the last one this run recorded)" in text  # no Load click needed
+    assert "last epoch" in text  # says which epoch the ratios come from
+
+    failed = Run.create("ppo", run.config, root=root)
+    failed.set_status("failed", message="training failed", error="ValueError: tokenizers differ")
+    at.query_params["run"] = failed.run_id
+    at.session_state["pending/ppo"] = failed.run_id
+    at.run()
+    text = page_text(at)
+    assert "tokenizers differ" in text and "failed before its first iteration" in text
+    assert "waiting for the first iteration" not in str([c.proto for c in at.get("plotly_chart")])
+
+
+@needs_ppo
+def test_a_policy_the_reward_model_cannot_read_is_refused_before_start(lab_root, tiny_base):
+    shutil.copytree(tiny_base, lab_root / "20260101-000002-pretrain")  # vocabulary 256, the RM's is 1024
+    at = page(PPO_PAGE)
+    policy = by_label(at.selectbox, "policy (and frozen reference)")
+    policy.select(next(o for o in policy.options if "20260101-000002-pretrain" in o)).run()
+    assert any("different tokenizers" in e.value and "256" in e.value for e in at.error), [e.value for e in at.error]
+    assert by_label(at.button, "Start PPO").disabled
+    assert ppo_runs(lab_root) == []
+
+
+@needs_ppo
+def test_your_own_prompt_base_vs_policy_with_proxy_and_gold(tmp_path, own_rm):
+    run = fake_finished_ppo_run(tmp_path)
+    config = {**run.config, "reward": str(own_rm)}
+    run.write_json("config.json", {**Run.open(run.path).info(), "config": config})
+    with pytest.raises(ValueError, match="no policy checkpoint"):
+        V.try_prompt(Run.open(run.path), "the lens was")
+    shutil.copytree(SHIPPED["small"], run.checkpoint_dir)  # stands in for the trained policy
+    rows = V.try_prompt(Run.open(run.path), "the lens was")
+    assert [r["model"].split(" (")[0] for r in rows] == ["base model", "policy"]
+    assert all(r["response"] is not None and math.isfinite(r["proxy"]) and math.isfinite(r["gold"]) for r in rows)
+    with pytest.raises(ValueError, match="type a prompt"):
+        V.try_prompt(Run.open(run.path), "   ")

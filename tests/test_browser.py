@@ -50,7 +50,7 @@ def test_home_page_loads_with_navigation_and_glossary(server, browser):
     page = open_page(browser, server["url"])
     page.get_by_text("RLHF Lab", exact=True).first.wait_for(timeout=60000)
     nav = page.locator("[data-testid='stSidebarNav']")
-    for title in ("Home", "Pretrain", "Preferences", "Reward model", "Compare runs"):
+    for title in ("Home", "1 · Pretrain", "2 · Preferences", "3 · Reward model", "9 · Compare runs"):
         nav.get_by_text(title, exact=True).wait_for(timeout=10000)
     page.get_by_text("Glossary of metrics").click()
     page.get_by_text("objective/non_score_reward").first.wait_for(timeout=10000)

@@ -115,3 +115,27 @@ def test_quick_start_ppo_then_steer_it_live(server, browser):
     page.get_by_role("button", name="Stop").click()
     wait_until(lambda: state(run_dir) == "stopped", timeout=90, what="the run to stop")
     page.close()
+
+
+def test_a_run_that_ends_while_its_page_is_open_shows_done_with_no_click(server, browser):
+    from lab import ppo_view as V
+
+    cfg, _, control = V.ppo_job(preset="tiny", device="cpu")
+    run = Run.create("ppo", __import__("dataclasses").asdict(cfg), root=server["runs"], control=control)
+    run.set_status("running", iteration=1)  # a folder only: the test plays the trainer
+    run.log_metrics({"step": 1, "time": time.time(), "objective/scores": 0.1, "objective/gold": 0.0,
+                     "objective/kl": 0.0, "params/kl_coef": cfg.kl_coef, "params/clip_eps": cfg.clip_eps})
+    page = open_page(browser, server["url"], f"ppo?run={run.run_id}")
+    pause = page.get_by_role("button", name="Pause")
+    pause.wait_for(timeout=60000)
+    wait_until(lambda: pause.is_enabled(), timeout=30, what="Pause enabled on a running run")
+    page.get_by_text("Knobs — live").wait_for(timeout=10000)
+    run.set_status("done", iteration=1, message="finished")
+    ended = time.monotonic()
+    page.get_by_text("done · step 1").first.wait_for(timeout=10000)
+    wait_until(lambda: all(page.get_by_role("button", name=n).is_disabled()
+                           for n in ("Pause", "Resume", "Step one iteration", "Stop")), timeout=10,
+               what="every control disabled")
+    assert page.get_by_text("Knobs — live").count() == 0 and page.get_by_text("Redrawn about every").count() == 0
+    print(f"\nrun ended -> page shows done, controls disabled: {time.monotonic() - ended:.1f} s")
+    page.close()

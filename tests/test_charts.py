@@ -57,6 +57,12 @@ def test_rm_charts_show_chance_lines_and_the_metrics_present():
                                           "agrees with gold (rm/gold_agreement)"]
     assert list(acc.data[1].x) == [2, 4] and list(acc.data[2].y) == [0.9]
     assert any(s.y0 == 0.5 for s in acc.layout.shapes)
+    # reference labels sit in the right margin (never under a curve or cut at the edge); the legend
+    # sits under the plot, never over the title
+    for fig, text in ((acc, "chance"), (loss, "coin flip")):
+        label = next(a for a in fig.layout.annotations if text in a.text)
+        assert (label.xref, label.x, label.xanchor) == ("paper", 1.0, "left") and fig.layout.margin.r >= 60
+        assert fig.layout.legend.y < 0
 
 
 def test_score_histogram_overlays_chosen_and_rejected():
@@ -74,7 +80,9 @@ def test_label_counts_and_gold_gap():
     assert list(fig.data[0].x) == ["A", "B", "tie"] and list(fig.data[0].y) == [2, 1, 1]
     gap = labelled(charts.gold_gap_chart(pairs))
     assert sorted(gap.data[0].x) == pytest.approx(sorted([1.0, -0.2, 0.1, 0.0]))
-    assert "50% agree" in gap.layout.annotations[0].text  # 2 of 4 gaps are > 0
+    # 2 of the 3 pairs with a right answer agree; the gold tie is left out (the metric's rule too)
+    assert "67% of 3 labels agree with gold" in gap.layout.title.text and "1 gold ties" in gap.layout.title.text
+    assert charts.gold_agreement(pairs) == (pytest.approx(2 / 3), 3, 1)
     assert list(labelled(charts.label_counts_chart(pd.DataFrame({"prompt": ["p"] * 3}))).data[0].y) == [3]
 
 
@@ -97,16 +105,23 @@ def test_compare_chart_overlays_runs_and_lists_metrics():
     assert metrics[:3] == ["lm/loss", "lm/val_loss", "time/tokens_per_s"] and metrics[-1] == "rm/loss" and "rm/loss" in metrics and "step" not in metrics
 
 
-def test_side_by_side_keeps_the_newest_policy_text_per_prompt():
-    samples = {"lambda=0": [{"iteration": 1, "kind": "policy", "prompt": "p", "response": "old"},
-                            {"iteration": 2, "kind": "base", "prompt": "p", "response": "base"},
-                            {"iteration": 2, "kind": "policy", "prompt": "p", "response": "new"}],
-               "lambda=0.1": [{"iteration": 2, "kind": "policy", "prompt": "p", "response": "calm"},
-                              {"iteration": 2, "kind": "policy", "prompt": "q", "response": "other"}]}
+def test_side_by_side_has_the_base_model_and_the_scores_of_each_run():
+    samples = {"λ = 0": [{"iteration": 1, "kind": "policy", "prompt": "p", "response": "old", "score": 0.1},
+                         {"iteration": 0, "kind": "base", "prompt": "p", "response": "base", "score": 0.0, "gold": 0.2},
+                         {"iteration": 2, "kind": "policy", "prompt": "p", "response": "new", "score": 0.9,
+                          "gold": -0.3}],
+               "λ = 0.1": [{"iteration": 0, "kind": "base", "prompt": "p", "response": "base", "score": 0.0},
+                           {"iteration": 2, "kind": "policy", "prompt": "p", "response": "calm", "score": 0.4},
+                           {"iteration": 2, "kind": "policy", "prompt": "q", "response": "other"}]}
     df = charts.side_by_side(samples)
-    assert list(df.columns) == ["prompt", "lambda=0", "lambda=0.1"]
-    row = df.set_index("prompt").loc["p"]
-    assert row["lambda=0"] == "new" and row["lambda=0.1"] == "calm"
+    assert list(df.columns) == ["prompt", "model", "response", "proxy", "gold"]
+    p = df[df["prompt"] == "p"]
+    assert p["model"].tolist() == ["base model", "λ = 0 (iteration 2)", "λ = 0.1 (iteration 2)"]
+    assert p["response"].tolist() == ["base", "new", "calm"]  # the newest policy text of each run
+    assert p["proxy"].tolist() == [0.0, 0.9, 0.4] and p["gold"].tolist()[:2] == [0.2, -0.3]
+    # base models that answered differently are shown once per run
+    samples["λ = 0.1"][0]["response"] = "other base"
+    assert charts.side_by_side(samples)["model"].tolist()[:2] == ["base model of λ = 0", "base model of λ = 0.1"]
 
 
 def test_samples_by_step_newest_first():
@@ -130,4 +145,18 @@ def test_axis_units_come_from_the_glossary():
     assert glossary.unit("lm/loss") == "nats per token"
     assert glossary.unit("not/a_metric") == "value"
     assert charts.compare_chart({"a": pd.DataFrame({"step": [1], "lm/loss": [2.0]})},
-                                "lm/loss").layout.yaxis.title.text == "lm/loss (nats per token)"
+                                "lm/loss").layout.yaxis.title.text == "value (nats per token)"  # the metric is in the title
+
+
+def test_compare_legends_name_the_knob_that_differs(tmp_path):
+    from core.runs import Run
+    from lab import compare_view
+
+    dirs = []
+    for kl, every in ((0.0, 10), (0.05, 50)):
+        run = Run.create("ppo", {"kl_coef": kl, "checkpoint_every": every, "seed": 0}, root=tmp_path)
+        dirs.append(run.path)
+    labels = compare_view.legend_labels(dirs, most=1)
+    assert sorted(labels.values()) == ["λ = 0.0", "λ = 0.05"]  # λ before checkpoint_every
+    assert compare_view.x_title({"ppo"}) == "PPO iteration (count)"
+    assert "optimizer step for pretrain" in compare_view.x_title({"ppo", "pretrain"})

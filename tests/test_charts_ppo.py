@@ -32,8 +32,9 @@ def assert_labelled(fig):
     """Every chart has a title and axis labels that say their units."""
     lay = fig.layout
     assert lay.title.text, "chart has no title"
-    assert lay.xaxis.title.text, "x axis has no label"
-    assert lay.yaxis.title.text, "y axis has no label"
+    # with stacked panels, the bottom x axis carries the label and every panel's y axis its own
+    assert any(lay[k].title.text for k in lay if k.startswith("xaxis")), "x axis has no label"
+    assert all(lay[k].title.text for k in lay if k.startswith("yaxis")), "y axis has no label"
 
 
 def test_every_chart_has_a_caption():
@@ -55,13 +56,28 @@ def test_live_charts_on_metrics_and_on_nothing(fn):
     assert "waiting" in empty.layout.annotations[0].text
 
 
-def test_reward_chart_puts_proxy_and_gold_on_one_chart():
-    fig = C.reward_chart(ppo_df())
+def test_reward_chart_puts_proxy_and_gold_in_panels_that_both_hold_zero():
+    df = ppo_df()
+    df["objective/scores"] = -4.0 + 0.5 * np.arange(8)  # a logit far from 0
+    df["objective/gold"] = 0.01 * np.sin(np.arange(8))  # gold flat around 0: must not look like a crash
+    fig = C.reward_chart(df)
     names = [t.name for t in fig.data]
     assert any("proxy" in n for n in names) and any("gold" in n for n in names)
     gold = next(t for t in fig.data if t.name == "gold utility")
-    assert gold.yaxis == "y2"  # its own scale on the right
-    assert list(gold.y) == pytest.approx([0.05 * i for i in range(8)])
+    assert gold.yaxis == "y2"  # its own panel, below the proxy's, same iteration axis
+    assert list(gold.y) == pytest.approx(list(df["objective/gold"]))
+    for axis in (fig.layout.yaxis, fig.layout.yaxis2):
+        lo, hi = axis.range
+        assert lo < 0 < hi
+    lo, hi = fig.layout.yaxis2.range
+    assert hi - lo >= 0.2  # a 0.02 wiggle fills a tenth of the panel, not all of it
+    assert fig.layout.yaxis.range[0] < -4.0
+
+
+def test_kl_and_lambda_are_on_their_own_panels_from_zero():
+    fig = C.kl_chart(ppo_df())
+    lam = next(t for t in fig.data if t.name == "λ (kl_coef)")
+    assert lam.yaxis == "y2" and fig.layout.yaxis.rangemode == "tozero" and fig.layout.yaxis2.rangemode == "tozero"
 
 
 def test_param_changes_are_found_and_marked():
@@ -72,12 +88,23 @@ def test_param_changes_are_found_and_marked():
     assert C.param_changes(df, "params/clip_eps") == [(6, 0.2, 0.1)]
     fig = C.reward_chart(df)
     lines = [s for s in fig.layout.shapes if s.type == "line"]
-    assert sorted(s.x0 for s in lines) == [4, 6, 7]
+    assert sorted({s.x0 for s in lines}) == [4, 6, 7]
     labels = [a.text for a in fig.layout.annotations]
     assert "λ 0.1→0.5" in labels and "ε 0.2→0.1" in labels and "λ 0.5→0" in labels
     # the same marks on every time-axis chart
     for fn in (C.kl_chart, C.value_loss_chart, C.entropy_chart):
-        assert sorted(s.x0 for s in fn(df).layout.shapes if s.type == "line") == [4, 6, 7]
+        assert sorted({s.x0 for s in fn(df).layout.shapes if s.type == "line"}) == [4, 6, 7]
+
+
+def test_labels_of_close_changes_do_not_overlap():
+    # changes at iterations 6 and 7 of 8 (ε then λ): their labels go to two text rows, and two changes
+    # at one iteration share one label
+    df = ppo_df(kl_coef=[0.1] * 6 + [0.5] * 2, clip_eps=[0.2] * 5 + [0.1] * 3)
+    marks = [a for a in C.reward_chart(df).layout.annotations if "→" in a.text]
+    assert len(marks) == 2 and len({a.yshift for a in marks}) == 2
+    same = ppo_df(kl_coef=[0.1] * 4 + [0.5] * 4, clip_eps=[0.2] * 4 + [0.1] * 4)
+    assert [a.text for a in C.kl_chart(same).layout.annotations if "→" in a.text] == ["λ 0.1→0.5, ε 0.2→0.1"]
+    assert C.label_levels([0, 50, 51, 52, 100], span=100) == [0, 0, 1, 2, 0]  # a label is ~15% of a panel wide
 
 
 def test_adaptive_controller_moves_are_not_marked_but_switching_it_on_is():
@@ -103,6 +130,24 @@ def test_ratio_histogram_shades_the_band_and_counts_what_is_outside():
     assert sum(fig.data[0].y) == pytest.approx(100.0)  # shares in %
     with pytest.raises(ValueError):
         C.ratio_histogram(edges[:-2], counts, 0.2)
+
+
+@pytest.mark.parametrize("eps", [0.1, 0.2, 0.5])
+def test_ratio_histogram_always_shows_the_band_and_what_lies_outside(eps):
+    from core.ppo_train import RATIO_EDGES
+
+    edges = np.asarray(RATIO_EDGES)
+    counts = np.zeros(len(edges) - 1)
+    counts[np.searchsorted(edges, 1.0) - 1] = 90
+    counts[-1] = 10  # ratios of 2 and beyond: outside any band
+    fig = C.ratio_histogram(edges, counts, eps)
+    lo, hi = fig.layout.xaxis.range
+    assert lo < 1 - eps and hi > 1 + eps and hi >= edges[-1]
+    assert "10.0% outside the band" in fig.layout.title.text and "more may be" not in fig.layout.title.text
+    # a histogram recorded over [0.5, 1.5] (older runs) at ε = 0.5 cannot tell: it says so
+    old = np.linspace(0.5, 1.5, 41)
+    title = C.ratio_histogram(old, np.r_[5, np.zeros(38), 5], 0.5).layout.title.text
+    assert "more may be outside" in title
 
 
 def test_ratio_histogram_from_metrics_uses_newest_row_and_its_eps():
@@ -173,7 +218,9 @@ def test_overoptimization_chart_across_runs():
     # the lines are moving averages of the raw points
     assert list(lines[1].y) == pytest.approx(C.smooth(0.05 * np.arange(8), 5))
     assert C.smooth(np.array([1.0, 3.0, 5.0, 7.0]), 2).tolist() == [1.0, 2.0, 4.0, 6.0]
-    assert "√KL" in fig.layout.xaxis.title.text
+    assert "√KL" in fig.layout.xaxis2.title.text  # the shared √KL axis, under the gold panel
+    assert {t.yaxis for t in lines if t.name.endswith("gold")} == {"y2"}  # gold in its own panel
+    assert all(ax.range[0] <= 0 <= ax.range[1] for ax in (fig.layout.yaxis, fig.layout.yaxis2))
     assert len(C.overoptimization_chart({}).data) == 0
 
 

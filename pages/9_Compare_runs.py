@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from lab import charts, charts_ppo, jobs, ui
+from lab import charts, charts_ppo, jobs, stages, ui
 from lab import compare_view as view
+from lab import runs_view
 
-st.title("7 · Compare runs")
+st.title(stages.BY_TITLE["Compare runs"].page_title)
 st.markdown("Pick runs (e.g. PPO with λ = 0 and λ = 0.1) and put them on the same axes. The table of "
             "settings that differ says what caused the difference.")
 
@@ -14,7 +15,7 @@ if not options:
     st.info("No runs yet: start some on the stage pages, then come back to compare them.")
     st.stop()
 picked = st.multiselect("Runs", list(options), format_func=options.get, key="compare_runs",
-                        default=view.default_selection(ui.runs_root()))
+                        default=view.default_selection(ui.runs_root(), first=st.query_params.get("from")))
 if not picked:
     st.info("Pick at least one run.")
     st.stop()
@@ -27,19 +28,22 @@ else:
     st.dataframe(diff, hide_index=True, width="stretch")
 
 live = any(ui.is_active(jobs.status(d)) for d in run_dirs if d.is_dir())
+labels = view.legend_labels(run_dirs, names={d.name: runs_view.read_meta(d)["name"] for d in run_dirs})  # legends say the setting that differs (λ = 0 vs λ = 0.05), not run ids
+stages_shown = view.stages(run_dirs)
 
 
 @st.fragment(run_every=ui.live_every() if live else None)
 def curves(run_dirs):
-    frames = view.metrics(run_dirs)
+    frames = {labels[name]: df for name, df in view.metrics(run_dirs).items()}
     names = charts.common_metrics(frames)
     if not names:
         st.caption("The chosen runs have not logged any metric yet.")
         return
     default = next((m for m in ("objective/scores", "rm/val_accuracy", "lm/val_loss", "lm/loss") if m in names), names[0])
     metric = st.selectbox("Metric", names, index=names.index(default), key="compare_metric")
-    ui.chart(charts.compare_chart(frames, metric), charts.CAPTIONS["compare"], key="compare_chart")
-    if "ppo" in view.stages(run_dirs):
+    ui.chart(charts.compare_chart(frames, metric, x_title=view.x_title(stages_shown)), charts.CAPTIONS["compare"],
+             key="compare_chart")
+    if "ppo" in stages_shown:
         ui.chart(charts_ppo.overoptimization_chart(frames), charts_ppo.CAPTIONS["overoptimization"],
                  key="compare_overopt")
 
@@ -47,11 +51,11 @@ def curves(run_dirs):
 curves(run_dirs)
 
 st.subheader("Generations side by side")
-samples = view.samples(run_dirs)
-stages = view.stages(run_dirs)
-table = charts.side_by_side(samples, text_key="response" if "ppo" in stages else "text")
+samples = {labels[name]: rows for name, rows in view.samples(run_dirs).items()}
+table = charts.side_by_side(samples, text_key="response" if "ppo" in stages_shown else "text")
 if table.empty:
     st.caption("No generations in the chosen runs yet (pretraining and PPO runs write them).")
 else:
-    st.caption("The newest generation of each run for each prompt.")
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.caption("For each prompt: the base model's response, then each run's newest, with the reward model's "
+               "(proxy) and the hidden annotator's (gold) score where the run recorded them.")
+    st.dataframe(table, hide_index=True, width="stretch", column_config=ui.GENERATION_COLUMNS)

@@ -11,10 +11,11 @@ import streamlit as st
 
 from core.config import ConfigError
 from core.runs import Run, RunError
+from lab import charts
 from lab import charts_ppo as C
-from lab import jobs, ppo_view as V, ui
+from lab import jobs, pref_view, ppo_view as V, stages, ui
 
-st.title("PPO with a KL penalty")
+st.title(stages.title_of("ppo"))
 st.markdown("The policy (a copy of the base model) samples responses, the reward model scores them, and PPO "
             "pushes up what scored well — minus λ times the KL from the base model, so the policy cannot "
             "drift into text the reward model never saw. The gold line is the hidden annotator: what a person "
@@ -34,6 +35,8 @@ run_dir = ui.run_picker("ppo", label="PPO run shown on this page")
 status = jobs.status(run_dir) if run_dir is not None else {}
 live = run_dir is not None and ui.is_active(status)
 run = Run(run_dir) if run_dir is not None else None
+control_now = run.read_control() if run is not None else {}
+drawn = ui.view_state(status, control_now)  # the live fragment redraws the page when this changes
 
 # The knob widgets show the shown run's knobs: (re)read them when another run is shown, and when
 # Streamlit has dropped the widgets' state (it does so for widgets of a page the student left).
@@ -89,8 +92,14 @@ if st.session_state.get("ppo/synced") != shown or any(k not in st.session_state 
 knob_col, start_col = st.columns([3, 2])
 with knob_col:
     st.subheader("Knobs" + (" — live" if live else ""))
-    st.caption(f"The run {run_dir.name} is live: a change applies at its next iteration and is marked on the "
-               "charts." if live else "Settings of the next run (they become live once it runs).")
+    if live:
+        st.caption(f"The run {run_dir.name} is {status.get('state')}: a change applies at its next iteration and "
+                   "is marked on the charts.")
+    elif run is not None:
+        st.caption(f"The run shown, {run_dir.name}, {ui.FINAL_WORDS.get(status.get('state'), 'is not running')}: "
+                   "these are the settings of the next run you start (they were read from the run shown).")
+    else:
+        st.caption("Settings of the next run (they become live once it runs).")
     a, b, c = st.columns(3)
     with a:
         st.radio("λ mode", ["fixed", "adaptive"], key="ppo/kl_mode", horizontal=True,
@@ -118,7 +127,12 @@ with start_col:
     if not policies:
         st.error("No base model to start from: the shipped one (assets/small) is missing and you have no "
                  "finished pretraining run. Train one on the Pretrain page.")
-    policy_label = st.selectbox("policy (and frozen reference)", list(policies), key="ppo/policy") if policies else None
+    # arriving from a reward model's "next step": the policy is the base model that reward model was trained from
+    policy_index = next((i for i, spec in enumerate(policies.values())
+                         if spec == pref_view.base_of_preferences(str(root / st.query_params.get("from", "")))), 0) \
+        if st.query_params.get("from") else 0
+    policy_label = st.selectbox("policy (and frozen reference)", list(policies), key="ppo/policy",
+                                index=policy_index) if policies else None
     if not rewards:
         st.error("No reward model: the shipped one (assets/reward) is missing and you have not trained one. "
                  "Train one on the Reward model page first.")
@@ -126,13 +140,21 @@ with start_col:
     else:
         if not any(spec != "reward" for spec in rewards.values()):
             st.info("You have not trained a reward model of your own yet, so the shipped one is used.")
-        reward_label = st.selectbox("reward model (proxy)", list(rewards), key="ppo/reward")
+        reward_label = st.selectbox("reward model (proxy)", list(rewards), key="ppo/reward",
+                                    index=ui.preselect(rewards))
+    mismatch = V.tokenizer_mismatch(policies[policy_label], rewards[reward_label]) \
+        if policy_label and reward_label else None
+    if mismatch:
+        st.error(f"These two cannot be used together: {mismatch}")
+    elif reward_label:
+        for warning in pref_view.rm_warnings(rewards[reward_label]):
+            st.warning(f"About this reward model: {warning}", icon=":material/warning:")
     i1, i2, i3 = st.columns(3)
-    iterations = i1.number_input("iterations", 1, 2000, 100, key="ppo/iterations")
+    iterations = i1.number_input("iterations", 1, 2000, V.PAGE_ITERATIONS, key="ppo/iterations")
     batch = i2.selectbox("batch (prompts)", [8, 16, 32, 64], index=1, key="ppo/batch")
     resp_len = i3.number_input("response tokens", 4, 64, 16, key="ppo/response_length")
     clicked = st.button("Start PPO", type="primary", icon=":material/play_arrow:", key="ppo/start",
-                        disabled=not (policies and rewards))
+                        disabled=not (policies and rewards) or bool(mismatch))
     if clicked:
         try:
             cfg, parents, control = V.ppo_job(
@@ -160,18 +182,21 @@ if run is None:
     st.info("No PPO run yet. Start one above, or use the quick start on the Home page.")
     st.stop()
 
+enabled = V.button_states(status.get("state"), control_now)
 b1, b2, b3, b4, _ = st.columns([1, 1, 1.4, 1, 3])
-if b1.button("Pause", icon=":material/pause:", disabled=not live, key="ppo/pause"):
+if b1.button("Pause", icon=":material/pause:", disabled=not enabled["pause"], key="ppo/pause"):
     V.pause(run)
     st.toast("Pause requested: the run pauses before its next iteration")
-if b2.button("Resume", icon=":material/play_arrow:", disabled=not live, key="ppo/resume"):
+    st.rerun()
+if b2.button("Resume", icon=":material/play_arrow:", disabled=not enabled["resume"], key="ppo/resume"):
     V.resume(run)
     st.toast("Resumed")
-if b3.button("Step one iteration", icon=":material/skip_next:", disabled=not live, key="ppo/step",
+    st.rerun()
+if b3.button("Step one iteration", icon=":material/skip_next:", disabled=not enabled["step"], key="ppo/step",
              help="pauses the run (if it is not) and runs exactly one more iteration"):
     V.step_once(run)
     st.toast("One more iteration requested")
-if b4.button("Stop", icon=":material/stop:", disabled=not live, key="ppo/stop",
+if b4.button("Stop", icon=":material/stop:", disabled=not enabled["stop"], key="ppo/stop",
              help="ends the run after this iteration, with a checkpoint"):
     V.stop(run)
     st.toast("Stop requested: the run ends with a checkpoint")
@@ -179,22 +204,30 @@ if b4.button("Stop", icon=":material/stop:", disabled=not live, key="ppo/stop",
 
 # ----------------------------------------------------------------------------- live charts
 
-@st.fragment(run_every=ui.live_every())
-def live_charts(run_dir: Path) -> None:
+@st.fragment(run_every=ui.live_every() if live else None)
+def live_charts(run_dir: Path, drawn: tuple) -> None:
     if not run_dir.is_dir():
         st.warning(f"The folder of run {run_dir.name} was deleted; pick another run or start a new one.")
         return
     sent_now = send_changed_knobs(run_dir)
     if sent_now:
         st.toast(sent_now[1], icon=":material/tune:" if sent_now[0] == "success" else ":material/error:")
-    ui.status_badge(run_dir)
-    df = ui.metrics_frame(run_dir)
     control = Run(run_dir).read_control()
-    paused = control.get("paused") and jobs.status(run_dir).get("state") in ("running", "paused")
+    status = ui.status_badge(run_dir)
+    ui.follow_state(drawn, status, control)  # ended, paused or resumed: redraw buttons and knobs too
+    df = ui.metrics_frame(run_dir)
+    state = status.get("state")
     # always one caption here, so the charts below keep their places in the page between redraws
-    st.caption("Paused: nothing trains until you resume or step one iteration." if paused else
-               f"Redrawn about every {ui.LIVE_EVERY_S:g} s from {run_dir.name}/metrics.jsonl"
-               if ui.live_every() else "Frozen: switch off “Freeze live charts” to follow the run again.")
+    if state in ui.FINAL_WORDS:
+        st.caption(f"This run {ui.FINAL_WORDS[state]}: the charts show what it recorded.")
+    elif control.get("paused") and state in ("running", "paused"):
+        st.caption("Paused: nothing trains until you resume or step one iteration.")
+    else:
+        st.caption(f"Redrawn about every {ui.LIVE_EVERY_S:g} s from {run_dir.name}/metrics.jsonl"
+                   if ui.live_every() else "Frozen: switch off “Freeze live charts” to follow the run again.")
+    ui.progress_line(run_dir, status, df)
+    if ui.nothing_recorded(status, df, "iteration"):
+        return
     m = st.columns(6)
     for col, (label, key, fmt) in zip(m, [("iteration", "step", "{:.0f}"), ("proxy score", "objective/scores", "{:.3f}"),
                                           ("gold utility", "objective/gold", "{:.3f}"),
@@ -221,16 +254,16 @@ def live_charts(run_dir: Path) -> None:
         st.warning(f"The run refused a live change: {last.get('control/rejected') or last.get('rejected')}")
 
 
-live_charts(run_dir)
+live_charts(run_dir, drawn)
 
 
 # ----------------------------------------------------------------------------- generations, one step, across runs
 
-gen_tab, step_tab, runs_tab = st.tabs(["Generations: base vs policy", "One PPO step, slowly",
-                                       "Over-optimisation across runs"])
+gen_tab, own_tab, step_tab, runs_tab = st.tabs(["Generations: base vs policy", "Your own prompt",
+                                                "One PPO step, slowly", "Over-optimisation across runs"])
 
 
-@st.fragment(run_every=ui.live_every())
+@st.fragment(run_every=ui.live_every() if live else None)
 def generations(run_dir: Path) -> None:
     if not run_dir.is_dir():
         return
@@ -240,16 +273,10 @@ def generations(run_dir: Path) -> None:
         return
     st.markdown(f"Same prompts, base model vs the policy at iteration **{iteration if iteration is not None else '–'}**"
                 " (the newest sample). Scores: proxy = reward model, gold = the hidden annotator.")
-    rows = []
-    for p in pairs:
-        base, pol = p["base"] or {}, p["policy"] or {}
-        rows.append({"prompt": p["prompt"], "base response": base.get("response"),
-                     "policy response": pol.get("response"), "base proxy": base.get("score"),
-                     "policy proxy": pol.get("score"), "base gold": base.get("gold"), "policy gold": pol.get("gold")})
-    config = {c: st.column_config.NumberColumn(format="%.3f", width="small")
-              for c in ("base proxy", "base gold", "policy proxy", "policy gold")}
-    config.update({c: st.column_config.TextColumn(width="large") for c in ("base response", "policy response")})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config=config)
+    samples = Run(run_dir).samples()
+    table = charts.side_by_side({"policy": [r for r in samples if r.get("kind") == "base"
+                                            or r.get("iteration") == iteration]}, text_key="response")
+    st.dataframe(table, hide_index=True, width="stretch", column_config=ui.GENERATION_COLUMNS)
     with_tokens = [p for p in pairs if p["policy"] and p["policy"].get("tokens")]
     if with_tokens:
         i = st.selectbox("Per-token KL of the policy's response to", range(len(with_tokens)),
@@ -262,27 +289,45 @@ def generations(run_dir: Path) -> None:
 with gen_tab:
     generations(run_dir)
 
+with own_tab:
+    st.markdown("Type the start of a review: the base model and this run's policy each continue it (same "
+                "seed, the run's temperature), and the run's reward model (proxy) and the hidden annotator "
+                "(gold) score both.")
+    with st.form("ppo/own_prompt", border=False):
+        own = st.text_input("Your prompt", "the screen was", max_chars=300)
+        asked = st.form_submit_button("Generate and score", icon=":material/edit:")
+    if asked:
+        try:
+            st.session_state["ppo/own_rows"] = (run_dir.name, V.try_prompt(Run(run_dir), own))
+        except (ValueError, RunError, OSError) as e:
+            st.error(f"Not generated: {e}")
+    shown_rows = st.session_state.get("ppo/own_rows")
+    if shown_rows and shown_rows[0] == run_dir.name:
+        st.dataframe(pd.DataFrame(shown_rows[1]), hide_index=True, width="stretch",
+                     column_config=ui.GENERATION_COLUMNS)
+
 with step_tab:
-    st.markdown("One real iteration of this run, on a couple of its rollout samples, frozen so you can read it. "
-                "Read a column top to bottom: the token sampled, how likely the policy and the frozen base model "
-                "found it, their difference (the per-token KL), the shaped reward (−λ·KL on every token, plus "
-                "the reward model's score at the last one), the critic's value, the GAE advantage and return, "
-                "and the ratio π_θ/π_old in the first update — clipped (×) when it left [1−ε, 1+ε] in the "
-                "direction the advantage pushes.")
-    if st.button("Load the newest iteration", icon=":material/refresh:", key="ppo/inspect_load") \
-            or st.session_state.get("ppo/inspect_run") != run_dir.name:
+    st.markdown(V.STEP_TEXT)
+    # A live run's newest iteration is held still until the student asks for a newer one (it would
+    # change under their eyes every iteration); a finished run's, and a first read, load by themselves.
+    if not live or st.session_state.get("ppo/inspect_run") != run_dir.name \
+            or st.session_state.get("ppo/inspect") is None:
         st.session_state["ppo/inspect"] = V.read_inspect(Run(run_dir))
         st.session_state["ppo/inspect_run"] = run_dir.name
+    if live and st.button("Load the newest iteration", icon=":material/refresh:", key="ppo/inspect_load"):
+        st.session_state["ppo/inspect"] = V.read_inspect(Run(run_dir))
     data = st.session_state.get("ppo/inspect")
     rows = V.inspect_rows(data)
     if not rows:
-        st.caption("No iteration recorded yet: wait for the first iteration, then press the button.")
+        st.caption("No iteration recorded yet: wait for the first iteration, then press the button." if live else
+                   f"This run {ui.FINAL_WORDS.get(status.get('state'), 'ended')} without recording an iteration "
+                   "to show here.")
     else:
         j = st.radio("sample", range(len(rows)), horizontal=True, key="ppo/inspect_row",
                      format_func=lambda k: f"sample {k + 1}")
         j = min(j, len(rows) - 1)
         row = rows[j]
-        head = f"Iteration {data.get('iteration', '?')}"
+        head = f"Iteration {data.get('iteration', '?')}" + ("" if live else " (the last one this run recorded)")
         if row.get("prompt") is not None:
             head += f" · prompt: *{row['prompt']}*"
         st.markdown(head)
@@ -295,9 +340,8 @@ with step_tab:
             st.dataframe(table, hide_index=True, width="stretch")
             notes = ["▁ marks a token that starts a word."]
             if (table["ratio π_θ/π_old"] - 1.0).abs().max() < 1e-6:
-                notes.append("Every ratio is 1 here: the trainer records it in the first update minibatch, before "
-                             "the policy has moved; later minibatches of the iteration are the ones that clip "
-                             "(the histogram above counts them all).")
+                notes.append("Every ratio is 1 here: the policy had not moved on these tokens yet when they were "
+                             "recorded; the histogram above counts every minibatch of the iteration.")
             st.caption(" ".join(notes))
             ui.chart(C.ppo_step_figure(row), C.CAPTIONS["step_tokens"], key="ppo/chart/step")
         except ValueError as e:
@@ -316,3 +360,6 @@ with runs_tab:
             label = f"{run_id} (λ={cfg.get('kl_coef')}{', adaptive' if cfg.get('adaptive_kl') else ''})"
             frames[label] = ui.metrics_frame(root / run_id)
         ui.chart(C.overoptimization_chart(frames), C.CAPTIONS["overoptimization"], key="ppo/chart/overopt")
+
+ui.run_tools(run_dir, "ppo")
+ui.next_step("ppo", run_dir, status)

@@ -8,9 +8,9 @@ import streamlit as st
 from core.config import W2S_TASKS, ConfigError, W2SConfig
 from core.runs import RunError, read_json
 from lab import charts_ppo as C
-from lab import jobs, ppo_view as V, ui
+from lab import jobs, ppo_view as V, stages, ui
 
-st.title("Weak-to-strong supervision")
+st.title(stages.title_of("w2s"))
 st.markdown("Burns et al. (2023) ask how humans will supervise models smarter than themselves, and study it with "
             "a stand-in: a **weak** model labels data, a **strong** model learns from those labels only. If the "
             "student merely copied its supervisor it would land at the weak model's accuracy; the **ceiling** is the "
@@ -74,7 +74,7 @@ if run_dir is None:
     st.info("No weak-to-strong experiment yet: configure one above.")
     st.stop()
 status = jobs.status(run_dir)
-ui.stop_button(run_dir, status, key="w2s/stop")
+drawn = ui.view_state(status)
 
 
 def read_results(run_dir: Path, quiet: bool = False) -> dict | None:
@@ -87,16 +87,21 @@ def read_results(run_dir: Path, quiet: bool = False) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-@st.fragment(run_every=ui.live_every())
-def progress(run_dir: Path) -> None:
+@st.fragment(run_every=ui.live_every() if ui.is_active(status) else None)
+def progress(run_dir: Path, drawn: tuple) -> None:
     """While the experiment runs: its status, the losses and the newest seed's accuracies."""
     if not run_dir.is_dir():
         st.warning(f"The folder of run {run_dir.name} was deleted; pick another run or start a new one.")
         return
     if read_results(run_dir, quiet=True) is not None:
         st.rerun()  # the final results arrived: draw the whole page once (bars, examples); no fragment then
-    ui.status_badge(run_dir)
+    status = ui.status_badge(run_dir)
+    ui.follow_state(drawn, status)
+    ui.stop_button(run_dir, status, key="w2s/stop")
     df = ui.metrics_frame(run_dir)
+    ui.progress_line(run_dir, status, df)
+    if ui.nothing_recorded(status, df):
+        return
     accs = {k: ui.last_value(df, f"w2s/{k}_acc") for k in ("weak", "xent", "confidence", "ceiling")}
     if any(v is not None for v in accs.values()):
         ui.chart(C.w2s_chart({k: v for k, v in accs.items() if v is not None}),
@@ -107,7 +112,7 @@ def progress(run_dir: Path) -> None:
 
 results = read_results(run_dir)
 if results is None:
-    progress(run_dir)
+    progress(run_dir, drawn)
 else:
     ui.status_badge(run_dir)
 if results is not None:
@@ -145,14 +150,17 @@ if results is not None:
     for name in ("xent", "confidence"):
         s = students.get(name)
         if s:
-            rows.append({"student": name, "supervisor's test errors": s.get("weak_errors"),
-                         "copied": s.get("copied_errors"), "corrected": s.get("corrected_errors"),
-                         "new errors (broke a right answer)": s.get("new_errors"),
-                         "agreement with the supervisor": s.get("agreement_with_weak")})
+            rows.append({"student": name, "supervisor's test errors (all seeds)": s.get("weak_errors"),
+                         "copied (all seeds)": s.get("copied_errors"), "corrected (all seeds)": s.get("corrected_errors"),
+                         "new errors, broke a right answer (all seeds)": s.get("new_errors"),
+                         "agreement with the supervisor (mean)": s.get("agreement_with_weak")})
     if rows:
+        n_seeds = len(results.get("seeds", [])) or 1
         st.subheader("Did the student copy its supervisor's mistakes?")
+        st.caption(f"Counts are summed over all {n_seeds} seed(s) (each seed tests on its own {n.get('test')} "
+                   "examples); agreement is the mean over seeds.")
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                     column_config={"agreement with the supervisor": st.column_config.NumberColumn(format="%.3f")})
+                     column_config={"agreement with the supervisor (mean)": st.column_config.NumberColumn(format="%.3f")})
 
     examples = results.get("examples", {})
 
@@ -179,6 +187,11 @@ if results is not None:
                 st.markdown(text + probs)
 
     st.subheader("Examples from the test set (first seed, confidence student)")
+    first = (results.get("per_seed") or [{}])[0].get("confidence") or {}
+    if first.get("weak_errors") is not None:
+        st.caption(f"In the first seed (seed {results['seeds'][0]}) alone, the supervisor made {first['weak_errors']} "
+                   f"test errors; the confidence student corrected {first.get('corrected_errors')} and copied "
+                   f"{first.get('copied_errors')} of them. Up to a few of each are shown.")
     left, right = st.columns(2)
     with left:
         st.markdown("**Corrected**: the supervisor was wrong, the student got it right")
@@ -186,3 +199,6 @@ if results is not None:
     with right:
         st.markdown("**Copied**: the supervisor was wrong and the student made the same mistake")
         show_examples("copied")
+
+ui.run_tools(run_dir, "w2s")
+ui.next_step("w2s", run_dir, status)

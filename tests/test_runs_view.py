@@ -1,0 +1,67 @@
+"""lab/runs_view.py and the warnings of lab/pref_view.py: progress with time left, names and notes,
+deleting, and when not to trust a reward model. Run folders written by hand; no training."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from core.runs import Run
+from lab import home_view, jobs, pref_view, runs_view
+
+
+def test_progress_says_phase_how_far_and_time_left():
+    df = pd.DataFrame({"step": [1, 2, 3], "time": [100.0, 102.0, 104.0]})  # 2 s per step
+    info = runs_view.progress("pretrain", {"steps": 33}, df)
+    assert info["fraction"] == pytest.approx(3 / 33)
+    assert info["text"] == "training · 3 of 33 steps · about 1 min left"  # 30 steps x 2 s
+    assert "estimating" in runs_view.progress("ppo", {"iterations": 10}, df.head(1))["text"]
+    assert runs_view.progress("ppo", {}, df)["text"] == "training · 3 steps"  # no total: no made-up ETA
+
+
+def test_weak_to_strong_progress_names_the_seed_and_the_model_in_training():
+    from core.config import to_dict, w2s_preset
+    from core.w2s import planned_steps
+
+    cfg = w2s_preset("tiny", seeds=3)
+    df = pd.DataFrame([{"step": 1, "time": 0.0, "w2s/seed": cfg.seed + 1, "w2s/weak_loss": 0.7},
+                       {"step": 2, "time": 1.0, "w2s/seed": cfg.seed + 1, "w2s/xent_loss": 0.6}])
+    text = runs_view.progress("w2s", to_dict(cfg), df)["text"]
+    assert text.startswith("seed 2 of 3: training the student (cross-entropy)")
+    assert f"2 of {planned_steps(cfg)} steps" in text and "left" in text
+
+
+def test_name_and_note_live_in_the_run_folder_and_show_on_home(tmp_path):
+    run = Run.create("pretrain", {}, root=tmp_path)
+    runs_view.write_meta(run.path, "  baseline  ", "lr 1e-3; loss flat after 200 steps")
+    assert json.loads((run.path / "meta.json").read_text()) == {"name": "baseline",
+                                                               "note": "lr 1e-3; loss flat after 200 steps"}
+    row = home_view.runs_table(tmp_path).iloc[0]
+    assert row["name"] == "baseline" and row["note"].startswith("lr 1e-3")
+    with pytest.raises(ValueError, match="at most"):
+        runs_view.write_meta(run.path, "x" * 61, "")
+
+
+def test_delete_stops_a_running_job_first_and_refuses_another_students_run(tmp_path, monkeypatch):
+    run = Run.create("pretrain", {}, root=tmp_path)
+    run.set_status("running")
+    run.write_json(jobs.JOB_FILE, {"pid": None, "owner": "other", "started": 0})
+    with pytest.raises(PermissionError, match="another student"):
+        runs_view.delete_run(run.path, owner="me")
+    run.write_json(jobs.JOB_FILE, {"pid": None, "owner": "me", "started": 0})
+    stopped = []
+    monkeypatch.setattr(jobs, "stop", lambda d: stopped.append(d))
+    runs_view.delete_run(run.path, owner="me", timeout=0.3)  # no worker answers: it is ended, then deleted
+    assert stopped and not run.path.exists()
+
+
+def test_reward_model_warnings_for_few_pairs_and_below_chance(tmp_path):
+    ckpt = tmp_path / "checkpoint"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    (ckpt / "model.safetensors").write_bytes(b"")
+    (ckpt / "lab.json").write_text(json.dumps({"train_pairs": 3, "val_pairs": 1, "gold_agreement": 0.425}))
+    few, chance = pref_view.rm_warnings(str(ckpt))
+    assert "only 3 pair(s)" in few and "42.5%" in chance and "coin flip" in chance
+    (ckpt / "lab.json").write_text(json.dumps({"train_pairs": 1800, "val_pairs": 200, "gold_agreement": 0.8}))
+    assert pref_view.rm_warnings(str(ckpt)) == []
