@@ -15,6 +15,8 @@ from core.config import PPOConfig, PRESET_PPO, ConfigError, from_dict, ppo_prese
 from core.runs import ACTIVE_STATES, Run, atomic_write_json
 
 FLOW_CONTROLS = ("paused", "stop", "step")
+# the stages `rlhf-lab set` can steer: stage -> (module defining LIVE_KNOBS, config class in core.config)
+LIVE_STAGES = {"ppo": ("core.ppo_train", "PPOConfig"), "grpo": ("core.grpo", "GRPOConfig")}
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 # What `--resume` may change: the length of the run, the CPU threads, and the live knobs (which `set` may change
 # anyway). Everything else defines the run (its models, data, batch, seed, device); changing it would mix two
@@ -55,11 +57,11 @@ def register(sub) -> None:
     out_args(p)
     p.set_defaults(func=cmd_ppo)
 
-    p = sub.add_parser("set", help="change live controls of a running or paused PPO run: key=value ...")
+    p = sub.add_parser("set", help="change live controls of a running or paused PPO, GRPO or DPO run: key=value ...")
     p.add_argument("run_dir")
     p.add_argument("pairs", nargs="+", metavar="key=value",
-                   help="kl_coef, adaptive_kl, target_kl, clip_eps, lr, temperature, paused, stop, step "
-                        "(step=+1 runs one iteration while paused)")
+                   help="PPO: kl_coef, adaptive_kl, target_kl, clip_eps, lr, temperature; GRPO: beta, clip_eps, "
+                        "lr, temperature; DPO: beta, lr; all: paused, stop, step (step=+1 runs one iteration while paused)")
     p.set_defaults(func=cmd_set)
 
 
@@ -170,10 +172,15 @@ def parse_bool(key: str, text: str) -> bool:
 
 def parse_controls(run: Run, pairs: list[str]) -> dict:
     """key=value strings -> a control.json update, each value checked like the trainer checks it."""
-    from core.ppo_train import LIVE_KNOBS, check_live_value
+    import importlib
+
+    import core.config
+    from core.ppo_train import check_live_value
     from lab.cli import CLIError
 
-    cfg = from_dict(PPOConfig, run.config)
+    module, config_class = LIVE_STAGES[run.stage]
+    LIVE_KNOBS = importlib.import_module(module).LIVE_KNOBS
+    cfg = from_dict(getattr(core.config, config_class), run.config)
     control = run.read_control()
     update = {}
     live = run.live_status().get("state") in ACTIVE_STATES
@@ -183,7 +190,7 @@ def parse_controls(run: Run, pairs: list[str]) -> dict:
             raise CLIError(f"unknown control {key!r}; controls are {list(LIVE_KNOBS) + list(FLOW_CONTROLS)}")
         if key in ("stop", "step") and not live:
             raise CLIError(f"{key} steers a live run, and {run.path} is not training "
-                           f"({describe_state(run)}); resume it with: rlhf-lab ppo --resume {run.path}")
+                           f"({describe_state(run)}); resume it with: rlhf-lab {run.stage} --resume {run.path}")
         if key in ("paused", "stop", "adaptive_kl"):
             value = parse_bool(key, text)
         elif key == "step":
@@ -202,7 +209,7 @@ def parse_controls(run: Run, pairs: list[str]) -> dict:
                 raise CLIError(f"{key} must be a number, got {text!r}") from None
         if key in LIVE_KNOBS:
             try:
-                value = check_live_value(cfg, key, value)
+                value = check_live_value(cfg, key, value, LIVE_KNOBS)
             except ConfigError as e:
                 raise CLIError(str(e)) from None
             cfg = dataclasses.replace(cfg, **{key: value})
@@ -221,8 +228,13 @@ def cmd_set(args) -> int:
     from lab.cli import CLIError
 
     run = Run.open(args.run_dir)
-    if run.stage != "ppo":
-        raise CLIError(f"{run.path} is a {run.stage!r} run; live controls exist for PPO runs only")
+    if run.stage == "dpo":
+        from lab.cli_dpo import set_dpo
+
+        return set_dpo(run, args.pairs)
+    if run.stage not in LIVE_STAGES:
+        raise CLIError(f"{run.path} is a {run.stage!r} run; live controls exist for "
+                       f"{', '.join(LIVE_STAGES)} and dpo runs only")
     update = parse_controls(run, args.pairs)
     control = run.write_control(**update)
     shown = ", ".join(f"{k}={control[k]}" for k in update)
@@ -230,5 +242,5 @@ def cmd_set(args) -> int:
         print(f"{run.path}: {shown} (state {run.live_status()['state']}; applied before the next iteration)")
     else:
         print(f"{run.path}: {shown} (not training: {describe_state(run)}; applied when you resume it with "
-              f"rlhf-lab ppo --resume {run.path})")
+              f"rlhf-lab {run.stage} --resume {run.path})")
     return 0

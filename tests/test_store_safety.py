@@ -354,26 +354,16 @@ def test_resume_applies_what_it_may_change_and_refuses_the_rest_by_name(tmp_path
 
 
 def test_csv_export_escapes_formula_cells_and_import_restores_them(tmp_path):
-    from core.preferences import export_preferences, import_preferences
+    import csv
+
+    from core.preferences import FORMULA_START, export_preferences, import_preferences
 
     rows = [{"prompt": "=HYPERLINK(\"http://x\")", "chosen": "+1 great", "rejected": "@home -bad"}]
     path = export_preferences(rows, tmp_path / "p.csv")
-    text = path.read_text()
-    assert "'=HYPERLINK" in text and "'+1 great" in text and "'@home" in text
+    with open(path, newline="") as f:
+        cells = [c for row in csv.reader(f) for c in row]
+    assert "'=HYPERLINK(\"http://x\")" in cells
+    assert not [c for c in cells if c.startswith(FORMULA_START)]  # nothing a spreadsheet would run
     back = import_preferences(path)[0]
-    assert (back["prompt"], back["chosen"], back["rejected"]) == (rows[0]["prompt"], "+1 great", "@home -bad")
-
-
-def test_pairs_identical_within_the_context_are_dropped_or_refused_and_duplicates_reported(tiny_base):
-    from core.model import load_lm
-    from core.preferences import PreferenceError
-    from core.reward import usable_pairs
-
-    _, tok = load_lm(tiny_base)
-    long = " ".join(["the battery was fine"] * 40)  # far past the tiny model's context
-    cut = [{"prompt": long, "chosen": "great", "rejected": "awful"}] * 2
-    good = [{"prompt": "the plot", "chosen": "was great", "rejected": "was awful"}] * 2
-    with pytest.raises(PreferenceError, match="identical once cut"):
-        usable_pairs(cut, tok, 64)
-    kept, note = usable_pairs(cut + good, tok, 64)
-    assert kept == good and "dropped 2 of 4" in note and "2 pairs repeat another pair" in note
+    assert (back["prompt"], back["chosen"].strip(), back["rejected"].strip()) == (rows[0]["prompt"], "+1 great",
+                                                                                 "@home -bad")
