@@ -44,8 +44,8 @@ def send_changed_knobs(run_dir: Path) -> tuple[str, str] | None:
     runs in the page and in the live fragment)."""
     sent = st.session_state.get("grpo/sent", {})
     changed = {k: v for k, v in widget_knobs().items() if sent.get(k) != v}
-    if not changed or not ui.is_active(jobs.status(run_dir)):
-        return None
+    if not changed or not ui.is_active(jobs.status(run_dir)) or not ui.may_control(run_dir)[0]:
+        return None  # another student's run: read-only (lab/jobs.may_control)
     st.session_state["grpo/sent"] = {**sent, **changed}
     try:
         G.set_knobs(Run(run_dir), **changed)
@@ -116,8 +116,9 @@ if run is None:
 b1, b2, b3, b4, _ = st.columns([1, 1, 1.4, 1, 3])
 for col, label, icon, action in ((b1, "Pause", "pause", PV.pause), (b2, "Resume", "play_arrow", PV.resume),
                                  (b3, "Step one iteration", "skip_next", PV.step_once), (b4, "Stop", "stop", PV.stop)):
-    if col.button(label, icon=f":material/{icon}:", disabled=not live, key=f"grpo/{label}"):
-        action(run)
+    if col.button(label, icon=f":material/{icon}:", disabled=not live or not ui.may_control(run_dir)[0],
+                  key=f"grpo/{label}"):
+        action(run, actor=ui.owner(), teacher=ui.is_teacher())
         st.toast(f"{label} requested: applies before the next iteration")
 
 

@@ -83,19 +83,20 @@ if live:
     lr = float(knobs["lr"])
     new_lr = k2.select_slider("learning rate (live)", sorted(set(LR_CHOICES) | {lr}), value=lr,
                               format_func=lambda v: f"{v:g}", key=f"dpo/lr/{run_dir.name}")
+    allowed = ui.may_control(run_dir)[0]  # another student's run: read-only (lab/jobs.may_control)
     with k3:
         b1, b2, b3 = st.columns(3)
-        if b1.button("Apply", key="dpo/apply"):
+        if b1.button("Apply", key="dpo/apply", disabled=not allowed):
             try:
                 V.set_knobs(run, beta=float(new_beta), lr=float(new_lr))
                 st.toast("Sent: applies before the next step")
             except (ConfigError, RunError, OSError) as e:
                 st.error(f"Not applied: {e}")
         paused = bool(run.read_control().get("paused"))
-        if b2.button("Resume" if paused else "Pause", key="dpo/pause"):
+        if b2.button("Resume" if paused else "Pause", key="dpo/pause", disabled=not allowed):
             (V.resume if paused else V.pause)(run)
             st.rerun()
-        if b3.button("One step", key="dpo/step", disabled=not paused):
+        if b3.button("One step", key="dpo/step", disabled=not paused or not allowed):
             V.step_once(run)
 
 

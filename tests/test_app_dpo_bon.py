@@ -122,8 +122,8 @@ def test_live_knobs_on_the_dpo_page_reach_control_json(finished_runs, tmp_path, 
     root = tmp_path / "runs"
     live = root / "live-dpo"
     shutil.copytree(finished_runs[1], live)
-    run = Run(live)
-    run.set_status("running", iteration=2)                     # records this (alive) process as the worker
+    run = Run(live).acquire()  # this process owns the run (holds its lock), as a worker would: it is live
+    run.set_status("running", iteration=2)
     run.write_control(beta=0.1, lr=2e-3, paused=False, stop=False, step=0)
     monkeypatch.setenv("RLHF_LAB_RUNS", str(root))
     at = open_page("6_DPO")
