@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 
 from core import distributed
-from core.config import PPOConfig, PRESET_PPO, ConfigError, from_dict, ppo_preset, resolve_device, to_dict
+from core.config import (PRECISION_HELP, PRECISIONS, PPOConfig, PRESET_PPO, ConfigError, from_dict, ppo_preset,
+                         resolve_device, to_dict)
 from core.runs import FINAL_STATES, Run, atomic_write_json
 
 FLOW_CONTROLS = ("paused", "stop", "step")
@@ -40,6 +41,7 @@ def register(sub) -> None:
     p.add_argument("--profile", default=None, help="gold profile for objective/gold (positive, negative, concise)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None)
+    p.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue a stopped PPO run from its checkpoint (with --iterations: a new total)")
@@ -59,7 +61,7 @@ def config_from_args(args) -> PPOConfig:
                       adaptive_kl=args.adaptive_kl, target_kl=args.target_kl, clip_eps=args.clip_eps, lr=args.lr,
                       temperature=args.temperature, iterations=args.iterations, batch_size=args.batch,
                       response_length=args.response_length, value_model=args.value_model, profile=args.profile,
-                      seed=args.seed, device=args.device, threads=args.threads)
+                      seed=args.seed, device=args.device, precision=args.precision, threads=args.threads)
 
 
 def initial_control(cfg: PPOConfig) -> dict:
@@ -85,6 +87,8 @@ def cmd_ppo(args) -> int:
         cfg = from_dict(PPOConfig, run.config)
         if args.iterations is not None:
             cfg = dataclasses.replace(cfg, iterations=args.iterations)
+        if args.precision is not None:
+            cfg = dataclasses.replace(cfg, precision=args.precision)
     else:
         cfg = config_from_args(args).validate()
     # Under torchrun: every rank trains; rank 0 alone owns the run folder (and control.json), the others
@@ -93,7 +97,7 @@ def cmd_ppo(args) -> int:
     if not dd.is_main:
         return distributed.follow(train_ppo(cfg, None), dd)
     if args.resume:
-        if args.iterations is not None:
+        if args.iterations is not None or args.precision is not None:
             info = run.info()
             info["config"] = to_dict(cfg.validate())
             atomic_write_json(run.path / "config.json", info)
