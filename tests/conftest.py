@@ -5,6 +5,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# precision=auto measures this CPU's bf16 speed once and caches it: in a fresh file per session, not in ~/.cache
+os.environ.setdefault("RLHF_LAB_PRECISION_CACHE", os.path.join(__import__("tempfile").mkdtemp(), "precision.json"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
