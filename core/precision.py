@@ -172,3 +172,21 @@ def used_by(run_info: dict) -> str | None:
     """The precision a run recorded in its config.json ("fp32"/"bf16"), None for a run from before it."""
     entry = run_info.get("precision") if isinstance(run_info, dict) else None
     return entry.get("used") if isinstance(entry, dict) else None
+
+
+def caption(run_dir) -> str:
+    """One line for a stage page: the precision a run trains in, e.g. "Precision: fp32 (auto on this machine)"."""
+    from core.runs import read_json
+
+    try:
+        info = read_json(Path(run_dir) / "config.json", {}) or {}
+    except Exception:  # a page must not fail on a corrupt file: the run's own views report that
+        info = {}
+    used, asked = used_by(info), (info.get("config") or {}).get("precision") if isinstance(info, dict) else None
+    if used:
+        how = "auto: bf16 is faster here" if asked == "auto" and used == "bf16" else (
+            "auto: bf16 is not faster on this device" if asked == "auto" else "as asked")
+        return f"Precision: {used} ({how}; weights, optimizer state and losses in fp32)."
+    if asked:
+        return f"Precision: {asked} (decided when the run starts)."
+    return "Precision: fp32 (recorded before runs chose their precision)."

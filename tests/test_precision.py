@@ -168,3 +168,14 @@ def test_a_bf16_pretrain_run_learns_and_saves_fp32_weights(tmp_path, cache):
     with safe_open(str(run.checkpoint_dir / "model.safetensors"), "pt") as f:
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float32}
 
+
+
+def test_the_page_caption_says_what_a_run_used(tmp_path):
+    from core.runs import atomic_write_json
+
+    atomic_write_json(tmp_path / "config.json", {"stage": "ppo", "config": {"precision": "auto"},
+                                                 "precision": {"asked": "auto", "used": "fp32"}})
+    assert precision.caption(tmp_path).startswith("Precision: fp32 (auto: bf16 is not faster")
+    atomic_write_json(tmp_path / "config.json", {"stage": "ppo", "config": {"precision": "bf16"}})
+    assert "decided when the run starts" in precision.caption(tmp_path)
+    assert "before runs chose" in precision.caption(tmp_path / "missing")
