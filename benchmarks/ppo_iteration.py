@@ -4,7 +4,8 @@
 Same work as ../shared/peers/trl_ppo_bench.py (TRL 1.12 PPOTrainer): randomly initialised GPT-2s (4 layers,
 128 wide, 4 heads, 128 positions, vocab 1024) for the policy, the frozen reference (a copy), the reward model
 and a separate value model; a rollout batch of 64 prompts of 8 tokens; 24 new tokens each (no early stop);
-temperature 0.7; k1 KL with kl_coef 0.05; GAE; 4 PPO epochs x 4 minibatches (16 AdamW steps), fp32 (--precision bf16|auto: bf16 autocast).
+temperature 0.7; k1 KL with kl_coef 0.05; GAE; 4 PPO epochs x 4 minibatches (16 AdamW steps), fp32
+(--precision bf16: bf16 autocast; auto: what the lab's stages pick on this machine, core/precision.py).
 The timed code is core.ppo_train.rollout / advantages_and_returns / ppo_update, the functions train_ppo runs.
 
     python benchmarks/ppo_iteration.py --iterations 8 --threads 2
