@@ -354,6 +354,7 @@ KEY_METRICS = {
     "reward": "rm/val_accuracy",
     "ppo": "objective/scores",
     "w2s": "w2s/pgr",
+    "frontier": "frontier/points_done",
 }
 
 

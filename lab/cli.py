@@ -23,6 +23,8 @@ STAGE_COMMANDS = (
     "lab.cli_pipeline",
     "lab.cli_w2s",
     "lab.cli_ppo",
+    "lab.cli_eval",
+    "lab.cli_frontier",
 )
 
 

@@ -74,6 +74,7 @@ CONTRACT = {
     "reward": Stage("reward", "RewardConfig", "core.reward", "train_reward"),
     "ppo": Stage("ppo", "PPOConfig", "core.ppo_train", "train_ppo", handles_stop=True),
     "w2s": Stage("w2s", "W2SConfig", "core.w2s", "run_w2s"),
+    "frontier": Stage("frontier", "FrontierConfig", "core.frontier", "run_frontier"),
 }
 
 

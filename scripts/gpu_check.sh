@@ -3,8 +3,9 @@
 #   1. the test suite with every device choice forced to the GPU (RLHF_LAB_DEVICE),
 #   2. benchmarks/ppo_iteration.py at the TRL reference setting and at the `gpu` preset shape,
 #   3. TRL 1.12's PPO at the reference setting, when its wheel was carried into .peer/,
-#   4. a compact report: device, s/iter, generated tokens/s, the update phase's TFLOP/s and its share of
-#      the device's bf16 peak.
+#   4. the reward-KL frontier's default sweep (rlhf-lab frontier --preset default), its wall time and fits,
+#   5. a compact report: device, s/iter, generated tokens/s, the update phase's TFLOP/s and its share of
+#      the device's bf16 peak, the frontier's wall time.
 # Usage: bash scripts/gpu_check.sh [--device cuda|cpu] [--skip-tests]
 # With --device cpu it runs the same steps on the CPU (for checking the script itself on a laptop).
 set -uo pipefail
@@ -56,6 +57,12 @@ if [ -d .peer/trl_1_12_0 ] && [ -f shared/peers/trl_ppo_bench.py -o -f ../shared
   PYTHONPATH=.peer/trl_1_12_0:.peer/deps timeout 180 $PY "$PEER" --iterations 6 --quiet --json-out "$OUTDIR/trl.jsonl" | tail -1
 fi
 
+echo "== reward-KL frontier, default sweep (issue 13): wall time and fits"
+rm -rf "$OUTDIR/frontier"
+FR_START=$(date +%s)
+timeout 420 $PY -m lab.cli frontier --preset default --device "$DEVICE" --out "$OUTDIR/frontier" 2>/dev/null | tail -8
+echo "{\"frontier_wall_s\": $(( $(date +%s) - FR_START ))}" > "$OUTDIR/frontier.jsonl"
+
 $PY - "$OUTDIR" <<'PY'
 import json, os, sys
 out = sys.argv[1]
@@ -91,5 +98,12 @@ trl = last("trl.jsonl")
 if trl and report.get("reference_fp32"):
     report["trl_iter_s_median"] = trl.get("iter_s_median")
     report["speedup_vs_trl"] = round(trl["iter_s_median"] / report["reference_fp32"]["iter_s_median"], 2)
+fr = last("frontier.jsonl")
+if fr:
+    report["frontier_default_wall_s"] = fr["frontier_wall_s"]
+    fits = os.path.join(out, "frontier", "fits.json")
+    if os.path.exists(fits):
+        report["frontier_gold_r2"] = {m: round(f["gold"].get("r2", float("nan")), 3) for m, f in json.load(open(fits)).items()
+                                      if not m.startswith("_") and "r2" in f["gold"]}
 print("GPU_CHECK " + json.dumps(report))
 PY

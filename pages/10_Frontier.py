@@ -1,0 +1,89 @@
+"""The reward-KL frontier: which method buys the most gold per nat of KL, and where each over-optimises."""
+
+import streamlit as st
+
+from core.config import FRONTIER_METHODS, ConfigError, frontier_preset
+from core.frontier import method_available
+from lab import frontier_view as V
+from lab import stages, ui
+
+st.title(stages.title_of("frontier"))
+st.markdown("Any method can push the **proxy** reward up by exploiting the reward model. The question that "
+            "decides between them is how much **gold** (the hidden annotator's utility) each buys for a given "
+            "distance from the base model, measured as √KL (Gao et al. 2022). Every policy below — each method, "
+            "each setting of its KL knob, each checkpoint along the way — is scored by the *same* evaluation: "
+            "the same prompts, one sample each, KL summed over tokens against the same base model.")
+
+with st.expander("Start a sweep", expanded=not ui.runs_of("frontier")):
+    available = [m for m in FRONTIER_METHODS if method_available(m)]
+    c1, c2, c3 = st.columns(3)
+    preset = c1.radio("size", ["tiny", "default"], index=0, horizontal=True, key="frontier/preset",
+                      format_func={"tiny": "tiny (seconds, a toy)", "default": "default (≤ 20 min on 2 cores)"}.get)
+    methods = c2.multiselect("methods", available, default=available, key="frontier/methods",
+                             format_func=V.METHOD_NAMES.get,
+                             help="methods whose trainers are in this version; each sweeps its KL knob")
+    seeds = c3.number_input("seeds", 1, 5, frontier_preset(preset).seeds, key="frontier/seeds")
+    missing = [V.METHOD_NAMES[m] for m in FRONTIER_METHODS if m not in available]
+    if missing:
+        st.caption(f"Not available yet in this version: {', '.join(missing)}.")
+    if st.button("Start sweep", type="primary", icon=":material/play_arrow:", key="frontier/start"):
+        try:
+            cfg = frontier_preset(preset, methods=methods, seeds=int(seeds)).validate()
+        except ConfigError as e:
+            st.error(f"Not started: {e}")
+        else:
+            if ui.start_job("frontier", cfg, parents={"policy": cfg.policy, "reward": cfg.reward}) is not None:
+                st.rerun()
+
+run_dir = ui.run_picker("frontier", label="Sweep shown on this page")
+if run_dir is None:
+    st.info("No sweep yet: start one above (tiny takes seconds) or run `rlhf-lab frontier --out runs/frontier`.")
+    st.stop()
+status = ui.status_badge(run_dir)
+ui.stop_button(run_dir, status, key="frontier/stop")
+live = ui.is_active(status)
+
+
+@st.fragment(run_every=ui.live_every() if live else None)
+def results(run_dir):
+    df, fits, samples = V.load(run_dir)
+    if df.empty:
+        st.caption("No policy evaluated yet.")
+        return
+    for line in V.reading(df, fits):
+        st.markdown(f"- {line}")
+    ui.chart(V.frontier_figure(df, fits, "gold"), V.CAPTIONS["gold"], key="frontier/gold")
+    ui.chart(V.frontier_figure(df, fits, "proxy"), V.CAPTIONS["proxy"], key="frontier/proxy")
+    st.subheader("Gao et al.'s fits")
+    st.dataframe(V.fits_table(fits), hide_index=True, width="stretch")
+    st.caption("Fitted to the gain over the base model. RL methods (and DPO): d(α − β·log d); best-of-n, with its "
+               "analytic KL log n − (n−1)/n: d(α − β·d). A form that fits badly (low R²) is a finding too.")
+    bon_kl = V.bon_kl_table(df)
+    if not bon_kl.empty:
+        with st.expander("Best-of-n: the analytic KL against a sampled estimate"):
+            st.dataframe(bon_kl, hide_index=True, width="stretch")
+            st.caption("The analytic value is exact when no two responses tie and is what the plots use; the "
+                       "estimate ranks each kept response's score among a pool of base samples for its prompt, so it "
+                       "falls short once n nears the pool's size.")
+    st.subheader("At KL ≈ k, each method's gold")
+    st.dataframe(V.at_kl_table(df, V.default_ks(df)), hide_index=True, width="stretch")
+    penalty = V.penalty_table(df)
+    if not penalty.empty:
+        st.subheader("Does the KL penalty move the frontier, or only where you stop on it?")
+        st.dataframe(penalty, hide_index=True, width="stretch")
+        st.caption("Each setting's gold gain along its own path at one √KL all of them reached (read off a straight "
+                   "line between its evaluated checkpoints, which sits a little below a curved path). Similar gains: "
+                   "the settings share one frontier and the penalty only decides how far along it training goes "
+                   "(Gao et al.'s finding). A gain higher by more than the seeds' spread: the penalty moved it.")
+    st.subheader("Generations at matched KL")
+    ks = V.default_ks(df) or [0.0]
+    if st.session_state.get("frontier/k", 0) >= len(ks):  # a live sweep's KL values change while it runs
+        st.session_state["frontier/k"] = 0
+    i = st.radio("KL", range(len(ks)), format_func=lambda i: f"≈ {ks[i]:g} nats", horizontal=True, key="frontier/k")
+    st.dataframe(V.matched_samples(df, samples, ks[i]), hide_index=True, width="stretch")
+    st.caption("For each method the policy whose KL is nearest the chosen value, on the same evaluation prompts "
+               "as the base model's generations.")
+
+
+results(run_dir)
+ui.live_note(live)
