@@ -22,9 +22,10 @@ from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadMo
 from transformers.utils import logging as hf_logging
 
 from core.config import ModelConfig
-from core.tokenizer import TokenizerError, load_tokenizer
+from core.resources import assets_dir
+from core.tokenizer import TokenizerError, load_tokenizer, rm_tokenizer, save_tokenizer
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = assets_dir()  # package data core/assets when installed, <clone>/assets in a source tree
 hf_logging.disable_progress_bar()  # "Loading weights" bars per model are noise in the CLI and the app
 
 SHIPPED = {
@@ -74,11 +75,18 @@ def no_dropout(model):
 
 def save_checkpoint(model, tokenizer, path: str | os.PathLike, extra: dict | None = None) -> None:
     """`save_pretrained` the model (safetensors) and its tokenizer into `path`; `extra` goes to
-    lab.json (e.g. the validation loss it reached, the reward normalisation)."""
+    lab.json (e.g. the validation loss it reached, the reward normalisation).
+
+    The tokenizer is saved as the model's users need it: a language model's for left padding (batched
+    `generate`), a sequence scorer's as `rm_tokenizer` (it appends <eos>, so a plain `tokenizer(text)`,
+    e.g. in `pipeline("text-classification")`, gives the input the lab scores) and right padding."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)
-    tokenizer.save_pretrained(path)
+    if isinstance(model, GPT2ForSequenceClassification):
+        save_tokenizer(rm_tokenizer(tokenizer), path, padding_side="right")
+    else:
+        save_tokenizer(tokenizer, path, padding_side="left")
     if extra is not None:
         (path / "lab.json").write_text(json.dumps(extra, indent=2))
 
@@ -183,9 +191,15 @@ def sequence_scores(model: GPT2ForSequenceClassification, input_ids, attention_m
     return model.score(h).squeeze(-1)                                                 # (B,)
 
 
+def token_ids(tokenizer, text: str, add_eos: bool = False) -> list[int]:
+    """<bos> text [<eos>], whichever flavour the tokenizer is (a reward model's appends <eos> itself)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return [tokenizer.bos_token_id] + ids + ([tokenizer.eos_token_id] if add_eos else [])
+
+
 def encode(tokenizer, texts: list[str], device="cpu", add_eos: bool = False, max_length: int | None = None):
     """Right-padded (input_ids, attention_mask) for texts: <bos> text [<eos>]."""
-    ids = [tokenizer(t)["input_ids"] + ([tokenizer.eos_token_id] if add_eos else []) for t in texts]
+    ids = [token_ids(tokenizer, t, add_eos) for t in texts]
     if max_length is not None:
         ids = [x[:max_length] for x in ids]
     T = max(len(x) for x in ids)
@@ -249,7 +263,7 @@ def sample(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new_t
 
 def left_pad(tokenizer, texts: list[str], device="cpu"):
     """Left-padded prompt batch (<bos> text), for `sample`."""
-    ids = [tokenizer(t)["input_ids"] for t in texts]
+    ids = [token_ids(tokenizer, t) for t in texts]
     P = max(len(x) for x in ids)
     input_ids = torch.full((len(ids), P), tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(ids), P), dtype=torch.long)
@@ -287,10 +301,12 @@ def generate_texts(model, tokenizer, prompts: list[str], max_new_tokens: int = 4
 
 
 def join_text(prompt: str, continuation: str) -> str:
+    """prompt + continuation as one text: a space between them unless the continuation starts with
+    punctuation or brings its own separator (TRL's format, see core.preferences.trl_format)."""
     if not continuation:
         return prompt
     if not prompt:
         return continuation
-    if continuation[0] in ".,!?;:":
+    if continuation[0] in ".,!?;:" or continuation[0].isspace():
         return prompt + continuation
     return f"{prompt} {continuation}"

@@ -132,7 +132,8 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
     with torch.no_grad():
         stats = {
             "clipfrac": masked_mean((pg_loss2 > pg_loss1).float(), mask),   # the clipped term is active
-            "approx_kl": 0.5 * masked_mean(log_ratio ** 2, mask),            # TRL's estimator
+            # TRL's k2 estimator, but a masked mean over response tokens (TRL averages over all positions)
+            "approx_kl": 0.5 * masked_mean(log_ratio ** 2, mask),
             "ratio": ratio.detach(),
         }
     return loss, stats

@@ -18,11 +18,13 @@ policy forward in the rollout, inference_mode for everything that needs no gradi
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import random
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -50,6 +52,7 @@ INSPECT_ROWS = 2
 # with a generator of its own (different draws from one process's, the same distribution).
 REPLICATED_ROLLOUT_ENV = "RLHF_LAB_DDP_REPLICATED_ROLLOUT"
 RANK_SEED_STRIDE = 1_000_003
+TRAINER_STATE = "trainer_state"  # <run>/trainer_state/: optimizer state beside checkpoint/, not in it
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -482,13 +485,37 @@ def save_ppo_checkpoint(run: Run, models: Models, optimizer, cfg: PPOConfig, ite
     def save(d):
         save_checkpoint(models.policy, models.tokenizer, d, extra=extra)
         if models.value is not None:
-            models.value.save_pretrained(d / "value", safe_serialization=True)
-            models.tokenizer.save_pretrained(d / "value")
+            save_checkpoint(models.value, models.tokenizer, d / "value")  # a scorer: its tokenizer appends <eos>
         else:
             torch.save(models.value_head.state_dict(), d / "value_head.pt")
+
+    def save_state(d):
         torch.save(optimizer.state_dict(), d / "optimizer.pt")
+        (d / "state.json").write_text(json.dumps({"iteration": iteration}))
 
     run.save_checkpoint(save)
+    # Beside the checkpoint, not in it: checkpoint/ is the save_pretrained folder someone shares or
+    # uploads, and Adam's moments (4x the weights) are of no use to anyone but a resume.
+    run.save_checkpoint(save_state, name=TRAINER_STATE)
+
+
+def load_optimizer_state(optimizer, checkpoint: Path, iteration: int) -> bool:
+    """Restore Adam's moments for a resume from `checkpoint`: from <run>/trainer_state/ when it belongs to
+    the same iteration (a crash between the two saves leaves them apart), else from an older run's
+    checkpoint/optimizer.pt. False (fresh moments; the weights are what matters) when neither fits."""
+    beside = checkpoint.parent / TRAINER_STATE
+    try:
+        state_iteration = json.loads((beside / "state.json").read_text()).get("iteration")
+    except (OSError, ValueError, AttributeError):
+        state_iteration = None
+    path = beside / "optimizer.pt" if state_iteration == iteration else checkpoint / "optimizer.pt"
+    if not path.exists():
+        return False
+    try:
+        optimizer.load_state_dict(torch.load(path, weights_only=True))
+    except (ValueError, RuntimeError, KeyError, EOFError, OSError):
+        return False  # a different optimizer layout or a damaged file: start Adam's moments afresh
+    return True
 
 
 def resume_point(run: Run | None):
@@ -530,11 +557,8 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
     tok = models.tokenizer
 
     optimizer = make_optimizer(models.trainable(), cfg.lr, cfg.weight_decay)
-    if resume and (resume[0] / "optimizer.pt").exists():
-        try:
-            optimizer.load_state_dict(torch.load(resume[0] / "optimizer.pt", weights_only=True))
-        except (ValueError, RuntimeError, KeyError):
-            pass  # a different optimizer layout: start Adam's moments afresh, the weights are what matters
+    if resume:
+        load_optimizer_state(optimizer, resume[0], start_iteration)
     rank_seed = 0 if replicated else RANK_SEED_STRIDE * dd.rank  # rank 0 (and one process) draws as before
     gen = torch.Generator(device=device).manual_seed(cfg.seed + start_iteration + rank_seed)
     cpu_gen = torch.Generator().manual_seed(cfg.seed + 1 + start_iteration)

@@ -9,7 +9,12 @@ A labelled pair is one line of `preferences.jsonl`, in the sense of TRL's prefer
     {"id", "prompt", "chosen", "rejected", "source": "simulated"|"human"|"imported",
      "gold_chosen", "gold_rejected", "p_chosen", "profile", "tau"}
 
-`chosen`/`rejected` are the responses only; the reward model reads `join_text(prompt, response)`.
+In a run's `preferences.jsonl`, `chosen`/`rejected` are the responses only; the reward model reads
+`join_text(prompt, response)` (a space between them unless the response starts with punctuation).
+An exported file is TRL's standard preference format exactly: the separator starts `chosen`/`rejected`,
+so `prompt + chosen`, the plain concatenation TRL's trainers make, is the very text our reward model
+reads. The importer strips both sides and joins again, so it reads old exports (no separator) and new
+ones to the same pairs.
 gold_* are the hidden annotator's utilities of those full texts (for plots, never for training).
 
 Human labelling (the app): with `annotator="human"` the run writes candidate pairs to `pairs.jsonl`
@@ -217,13 +222,29 @@ def import_preferences(path: str | os.PathLike) -> list[dict]:
     return validate_pairs(rows, where=str(path))
 
 
+def trl_format(row: dict) -> dict:
+    """A validated pair as TRL's standard preference format reads it: `prompt + chosen` (plain string
+    concatenation, no separator added by the reader) == join_text(prompt, chosen), the text the lab scores.
+    So the separator (a space, none before punctuation) goes at the start of chosen/rejected."""
+    out = dict(row)
+    for key in ("chosen", "rejected"):
+        out[key] = join_text(row["prompt"], row[key])[len(row["prompt"]):]
+    return out
+
+
+def trl_jsonl(rows: list[dict]) -> str:
+    """Pairs as JSON lines in TRL's standard preference format (the app's download button)."""
+    return "".join(json.dumps(trl_format(r)) + "\n" for r in validate_pairs(rows, where="the pairs to export"))
+
+
 def export_preferences(rows: list[dict], path: str | os.PathLike) -> Path:
-    """Write pairs to .jsonl or .csv (by the suffix). The file is replaced atomically."""
+    """Write pairs to .jsonl or .csv (by the suffix) in TRL's standard preference format (`trl_format`).
+    The file is replaced atomically."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".csv"):
         raise PreferenceError(f"{path}: unknown file type {suffix!r}; use .jsonl or .csv")
-    rows = validate_pairs(rows, where="the pairs to export")
+    rows = [trl_format(r) for r in validate_pairs(rows, where="the pairs to export")]
     extra = sorted({k for r in rows for k in r} - set(FIELD_ORDER))
     columns = list(FIELD_ORDER) + extra
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -433,6 +454,6 @@ def labelling_progress(run) -> dict:
 
 
 __all__ = ["PROFILES", "PreferenceError", "AlreadyLabelled", "preference_preset", "held_out_prompts",
-           "sample_responses", "full_texts", "candidate_pairs", "validate_pairs", "import_preferences",
+           "sample_responses", "full_texts", "candidate_pairs", "validate_pairs", "import_preferences", "trl_format", "trl_jsonl",
            "export_preferences", "load_preferences", "collect_preferences", "next_unlabeled", "record_choice",
            "labelling_progress"]

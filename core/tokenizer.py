@@ -6,11 +6,24 @@ instead of becoming <unk>. Punctuation is split off so "great," is "▁great" + 
 
 Special tokens are distinct: <pad> (id 0), <bos> (1), <eos> (2), <unk> (3). A document is encoded as
 <bos> text <eos>; generation stops at <eos>; padding is never confused with the end of a text.
+
+Decoding keeps every word's leading space, also the first one's: a continuation decoded on its own
+(" not at all dim") can be appended to its prompt as is, which is what transformers'
+`pipeline("text-generation")` and TRL do. The price: a whole text decodes with one leading space
+(" the acting was"); the lab strips it where it decodes whole texts.
+
+Two flavours of the same vocabulary (`same_tokenizer` holds between them):
+  - a language model's tokenizer encodes `text` as <bos> text (a prompt to continue) and is saved for
+    left padding, so batched `generate` continues every row from its last real token;
+  - a reward model's tokenizer encodes `text` as <bos> text <eos> (`rm_tokenizer`), exactly the input the
+    lab's scorer reads, so `pipeline("text-classification")` on a plain text gives the lab's score.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
@@ -36,7 +49,7 @@ def train_tokenizer(docs, vocab_size: int = 1024) -> PreTrainedTokenizerFast:
         pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always"),
         pre_tokenizers.Punctuation(),
     ])
-    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = continuation_decoder()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
                                   min_frequency=2, show_progress=False)
     tok.train_from_iterator(docs, trainer=trainer)
@@ -45,6 +58,44 @@ def train_tokenizer(docs, vocab_size: int = 1024) -> PreTrainedTokenizerFast:
     tok.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A", special_tokens=[(BOS, tok.token_to_id(BOS))])
     return wrap(tok)
+
+
+def continuation_decoder():
+    """▁ -> space for every token, the first included ("always" would drop the first token's space and
+    glue a continuation to its prompt: "the acting was" + "not" -> "the acting wasnot")."""
+    return decoders.Metaspace(replacement="▁", prepend_scheme="never")
+
+
+def rm_tokenizer(tokenizer) -> PreTrainedTokenizerFast:
+    """A copy of `tokenizer` whose encoding of `text` is <bos> text <eos>: what a reward model reads.
+    A pair (prompt, response) is <bos> prompt response <eos> (each side starts a word)."""
+    tok = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    bos, eos = tok.token_to_id(BOS), tok.token_to_id(EOS)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A {EOS}", pair=f"{BOS} $A $B:1 {EOS}", special_tokens=[(BOS, bos), (EOS, eos)])
+    return wrap(tok)
+
+
+# Keys that from_pretrained records from the environment it ran in (offline mode, a cache path); they
+# say nothing about the tokenizer and would bind whoever loads the folder to our environment.
+ENVIRONMENT_KEYS = ("local_files_only", "is_local", "cache_dir", "force_download", "proxies", "token",
+                    "revision", "subfolder", "_commit_hash", "trust_remote_code")
+
+
+def save_tokenizer(tokenizer, path: str | os.PathLike, padding_side: str) -> None:
+    """`save_pretrained` the tokenizer for others to load: its padding side ("left" for a language model,
+    so batched `generate` is right; "right" for a reward model) and none of the environment's flags."""
+    saved_side = tokenizer.padding_side
+    tokenizer.padding_side = padding_side
+    try:
+        tokenizer.save_pretrained(path)
+    finally:
+        tokenizer.padding_side = saved_side
+    config_path = Path(path) / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config = {k: v for k, v in config.items() if k not in ENVIRONMENT_KEYS}
+    config["padding_side"] = padding_side
+    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
 def wrap(tok: Tokenizer) -> PreTrainedTokenizerFast:
@@ -60,6 +111,8 @@ def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerFast:
     if not os.path.isfile(os.path.join(path, "tokenizer.json")):
         raise TokenizerError(f"{path} has no tokenizer.json; is it a checkpoint folder of this lab?")
     tok = PreTrainedTokenizerFast.from_pretrained(path)
+    # checkpoints written before the decoder kept the first space decode like new ones
+    tok.backend_tokenizer.decoder = continuation_decoder()
     for name, token in (("pad", PAD), ("bos", BOS), ("eos", EOS)):
         if getattr(tok, f"{name}_token") != token:
             raise TokenizerError(f"{path}: tokenizer's {name} token is {getattr(tok, f'{name}_token')!r}, "

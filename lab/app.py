@@ -9,7 +9,9 @@ heavy and draws nothing.
 
 from pathlib import Path
 
-PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
+from core.resources import pages_dir
+
+PAGES_DIR = pages_dir()  # package data lab/pages when installed, <clone>/pages in a source tree
 
 
 def page_files() -> list[Path]:

@@ -58,7 +58,9 @@ METRICS: dict[str, tuple[str, str, str]] = {
                               "rises; it lags objective/scores by the KL penalty"),
     "objective/entropy": ("Mean entropy of the policy's next-token distribution on its responses.",
                           "nats per token, >= 0", "falls slowly; a collapse to ~0 means the policy repeats itself"),
-    "policy/approxkl_avg": ("KL between the policy before and after one update (k3 estimator).",
+    "policy/approxkl_avg": ("KL between the policy before and after one update: the k2 estimator "
+                            "0.5 * (log pi_new - log pi_old)^2, a masked mean over response tokens (TRL's name; "
+                            "TRL averages over all positions, padding's zeros included, so its value is lower).",
                             "nats per token, >= 0", "small (around 0.01 or below); large means too big a step"),
     "policy/clipfrac_avg": ("Share of tokens whose ratio left [1 - clip_eps, 1 + clip_eps] and was clipped.",
                             "fraction in [0, 1]", "a few percent; most mass near ratio 1"),
@@ -67,7 +69,9 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "loss/value_avg": ("Value-function regression loss (clipped), 0.5 * (V - return)^2.", "squared RM units, >= 0",
                        "falls as the value head learns the returns"),
     "val/clipfrac_avg": ("Share of value predictions that were clipped.", "fraction in [0, 1]", "small"),
-    "val/ratio": ("Mean policy ratio pi_new / pi_old over tokens.", "dimensionless, > 0",
+    "val/ratio": ("Mean policy ratio pi_new / pi_old, a masked mean over response tokens (TRL's name; TRL "
+                  "averages over all positions, padding's ratio of 1 included, so its value sits closer to 1).",
+                  "dimensionless, > 0",
                   "the ratio should stay near 1; mass outside the band is what clipping stops"),
     "params/kl_coef": ("lambda, the KL coefficient used in this iteration (fixed or adaptive).", ">= 0",
                        "steps when a student moves the slider; drifts smoothly when adaptive"),
@@ -84,6 +88,10 @@ SIGN_CONVENTIONS = r"""
 expectation). The KL penalty is positive: $\mathrm{kl\_penalty} = \lambda \cdot \mathrm{KL}$.
 The reward PPO maximises is $r = r_\theta(x, y) - \lambda\, \mathrm{KL}$, so `objective/non_score_reward`
 $= -\lambda\,\mathrm{KL} \le 0$. The policy ratio is $\rho_t = \pi_\theta(y_t) / \pi_{\theta_{old}}(y_t)$.
+
+**What the reward model reads.** The score of a text is read at `<eos>` after `<bos> text <eos>`. A reward
+checkpoint's tokenizer appends `<eos>` itself, so `pipeline("text-classification", function_to_apply="none")`
+on a plain text gives the lab's score. A preference export is TRL's format: `prompt + chosen` is that text.
 """
 
 

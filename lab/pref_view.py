@@ -132,6 +132,12 @@ def dataset(run_dir) -> pd.DataFrame:
     return df[columns]
 
 
+def download_jsonl(run_dir) -> str:
+    """The run's labelled pairs in TRL's standard preference format (prompt + chosen is what the RM reads)."""
+    preferences, _ = lazy_core()
+    return preferences.trl_jsonl(read_jsonl(Path(run_dir) / "preferences.jsonl"))
+
+
 def label_table(run_dir) -> pd.DataFrame:
     """One row per decision, with "choice" a/b/tie/skip for a human run (for the label-count chart)."""
     run_dir = Path(run_dir)

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
+from core.resources import pages_dir
+
+PAGES_DIR = pages_dir()  # package data lab/pages when installed, <clone>/pages in a source tree
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ def show_dataset(run_dir):
         ui.chart(charts.gold_gap_chart(table), charts.CAPTIONS["gold_gap"], key="pref_gap")
     st.dataframe(table, hide_index=True, width="stretch", height=300)
     if not table.empty:
-        st.download_button("Download as JSONL", table.to_json(orient="records", lines=True),
+        st.download_button("Download as JSONL (TRL's preference format)", view.download_jsonl(run_dir),
                            file_name=f"{run_dir.name}.jsonl", mime="application/json")
 
 

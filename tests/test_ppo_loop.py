@@ -324,3 +324,36 @@ def test_resume_after_a_crash_trains_lost_iterations_again_and_draws_each_once(t
     assert read_metrics(run.path)["step"].tolist() == [1, 2, 3, 4]
     assert [r["step"] for r in read_jsonl(run.path / "metrics.rewound.jsonl")] == [3]
     assert run.status()["state"] == "done"
+
+
+def test_resume_reads_the_optimizer_state_beside_the_checkpoint_and_an_old_run_s_inside_it(
+        tiny_base, tiny_rm, tmp_path, monkeypatch):
+    """checkpoint/ is a plain save_pretrained folder (nothing to upload but the model); Adam's moments sit
+    in <run>/trainer_state/ and a resume continues them. A run of the old layout (checkpoint/optimizer.pt)
+    still resumes with its moments."""
+    import shutil
+
+    from core import ppo_train
+
+    cfg = tiny_cfg(tiny_base, tiny_rm, iterations=1, checkpoint_every=1)
+    run = Run.create("ppo", to_dict(cfg), out=tmp_path / "new")
+    drive(run, train_ppo(cfg, run))
+    assert not [p.name for p in run.checkpoint_dir.iterdir() if p.suffix == ".pt" and p.name != "value_head.pt"]
+    saved = torch.load(run.path / "trainer_state" / "optimizer.pt", weights_only=True)
+    steps_at_checkpoint = int(next(iter(saved["state"].values()))["step"])
+    old = tmp_path / "old"
+    shutil.copytree(run.path, old)
+    shutil.move(old / "trainer_state" / "optimizer.pt", old / "checkpoint" / "optimizer.pt")
+    shutil.rmtree(old / "trainer_state")
+
+    made = []
+    real_make = ppo_train.make_optimizer
+    monkeypatch.setattr(ppo_train, "make_optimizer", lambda *a, **k: made.append(real_make(*a, **k)) or made[-1])
+    for path in (run.path, old):
+        more = tiny_cfg(tiny_base, tiny_rm, iterations=2, checkpoint_every=1)
+        resumed = Run.open(path)
+        drive(resumed, train_ppo(more, resumed))
+        assert read_metrics(path)["step"].tolist() == [1, 2]
+        # the moments continued: Adam's step count went on from the checkpoint's (a fresh start counts from 0)
+        assert int(next(iter(made[-1].state.values()))["step"]) == 2 * steps_at_checkpoint, path.name
+    assert (old / "trainer_state" / "optimizer.pt").exists()  # the old run now saves the new way

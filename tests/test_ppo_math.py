@@ -154,3 +154,19 @@ def test_adaptive_kl_controller_direction_and_formula():
     c = AdaptiveKLController(0.1, target=6.0, horizon=100)
     assert c.update(600.0, 10) == pytest.approx(0.1 * (1 + 0.2 * 10 / 100))   # error clipped at +0.2
     assert FixedKLController(0.3).update(100.0, 64) == 0.3
+
+
+def test_metrics_with_trls_names_but_masked_means_say_so():
+    """policy/approxkl_avg and val/ratio carry TRL's names; ours average over response tokens only, TRL's
+    over every position (padding included). The glossary must say so, and the code must do what it says."""
+    from lab import glossary
+
+    for name in ("policy/approxkl_avg", "val/ratio"):
+        assert "masked mean" in glossary.describe(name) and "TRL" in glossary.describe(name), name
+    assert "k2" in glossary.describe("policy/approxkl_avg")
+    log_ratio = torch.tensor([[0.2, -0.4, 0.0], [0.1, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])            # padding where mask is 0
+    _, stats = policy_loss(log_ratio, torch.zeros(2, 3), torch.ones(2, 3), mask, clip_eps=0.2)
+    ours = 0.5 * (0.2 ** 2 + 0.4 ** 2 + 0.1 ** 2) / 3
+    trl = 0.5 * (0.2 ** 2 + 0.4 ** 2 + 0.1 ** 2) / 6
+    assert float(stats["approx_kl"]) == pytest.approx(ours) and ours != pytest.approx(trl)

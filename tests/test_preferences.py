@@ -172,3 +172,31 @@ def test_human_labelling_is_persisted_at_once(tiny_base, tmp_path):
         record_choice(run.path, "p999", "a")
     record_choice(run.path, next_unlabeled(run.path)["id"], "a")
     assert next_unlabeled(run.path) is None
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_export_is_trls_standard_format_and_old_files_still_import(tmp_path, suffix):
+    """TRL joins `prompt + chosen` as is; that must be exactly the text our reward model reads."""
+    from datasets import load_dataset
+
+    from core.preferences import full_texts, trl_jsonl
+
+    pairs = PAIRS + [{"prompt": "i watched", "chosen": "this film twice", "rejected": ", sadly, the end"}]
+    path = export_preferences(pairs, tmp_path / f"pairs{suffix}")
+    kind, options = ("json", {}) if suffix == ".jsonl" else ("csv", {"keep_default_na": False})  # "" stays ""
+    data = load_dataset(kind, data_files=str(path), split="train", cache_dir=str(tmp_path / "cache"), **options)
+    for row, pair in zip(data, pairs):
+        for key in ("chosen", "rejected"):
+            assert row["prompt"] + row[key] == full_texts([pair["prompt"]], [pair[key]])[0]
+    assert data[3]["prompt"] + data[3]["chosen"] == "i watched this film twice"
+    assert data[3]["prompt"] + data[3]["rejected"] == "i watched, sadly, the end"
+    # the importer reads the new files and the old ones (responses without the separator) to the same pairs
+    old = tmp_path / "old.jsonl"
+    old.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    def triples(rows):
+        return [(r["prompt"], r["chosen"], r["rejected"]) for r in rows]
+    assert triples(import_preferences(path)) == triples(import_preferences(old)) == triples(pairs)
+    line = json.loads(trl_jsonl(pairs).splitlines()[3])
+    assert (line["chosen"], line["rejected"]) == (" this film twice", ", sadly, the end")
+    # and the lab's own join reads a TRL-format response as TRL does
+    assert join_text(line["prompt"], line["chosen"]) == line["prompt"] + line["chosen"]
