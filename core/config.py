@@ -62,6 +62,12 @@ def check_int(cfg, name: str, low: int) -> None:
         raise ConfigError(f"{type(cfg).__name__}.{name} must be an integer >= {low}, got {value!r}")
 
 
+def check_finite(cfg, name: str) -> None:
+    value = getattr(cfg, name)
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        raise ConfigError(f"{type(cfg).__name__}.{name} must be a finite number, got {value!r}")
+
+
 def check_choice(cfg, name: str, choices) -> None:
     value = getattr(cfg, name)
     if value not in choices:
@@ -548,6 +554,181 @@ class RewardConfig:
         return self
 
 
+# ----------------------------------------------------------------------------- beyond PPO: DPO and best-of-n
+
+DPO_LOSSES = ("sigmoid", "ipo")
+PROFILE_CHOICES = ("positive", "negative", "concise")
+
+
+@dataclass
+class DPOConfig:
+    """Direct preference optimisation: the policy learns from preference pairs directly, no reward model, no RL
+    (Rafailov et al. 2023). The proxy RM and the gold annotator only judge it, at the evaluation points."""
+
+    preset: str = "small"
+    """Size preset: tiny (tests), small (the CPU default) or gpu."""
+    preferences: str | None = None
+    """The pairs: a preferences run folder, or a JSONL/CSV file of (prompt, chosen, rejected). Required."""
+    policy: str = "small"
+    """The starting policy: a shipped name, a checkpoint folder or a run folder."""
+    ref: str | None = None
+    """The frozen reference pi_ref of the loss and of objective/kl (None = the starting policy, DPO's choice)."""
+    reward: str = "reward"
+    """The proxy reward model, for objective/scores at the evaluation points only (DPO never trains on it)."""
+    profile: str | None = None
+    """Gold profile for objective/gold (None = the preference run's profile, else positive)."""
+    beta: float = 0.1
+    """beta of the loss: how far from pi_ref the implicit reward lets the policy go (live control)."""
+    loss_type: str = "sigmoid"
+    """sigmoid: DPO's -log sigmoid(beta * margin); ipo: IPO's (margin - 1/(2 beta))^2 (Azar et al. 2023)."""
+    epochs: int = 1
+    """Passes over the training pairs."""
+    batch_size: int = 32
+    """Pairs per optimizer step."""
+    lr: float = 1e-4
+    """AdamW learning rate of the policy (live control)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0 = off)."""
+    val_fraction: float = 0.1
+    """Share of prompts (with all their pairs) held out for the validation accuracy of the implicit reward."""
+    eval_every: int = 20
+    """Steps between evaluations: policy samples scored for objective/gold, objective/scores, objective/kl."""
+    eval_prompts: int = 64
+    """Evaluation prompts sampled at every evaluation point (also the first samples logged to samples.jsonl)."""
+    response_length: int = 24
+    """Most tokens generated per evaluation response."""
+    checkpoint_every: int = 100
+    """Steps between checkpoints (one is always written at the end or on stop)."""
+    seed: int = 0
+    """Seeds the split, the batch order and the evaluation sampling."""
+    precision: str = "auto"
+    """Matmul precision: auto (bf16 autocast where it is faster: CUDA with bf16, or a CPU measured faster in
+    bf16), fp32, or bf16. Weights, optimizer state, log-probs and losses stay fp32 (core/precision.py)."""
+    device: str = "auto"
+    """auto (cuda > mps > cpu), cpu, cuda or mps."""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)."""
+
+    def validate(self) -> "DPOConfig":
+        check_choice(self, "preset", tuple(PRESET_DPO))
+        if not isinstance(self.preferences, str) or not self.preferences:
+            raise ConfigError("DPOConfig.preferences: DPO trains on preference pairs and none were given; name a "
+                              "preferences run folder or a JSONL/CSV file of (prompt, chosen, rejected) (make one "
+                              "with `rlhf-lab preferences --out runs/prefs`)")
+        for name in ("policy", "reward"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(f"DPOConfig.{name} must be a checkpoint spec (shipped name, checkpoint folder "
+                                  f"or run folder), got {getattr(self, name)!r}")
+        if self.ref is not None and (not isinstance(self.ref, str) or not self.ref):
+            raise ConfigError(f"DPOConfig.ref must be a checkpoint spec or None (= the policy), got {self.ref!r}")
+        if self.profile is not None:
+            check_choice(self, "profile", PROFILE_CHOICES)
+        check_choice(self, "loss_type", DPO_LOSSES)
+        check_finite(self, "beta")
+        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not self.beta > 0:
+            raise ConfigError(f"DPOConfig.beta must be > 0 (typical 0.01 to 0.5; at 0 the loss has no gradient), "
+                              f"got {self.beta!r}")
+        check_finite(self, "lr")
+        check_positive(self, "lr")
+        for name in ("epochs", "batch_size", "eval_every", "eval_prompts", "response_length", "checkpoint_every"):
+            check_int(self, name, 1)
+        for name in ("weight_decay", "grad_clip"):
+            check_non_negative(self, name)
+        check_range(self, "val_fraction", 0.0, 0.5, high_open=True)
+        check_int(self, "seed", 0)
+        check_int(self, "threads", 0)
+        check_device(self)
+        check_precision(self)
+        return self
+
+
+PRESET_DPO = {
+    "tiny": dict(batch_size=16, lr=2e-3, eval_every=4, eval_prompts=8, response_length=12, checkpoint_every=8),
+    "small": dict(),
+    "gpu": dict(batch_size=64, lr=5e-6, eval_prompts=256),
+}
+
+
+def dpo_preset(preset: str = "small", **overrides) -> DPOConfig:
+    """A DPOConfig for a preset with optional field overrides (None values are ignored)."""
+    return from_preset(DPOConfig, PRESET_DPO, preset, overrides)
+
+
+@dataclass
+class BoNConfig:
+    """Best-of-n sampling: n responses per prompt from the base model, keep the one the reward model scores
+    highest. No training; the policy it defines sits at KL = log n - (n - 1)/n from the base model."""
+
+    preset: str = "small"
+    """Size preset: tiny (tests), small (the CPU default) or gpu."""
+    policy: str = "small"
+    """The base model that samples: a shipped name, a checkpoint folder or a run folder."""
+    reward: str = "reward"
+    """The reward model (proxy) that picks the best response: a shipped name, a checkpoint or a reward run folder."""
+    profile: str = "positive"
+    """Gold profile for objective/gold of the kept responses."""
+    n: list = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    """The values of n, strictly increasing, each >= 1. max(n) responses are sampled once per prompt; a smaller
+    n keeps the best of the first n of them."""
+    prompts: int = 64
+    """Evaluation prompts (one best-of-n response each, per n)."""
+    response_length: int = 24
+    """Most tokens generated per response."""
+    temperature: float = 1.0
+    """Sampling temperature of the base model (1 = its own distribution, where the KL formula holds)."""
+    batch_size: int = 512
+    """Responses sampled per batch (a batch holds whole prompts: batch_size // max(n) of them, at least one)."""
+    seed: int = 0
+    """Seeds the sampling."""
+    precision: str = "auto"
+    """Matmul precision: auto (bf16 autocast where it is faster: CUDA with bf16, or a CPU measured faster in
+    bf16), fp32, or bf16. Weights, optimizer state, log-probs and losses stay fp32 (core/precision.py)."""
+    device: str = "auto"
+    """auto (cuda > mps > cpu), cpu, cuda or mps."""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)."""
+
+    def validate(self) -> "BoNConfig":
+        check_choice(self, "preset", tuple(PRESET_BON))
+        for name in ("policy", "reward"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(f"BoNConfig.{name} must be a checkpoint spec (shipped name, checkpoint folder "
+                                  f"or run folder), got {getattr(self, name)!r}")
+        check_choice(self, "profile", PROFILE_CHOICES)
+        n = self.n
+        if (not isinstance(n, (list, tuple)) or not n
+                or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in n)):
+            raise ConfigError(f"BoNConfig.n must be a list of integers >= 1 (e.g. 1,2,4,8,16,32), got {n!r}")
+        if any(b <= a for a, b in zip(n, n[1:])):
+            raise ConfigError(f"BoNConfig.n must be strictly increasing (e.g. 1,2,4,8,16,32), got {list(n)}")
+        if n[-1] > 4096:
+            raise ConfigError(f"BoNConfig.n must stay <= 4096 (the largest n samples that many responses a "
+                              f"prompt), got {n[-1]}")
+        for name in ("prompts", "response_length", "batch_size"):
+            check_int(self, name, 1)
+        check_finite(self, "temperature")
+        check_positive(self, "temperature")
+        check_int(self, "seed", 0)
+        check_int(self, "threads", 0)
+        check_device(self)
+        check_precision(self)
+        return self
+
+
+PRESET_BON = {
+    "tiny": dict(n=[1, 4, 16], prompts=16, response_length=12),
+    "small": dict(),
+    "gpu": dict(n=[1, 2, 4, 8, 16, 32, 64, 128, 256], prompts=256, batch_size=4096),
+}
+
+
+def bon_preset(preset: str = "small", **overrides) -> BoNConfig:
+    """A BoNConfig for a preset with optional field overrides (None values are ignored)."""
+    return from_preset(BoNConfig, PRESET_BON, preset, overrides)
+
+
 # ----------------------------------------------------------------------------- stage 3: PPO
 
 KL_ESTIMATORS = ("k1", "k3")
@@ -814,3 +995,139 @@ PRESET_FRONTIER = {
 def frontier_preset(preset: str = "default", **overrides) -> FrontierConfig:
     """A FrontierConfig for a preset with optional field overrides (None values are ignored)."""
     return from_preset(FrontierConfig, PRESET_FRONTIER, preset, overrides)
+
+
+# ----------------------------------------------------------------------------- GRPO / RLOO (core/grpo.py)
+
+GRPO_ADVANTAGES = ("grpo", "rloo")
+KL_PLACES = ("loss", "reward")
+LOSS_AVERAGING = ("token", "sequence")
+
+
+@dataclass
+class GRPOConfig:
+    """GRPO or RLOO fine-tuning: a group of responses per prompt, no critic (core/grpo.py)."""
+
+    preset: str = "small"
+    """Size preset: tiny (tests), small (the CPU default) or gpu."""
+    policy: str = "small"
+    """The starting policy and the frozen reference: a shipped name, a checkpoint folder or a run folder."""
+    reward: str = "reward"
+    """The reward model (proxy): a shipped name, a checkpoint folder or a reward run folder."""
+    profile: str = "positive"
+    """Gold annotator profile for objective/gold."""
+    advantage: str = "grpo"
+    """grpo: (score - group mean) / group std; rloo: score - mean of the OTHER responses of the group."""
+    scale_advantages: bool = True
+    """GRPO only: divide by the group's std (False = Dr. GRPO's unscaled advantage)."""
+    iterations: int = 30
+    """Iterations (one batch of groups + its updates each)."""
+    batch_size: int = 64
+    """Responses per iteration = prompts per iteration x group_size."""
+    group_size: int = 8
+    """G: responses sampled per prompt; must be >= 2 and divide batch_size."""
+    prompt_length: int = 8
+    """Longest prompt in tokens (<bos> counts)."""
+    response_length: int = 24
+    """Most tokens generated per response."""
+    stop_at_eos: bool = True
+    """Stop a response at <eos> (False: always generate response_length tokens, as TRL's benchmark does)."""
+    epochs: int = 1
+    """Passes over each batch (GRPO's mu)."""
+    minibatches: int = 2
+    """Optimizer steps per pass (must divide batch_size). After the first step the policy has moved, so the
+    ratio and the clip have something to do; with 1 the ratio is exactly 1 and the loss is plain REINFORCE."""
+    lr: float = 5e-5
+    """AdamW learning rate (live control)."""
+    beta: float = 0.04
+    """KL coefficient to the reference (live control); 0 = no KL term."""
+    kl_in: str = "loss"
+    """loss: + beta * KL_t in the loss on every token (GRPO); reward: score - beta * sum_t KL_t before the
+    advantages (PPO's form)."""
+    kl_estimator: str = "k3"
+    """Per-token KL estimator of the KL term (k3 as in GRPO; k1 = log pi - log pi_ref)."""
+    clip_eps: float = 0.2
+    """Clip range epsilon on the policy ratio (live control)."""
+    loss_averaging: str = "token"
+    """token: mean over every real token of the batch (DAPO, TRL's default); sequence: mean over responses of
+    each response's token mean (the GRPO paper's 1/|o_i|, which weighs a long response's tokens less)."""
+    temperature: float = 1.0
+    """Sampling temperature; policy and reference log-probs use the same scaled logits (live control)."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0 = off)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    sample_every: int = 5
+    """Iterations between policy samples on the fixed evaluation prompts (samples.jsonl)."""
+    eval_prompts: int = 6
+    """Number of fixed evaluation prompts for the side-by-side samples."""
+    checkpoint_every: int = 10
+    """Iterations between checkpoints (one is always written at the end or on stop)."""
+    precision: str = "auto"
+    """Matmul precision: auto (bf16 autocast where it is faster: CUDA with bf16, or a CPU measured faster in
+    bf16), fp32, or bf16. Weights, optimizer state, log-probs and losses stay fp32 (core/precision.py)."""
+    seed: int = 0
+    """Seeds the prompts and the sampling."""
+    device: str = "auto"
+    """auto (cuda > mps > cpu), cpu, cuda or mps."""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)."""
+
+    def validate(self, n_positions: int | None = None) -> "GRPOConfig":
+        check_choice(self, "preset", tuple(PRESET_GRPO))
+        for name in ("policy", "reward"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(f"GRPOConfig.{name} must be a checkpoint spec (shipped name, checkpoint folder "
+                                  f"or run folder), got {getattr(self, name)!r}")
+        check_choice(self, "profile", ("positive", "negative", "concise"))
+        check_choice(self, "advantage", GRPO_ADVANTAGES)
+        check_choice(self, "kl_in", KL_PLACES)
+        check_choice(self, "kl_estimator", KL_ESTIMATORS)
+        check_choice(self, "loss_averaging", LOSS_AVERAGING)
+        check_int(self, "group_size", 2)  # one response has no group to be compared with
+        for name in ("iterations", "batch_size", "response_length", "epochs", "minibatches", "sample_every",
+                     "eval_prompts", "checkpoint_every"):
+            check_int(self, name, 1)
+        check_int(self, "prompt_length", 2)
+        if self.batch_size % self.group_size:
+            raise ConfigError(f"GRPOConfig.group_size must divide batch_size: {self.batch_size} responses cannot "
+                              f"be split into groups of {self.group_size}")
+        if self.batch_size % self.minibatches:
+            raise ConfigError(f"GRPOConfig.minibatches must divide batch_size: {self.batch_size} responses cannot "
+                              f"be split into {self.minibatches} equal minibatches")
+        for name in ("beta", "clip_eps", "lr", "temperature", "grad_clip", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+                raise ConfigError(f"GRPOConfig.{name} must be a finite number, got {value!r}")
+        check_non_negative(self, "beta")
+        check_range(self, "clip_eps", 0.0, 1.0, low_open=True, high_open=True)
+        check_positive(self, "lr")
+        check_positive(self, "temperature")
+        check_non_negative(self, "grad_clip")
+        check_non_negative(self, "weight_decay")
+        for name in ("scale_advantages", "stop_at_eos"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"GRPOConfig.{name} must be true or false, got {getattr(self, name)!r}")
+        limit = n_positions if n_positions is not None else 1024
+        if self.prompt_length + self.response_length > limit:
+            where = "the policy's context" if n_positions is not None else "the largest supported context"
+            raise ConfigError(f"GRPOConfig.response_length: prompt_length + response_length = "
+                              f"{self.prompt_length} + {self.response_length} exceeds {where} of {limit} tokens")
+        check_int(self, "seed", 0)
+        check_int(self, "threads", 0)
+        check_device(self)
+        check_precision(self)
+        return self
+
+
+PRESET_GRPO = {
+    "tiny": dict(iterations=6, batch_size=32, group_size=4, response_length=12, lr=2e-3, sample_every=2,
+                 eval_prompts=3, checkpoint_every=3),
+    "small": dict(),
+    "gpu": dict(batch_size=256, response_length=32, minibatches=4, lr=1e-5),
+}
+
+
+def grpo_preset(preset: str = "small", **overrides) -> GRPOConfig:
+    """A GRPOConfig for a preset with optional field overrides (None values are ignored)."""
+    return from_preset(GRPOConfig, PRESET_GRPO, preset, overrides)

@@ -10,7 +10,8 @@ One iteration, the way the papers draw it:
 
 `train_ppo(cfg, run)` re-reads the run's control.json before every iteration (kl_coef, adaptive_kl,
 target_kl, clip_eps, lr, temperature, paused, step, stop), so the app, the CLI and the tests steer the
-same loop. `rollout()` and `ppo_update()` are plain functions so the benchmark times exactly this code.
+same loop. `rollout()` (core/rollout.py, shared with GRPO/RLOO) and `ppo_update()` are plain functions so the
+benchmark times exactly this code.
 Where the speed comes from: core/gpt2_lean.py (a fused forward over the same HF weights), no second
 policy forward in the rollout, inference_mode for everything that needs no gradient, a fused AdamW.
 """
@@ -23,20 +24,20 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from core import distributed
-from core import gpt2_lean as lean
-from core import precision
+from core import distributed, precision
 from core.config import ConfigError, PPOConfig
-from core.corpus import synthetic_reviews
-from core.model import (CheckpointError, decode_responses, join_text, left_pad, load_lm, load_scorer,
-                        no_dropout, read_lab_json, resolve_checkpoint, save_checkpoint)
-from core.ppo import (AdaptiveKLController, FixedKLController, gae, last_real_index,
-                      masked_mean, policy_loss, shaped_rewards, value_loss, whiten)
+from core.model import (CheckpointError, decode_responses, load_lm, load_scorer, no_dropout, read_lab_json,
+                        resolve_checkpoint, save_checkpoint)
+from core.ppo import (AdaptiveKLController, FixedKLController, gae, masked_mean, policy_loss, shaped_rewards,
+                      value_loss, whiten)
+# the rollout lives in core/rollout.py (shared with GRPO/RLOO); its names stay importable from here
+from core.rollout import (PROMPT_SEED, Models, Rollout, autocast, encode_prompts, evaluation_samples,  # noqa: F401
+                          freeze, gold_of, ppo_prompts, response_hidden, rollout, sequence_score, token_logprobs,
+                          token_values, trim_left_padding)
 from core.runs import Run, append_jsonl
 from core.tokenizer import same_tokenizer
 
@@ -44,7 +45,6 @@ LIVE_KNOBS = ("kl_coef", "adaptive_kl", "target_kl", "clip_eps", "lr", "temperat
 # fixed bins over [0, 2]: wide enough that the clip band [1-ε, 1+ε] (ε < 1) always has bins outside it; ratios
 # beyond 2 go to the last bin (and so still count as outside the band)
 RATIO_EDGES = [round(0.025 * i, 3) for i in range(81)]
-PROMPT_SEED = 4_000_000        # prompts of their own stream: never the RM's training or gold prompts
 INSPECT_ROWS = 2
 # Data parallel: with this environment variable set to 1, every rank samples the WHOLE global rollout with the
 # shared generator and keeps its slice: W times the generation work, but the rollout is bit-for-bit the one a
@@ -57,29 +57,6 @@ TRAINER_STATE = "trainer_state"  # <run>/trainer_state/: optimizer state beside 
 
 class NonFiniteLoss(FloatingPointError):
     """A NaN or inf in the PPO loss: the run stops as failed and keeps its last good checkpoint."""
-
-
-# ----------------------------------------------------------------------------- models
-
-@dataclass
-class Models:
-    policy: torch.nn.Module           # GPT2LMHeadModel, trained
-    ref: torch.nn.Module              # GPT2LMHeadModel, frozen (the base model)
-    reward: torch.nn.Module           # GPT2ForSequenceClassification, frozen (the proxy)
-    value: torch.nn.Module | None     # GPT2ForSequenceClassification critic (value_model="separate")
-    value_head: torch.nn.Module | None  # Linear(D, 1) on the policy's hidden states (value_model="shared")
-    tokenizer: object = None
-
-    def trainable(self) -> list[torch.nn.Parameter]:
-        extra = self.value if self.value is not None else self.value_head
-        return list(self.policy.parameters()) + list(extra.parameters())
-
-
-def freeze(model):
-    no_dropout(model)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
 
 
 def make_optimizer(params, lr: float, weight_decay: float):
@@ -114,130 +91,6 @@ def load_models(cfg: PPOConfig, device, resume_from=None) -> Models:
             value_head.load_state_dict(torch.load(resume_from / "value_head.pt", weights_only=True))
     no_dropout(policy)
     return Models(policy, freeze(ref), freeze(reward), value, value_head, tok)
-
-
-# ----------------------------------------------------------------------------- prompts
-
-def ppo_prompts(n: int, seed: int = 0, min_words: int = 2, max_words: int = 4) -> list[str]:
-    """Opening words of fresh synthetic reviews (a stream of their own), as in core.preferences."""
-    reviews = synthetic_reviews(n, seed=PROMPT_SEED + seed)
-    rng = random.Random(PROMPT_SEED + seed)
-    return [" ".join(r.split()[: rng.randint(min_words, max_words)]).rstrip(".,!?;:") for r in reviews]
-
-
-def trim_left_padding(ids, mask):
-    """Drop the leading columns that are padding in every row of this batch (they would cost compute)."""
-    first = int(mask.any(0).long().argmax())
-    return ids[:, first:], mask[:, first:]
-
-
-def encode_prompts(tokenizer, prompts: list[str], prompt_length: int, device):
-    """Left-padded (ids, mask) of prompts that fit `prompt_length` tokens (longer ones are dropped)."""
-    keep = [p for p in prompts if len(tokenizer(p)["input_ids"]) <= prompt_length]
-    if not keep:
-        raise ConfigError(f"PPOConfig.prompt_length: no prompt fits in {prompt_length} tokens")
-    ids, mask = left_pad(tokenizer, keep, device)
-    return keep, ids, mask
-
-
-# ----------------------------------------------------------------------------- forwards
-
-def token_logprobs(lm, hidden: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
-    """log pi(a_t | s_t) under temperature-scaled logits.                   (B, T, D), (B, T) -> (B, T)
-
-    logits / temperature = (hidden / temperature) @ W^T: the division runs on D=128 numbers per token, not
-    V=1024; and log pi(a) = logit_a - logsumexp(logits) never materialises the full log-softmax."""
-    logits = lean.lm_logits(lm, hidden / temperature).float()                    # (B, T, V)
-    return logits.gather(-1, tokens[..., None])[..., 0] - torch.logsumexp(logits, dim=-1)
-
-
-def response_hidden(model, full_ids, full_mask, P: int) -> torch.Tensor:
-    """Hidden states at the positions that PREDICT the response tokens (P-1 .. P+R-2).   -> (B, R, D)
-
-    The last token predicts nothing we score, and (causal attention) nothing reads it: it is not fed at all."""
-    return lean.hidden_states(model.transformer, full_ids[:, :-1], full_mask[:, :-1], keep_from=P - 1)
-
-
-def sequence_score(scorer, full_ids, full_mask) -> torch.Tensor:
-    """(B,) the scorer's output at each row's last real token."""
-    hidden = lean.hidden_states(scorer.transformer, full_ids, full_mask)      # (B, S, D)
-    rows = torch.arange(hidden.shape[0], device=hidden.device)
-    return scorer.score(hidden[rows, last_real_index(full_mask)]).squeeze(-1).float()
-
-
-def token_values(models: Models, full_ids, full_mask, P: int, policy_hidden=None) -> torch.Tensor:
-    """V(s_t) for every response position.                                                  -> (B, R)"""
-    if models.value is not None:
-        return models.value.score(response_hidden(models.value, full_ids, full_mask, P)).squeeze(-1).float()
-    if policy_hidden is None:
-        policy_hidden = response_hidden(models.policy, full_ids, full_mask, P)
-    return models.value_head(policy_hidden).squeeze(-1).float()
-
-
-def autocast(device, enabled: bool):
-    """bf16 autocast on a CPU or CUDA device when `enabled` (the stage's resolved precision is bf16); a no-op
-    context otherwise. Only matmul-heavy forwards run under it: logits are cast to fp32 before every
-    log-softmax, and losses, KL, advantages and the optimizer step stay fp32."""
-    return precision.autocast(device, "bf16" if enabled else "fp32")
-
-
-# ----------------------------------------------------------------------------- rollout
-
-@dataclass
-class Rollout:
-    prompt_ids: torch.Tensor      # (B, P) left-padded
-    prompt_mask: torch.Tensor     # (B, P)
-    responses: torch.Tensor       # (B, R)
-    mask: torch.Tensor            # (B, R) float, 1 on real response tokens (incl. <eos>)
-    logprobs: torch.Tensor        # (B, R) policy, temperature-scaled, from the sampling itself
-    ref_logprobs: torch.Tensor    # (B, R) reference, same temperature
-    values: torch.Tensor          # (B, R) V(s_t)
-    scores: torch.Tensor          # (B,) RM score (after the missing-<eos> penalty)
-    raw_scores: torch.Tensor      # (B,) RM score as the RM gave it
-    times: dict
-
-    @property
-    def full_ids(self):
-        return torch.cat([self.prompt_ids, self.responses], 1)
-
-    @property
-    def full_mask(self):
-        return torch.cat([self.prompt_mask, self.mask.long()], 1)
-
-
-def rollout(models: Models, prompt_ids, prompt_mask, response_length: int, temperature: float,
-            generator=None, stop_at_eos: bool = True, missing_eos_penalty: float = 0.0, bf16: bool = False,
-            keep: slice | None = None):
-    """Sample responses and everything PPO needs about them, without gradients.
-    keep: sample all rows but keep only these (a data-parallel rank's share of a replicated rollout)."""
-    tok = models.tokenizer
-    device = prompt_ids.device
-    t0 = time.perf_counter()
-    with autocast(device, bf16):
-        responses, rmask, logprobs = lean.generate(models.policy, prompt_ids, prompt_mask, response_length,
-                                                   tok.eos_token_id, tok.pad_token_id, temperature, generator,
-                                                   stop_at_eos)
-    if keep is not None:
-        prompt_ids, prompt_mask, responses, rmask, logprobs = (x[keep] for x in (prompt_ids, prompt_mask, responses,
-                                                                                 rmask, logprobs))
-    t1 = time.perf_counter()
-    P = prompt_ids.shape[1]
-    full_ids = torch.cat([prompt_ids, responses], 1)
-    full_mask = torch.cat([prompt_mask, rmask], 1)
-    with torch.inference_mode(), autocast(device, bf16):
-        ref_logprobs = token_logprobs(models.ref, response_hidden(models.ref, full_ids, full_mask, P), responses,
-                                      temperature)
-        values = token_values(models, full_ids, full_mask, P)
-        raw_scores = sequence_score(models.reward, full_ids, full_mask)
-    mask = rmask.float()
-    ref_logprobs, values, raw_scores = ref_logprobs.clone() * mask, values.clone() * mask, raw_scores.clone()
-    scores = raw_scores
-    if missing_eos_penalty:
-        has_eos = ((responses == tok.eos_token_id) & rmask.bool()).any(1)
-        scores = scores - missing_eos_penalty * (~has_eos).float()
-    t2 = time.perf_counter()
-    return Rollout(prompt_ids, prompt_mask, responses, mask, logprobs, ref_logprobs, values, scores, raw_scores,
-                   {"generation": t1 - t0, "forwards": t2 - t1})
 
 
 # ----------------------------------------------------------------------------- update
@@ -383,11 +236,12 @@ def global_whiten(x: torch.Tensor, mask: torch.Tensor, dd: distributed.Dist | No
 
 # ----------------------------------------------------------------------------- live controls
 
-def check_live_value(cfg: PPOConfig, key: str, value):
+def check_live_value(cfg: PPOConfig, key: str, value, knobs=LIVE_KNOBS):
     """A live knob's new value, cleaned (numbers as float), or ConfigError saying why it is refused.
-    The check is PPOConfig.validate() on a copy of the config, so live limits = config limits."""
-    if key not in LIVE_KNOBS:
-        raise ConfigError(f"unknown live control {key!r}; live controls are {list(LIVE_KNOBS)}")
+    The check is PPOConfig.validate() on a copy of the config, so live limits = config limits.
+    knobs: the stage's live knobs (GRPO passes its own, with its own config)."""
+    if key not in knobs:
+        raise ConfigError(f"unknown live control {key!r}; live controls are {list(knobs)}")
     if key == "adaptive_kl":
         if not isinstance(value, bool):
             raise ConfigError(f"adaptive_kl must be true or false, got {value!r}")
@@ -399,18 +253,19 @@ def check_live_value(cfg: PPOConfig, key: str, value):
     return value
 
 
-def apply_controls(cfg: PPOConfig, control: dict, seen: dict, iteration: int, run) -> tuple[PPOConfig, list]:
+def apply_controls(cfg: PPOConfig, control: dict, seen: dict, iteration: int, run,
+                   knobs=LIVE_KNOBS) -> tuple[PPOConfig, list]:
     """Apply the live knobs of control.json that changed since `seen` (all of them on the first read).
 
     A bad value is refused: recorded in control_log.jsonl, and the run keeps its current value.
     Returns (new cfg, refusal messages)."""
     messages = []
-    for key in LIVE_KNOBS:
+    for key in knobs:
         if key not in control or (key in seen and seen[key] == control[key]):
             continue
         value = seen[key] = control[key]
         try:
-            value = check_live_value(cfg, key, value)
+            value = check_live_value(cfg, key, value, knobs)
         except ConfigError as e:
             message = f"refused {key}={value!r}: {e}"
             messages.append(message)
@@ -428,32 +283,6 @@ def apply_controls(cfg: PPOConfig, control: dict, seen: dict, iteration: int, ru
 
 
 # ----------------------------------------------------------------------------- samples and inspection
-
-@torch.no_grad()
-def evaluation_samples(models: Models, cfg: PPOConfig, prompts, ids, mask, iteration: int, kind: str, device):
-    """The policy's (or, at the start, the base model's) responses to the fixed evaluation prompts, with proxy
-    score, gold utility and per-token KL; sampled with a fixed seed so iterations are comparable."""
-    gen = torch.Generator(device=device).manual_seed(cfg.seed + 12345)
-    ro = rollout(models, ids, mask, cfg.response_length, cfg.temperature, gen, stop_at_eos=True)
-    _, kl = shaped_rewards(ro.raw_scores, ro.logprobs, ro.ref_logprobs, ro.mask, 0.0, cfg.kl_estimator)
-    tok = models.tokenizer
-    texts = decode_responses(tok, ro.responses, ro.mask.long())
-    gold = gold_of(prompts, texts, cfg.profile)
-    rows = []
-    for i, prompt in enumerate(prompts):
-        n = int(ro.mask[i].sum())
-        rows.append({"iteration": iteration, "kind": kind, "prompt": prompt, "response": texts[i],
-                     "score": float(ro.raw_scores[i]), "gold": gold[i],
-                     "tokens": tok.convert_ids_to_tokens(ro.responses[i, :n].tolist()),
-                     "kl": [round(float(x), 5) for x in kl[i, :n]]})
-    return rows
-
-
-def gold_of(prompts, responses, profile) -> list[float]:
-    from core.annotators import gold_utility  # imported late: VADER loads only when a run needs it
-
-    return gold_utility([join_text(p, r) for p, r in zip(prompts, responses)], profile)
-
 
 def inspect_payload(models, ro: Rollout, prompts, texts, rewards, kl, advantages, returns, upd, iteration,
                     kl_coef, clip_eps) -> dict:

@@ -354,6 +354,9 @@ KEY_METRICS = {
     "reward": "rm/val_accuracy",
     "ppo": "objective/scores",
     "w2s": "w2s/pgr",
+    "dpo": "objective/gold",
+    "bon": "objective/gold",
+    "grpo": "objective/scores",
     "frontier": "frontier/points_done",
 }
 

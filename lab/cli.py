@@ -23,6 +23,9 @@ STAGE_COMMANDS = (
     "lab.cli_pipeline",
     "lab.cli_w2s",
     "lab.cli_ppo",
+    "lab.cli_dpo",
+    "lab.cli_bon",
+    "lab.cli_grpo",
     "lab.cli_eval",
     "lab.cli_frontier",
 )

@@ -16,6 +16,8 @@ from core.config import (PRECISION_HELP, PRECISIONS, PPOConfig, PRESET_PPO, Conf
 from core.runs import FINAL_STATES, Run, atomic_write_json
 
 FLOW_CONTROLS = ("paused", "stop", "step")
+# the stages `rlhf-lab set` can steer: stage -> (module defining LIVE_KNOBS, config class in core.config)
+LIVE_STAGES = {"ppo": ("core.ppo_train", "PPOConfig"), "grpo": ("core.grpo", "GRPOConfig")}
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
@@ -48,11 +50,11 @@ def register(sub) -> None:
     out_args(p)
     p.set_defaults(func=cmd_ppo)
 
-    p = sub.add_parser("set", help="change live controls of a running or paused PPO run: key=value ...")
+    p = sub.add_parser("set", help="change live controls of a running or paused PPO, GRPO or DPO run: key=value ...")
     p.add_argument("run_dir")
     p.add_argument("pairs", nargs="+", metavar="key=value",
-                   help="kl_coef, adaptive_kl, target_kl, clip_eps, lr, temperature, paused, stop, step "
-                        "(step=+1 runs one iteration while paused)")
+                   help="PPO: kl_coef, adaptive_kl, target_kl, clip_eps, lr, temperature; GRPO: beta, clip_eps, "
+                        "lr, temperature; DPO: beta, lr; all: paused, stop, step (step=+1 runs one iteration while paused)")
     p.set_defaults(func=cmd_set)
 
 
@@ -143,10 +145,15 @@ def parse_bool(key: str, text: str) -> bool:
 
 def parse_controls(run: Run, pairs: list[str]) -> dict:
     """key=value strings -> a control.json update, each value checked like the trainer checks it."""
-    from core.ppo_train import LIVE_KNOBS, check_live_value
+    import importlib
+
+    import core.config
+    from core.ppo_train import check_live_value
     from lab.cli import CLIError
 
-    cfg = from_dict(PPOConfig, run.config)
+    module, config_class = LIVE_STAGES[run.stage]
+    LIVE_KNOBS = importlib.import_module(module).LIVE_KNOBS
+    cfg = from_dict(getattr(core.config, config_class), run.config)
     control = run.read_control()
     update = {}
     for pair in pairs:
@@ -170,7 +177,7 @@ def parse_controls(run: Run, pairs: list[str]) -> dict:
             raise CLIError(f"unknown control {key!r}; controls are {list(LIVE_KNOBS) + list(FLOW_CONTROLS)}")
         if key in LIVE_KNOBS:
             try:
-                value = check_live_value(cfg, key, value)
+                value = check_live_value(cfg, key, value, LIVE_KNOBS)
             except ConfigError as e:
                 raise CLIError(str(e)) from None
             cfg = dataclasses.replace(cfg, **{key: value})
@@ -182,8 +189,13 @@ def cmd_set(args) -> int:
     from lab.cli import CLIError
 
     run = Run.open(args.run_dir)
-    if run.stage != "ppo":
-        raise CLIError(f"{run.path} is a {run.stage!r} run; live controls exist for PPO runs only")
+    if run.stage == "dpo":
+        from lab.cli_dpo import set_dpo
+
+        return set_dpo(run, args.pairs)
+    if run.stage not in LIVE_STAGES:
+        raise CLIError(f"{run.path} is a {run.stage!r} run; live controls exist for "
+                       f"{', '.join(LIVE_STAGES)} and dpo runs only")
     state = run.status().get("state")
     if state in FINAL_STATES and state != "stopped":
         raise CLIError(f"{run.path} is {state}; there is no training to steer (resume a stopped run instead)")

@@ -77,10 +77,43 @@ METRICS: dict[str, tuple[str, str, str]] = {
                        "steps when a student moves the slider; drifts smoothly when adaptive"),
     "params/clip_eps": ("epsilon of the PPO clip used in this iteration.", "> 0", "steps only when changed"),
     "time/iteration_s": ("Wall time of one PPO iteration (rollout + updates).", "seconds, > 0", "steady"),
+    # GRPO / RLOO (the objective/* and policy/* names above mean the same there)
+    "params/beta": ("beta, the KL coefficient of GRPO/RLOO: + beta * KL in the loss, or score - beta * KL.",
+                    ">= 0", "steps only when changed"),
+    "group/score_std_mean": ("Mean over groups of the std of the G scores of one prompt's responses.",
+                             "RM units, >= 0", "well above 0; near 0 the groups carry no signal"),
+    "group/all_equal_frac": ("Share of groups whose G scores are all equal (their advantages are all 0).",
+                             "fraction in [0, 1]", "near 0"),
+    "group/advantage_abs_mean": ("Mean |advantage| of the batch (GRPO's are about 1 by construction).",
+                                 "advantage units, >= 0", "steady; falls when the groups collapse"),
+    "policy/kl_ref_avg": ("Mean per-token KL(pi || pi_ref) in the update, with the configured estimator.",
+                          "nats per token, >= 0", "small and slowly rising"),
     # weak-to-strong
     "w2s/pgr": ("Performance gap recovered: (student - weak) / (ceiling - weak).",
                 "fraction; 0 = no better than the weak supervisor, 1 = as good as the ceiling",
                 "between 0 and 1; above 0 means the strong student generalised beyond its labels"),
+    # DPO (TRL's names; log-probs are SUMMED over the response tokens, <eos> included, as in TRL's sigmoid loss)
+    "loss/dpo": ("DPO loss -log sigmoid(beta * h), h = the chosen minus the rejected log-ratio log(pi/pi_ref); "
+                 "IPO: (h - 1/(2 beta))^2.", "nats per pair, >= 0; ln 2 ~ 0.693 at the start (policy = reference)",
+                 "falls below 0.693"),
+    "rewards/chosen": ("Implicit reward of the chosen responses, beta * (log pi - log pi_ref), batch mean.",
+                       "beta x nats; 0 at the start", "any sign: DPO only needs it above rewards/rejected"),
+    "rewards/rejected": ("Implicit reward of the rejected responses, beta * (log pi - log pi_ref), batch mean.",
+                         "beta x nats; 0 at the start", "falls below rewards/chosen"),
+    "rewards/margins": ("Mean rewards/chosen - rewards/rejected over the batch's pairs.",
+                        "beta x nats; > 0 means ordered right", "grows from 0"),
+    "rewards/accuracies": ("Share of the batch's pairs whose chosen implicit reward is strictly higher (a tie, as at "
+                           "step 1, counts as wrong, as in TRL).", "fraction in [0, 1]; 0.5 is chance",
+                           "rises above 0.5; eval/rewards/accuracies is the same on held-out prompts"),
+    "logps/chosen": ("Summed log pi(response | prompt) of the chosen responses under the policy, batch mean.",
+                     "nats per response, <= 0", "often FALLS during DPO, while logps/rejected falls faster"),
+    "logps/rejected": ("Summed log pi(response | prompt) of the rejected responses, batch mean.",
+                       "nats per response, <= 0", "falls faster than logps/chosen"),
+    # best-of-n
+    "bon/n": ("Responses sampled per prompt; the reward model's favourite is kept.", "count, >= 1",
+              "gold rises with n while the proxy is trustworthy"),
+    "bon/kl_analytic": ("KL(best-of-n || base) = log n - (n - 1)/n, an exact upper bound (Beirami et al. 2024).",
+                        "nats per response, >= 0; 0 at n = 1", "grows like log n"),
 }
 
 SIGN_CONVENTIONS = r"""

@@ -74,6 +74,9 @@ CONTRACT = {
     "reward": Stage("reward", "RewardConfig", "core.reward", "train_reward"),
     "ppo": Stage("ppo", "PPOConfig", "core.ppo_train", "train_ppo", handles_stop=True),
     "w2s": Stage("w2s", "W2SConfig", "core.w2s", "run_w2s"),
+    "dpo": Stage("dpo", "DPOConfig", "core.dpo", "train_dpo", handles_stop=True),
+    "bon": Stage("bon", "BoNConfig", "core.bon", "best_of_n"),
+    "grpo": Stage("grpo", "GRPOConfig", "core.grpo", "train_grpo", handles_stop=True),
     "frontier": Stage("frontier", "FrontierConfig", "core.frontier", "run_frontier"),
 }
 

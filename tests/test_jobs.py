@@ -33,8 +33,8 @@ def wait_for_state(run_dir, states, timeout=60):
 
 
 def test_contract_lists_every_stage_and_pretrain_is_available():
-    assert {"pretrain", "preferences", "reward", "ppo", "w2s", "frontier"} <= set(jobs.CONTRACT)
-    assert "pretrain" in jobs.available_stages()
+    assert {"pretrain", "preferences", "reward", "ppo", "w2s", "grpo", "frontier", "dpo", "bon"} <= set(jobs.CONTRACT)
+    assert {"pretrain", "dpo", "bon"} <= set(jobs.available_stages())
     assert jobs.stage_available("pretrain")
 
 

@@ -14,7 +14,8 @@ import torch
 from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
 from core import precision
-from core.config import ConfigError, PPOConfig, from_dict, ppo_preset, pretrain_preset, w2s_preset
+from core.config import (ConfigError, PPOConfig, bon_preset, dpo_preset, from_dict, grpo_preset, ppo_preset,
+                         pretrain_preset, w2s_preset)
 from core.reward import reward_preset
 
 
@@ -69,7 +70,10 @@ def test_gpu_without_bf16_and_apple_gpu_refuse_bf16(monkeypatch):
 @pytest.mark.parametrize("make", [lambda: pretrain_preset("tiny", precision="fp16"),
                                   lambda: reward_preset("tiny", preferences="x.jsonl", precision="fp16"),
                                   lambda: ppo_preset("tiny", precision="fp16"),
-                                  lambda: w2s_preset("tiny", precision="fp16")])
+                                  lambda: w2s_preset("tiny", precision="fp16"),
+                                  lambda: grpo_preset("tiny", precision="fp16"),
+                                  lambda: dpo_preset("tiny", preferences="x.jsonl", precision="fp16"),
+                                  lambda: bon_preset("tiny", precision="fp16")])
 def test_every_stage_validates_the_field(make):
     with pytest.raises(ConfigError, match=r"\.precision must be one of"):
         make().validate()

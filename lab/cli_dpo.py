@@ -1,0 +1,151 @@
+"""`rlhf-lab dpo`: direct preference optimisation of the policy on preference pairs, judged like PPO.
+
+    rlhf-lab preferences --pairs 2000 --out runs/prefs           # pairs from the shipped annotator (or --import FILE)
+    rlhf-lab dpo --preferences runs/prefs --beta 0.1 --out runs/dpo1
+    rlhf-lab set runs/dpo1 beta=0.3 lr=5e-5                        # live, applied before the next step
+    rlhf-lab set runs/dpo1 paused=true ; rlhf-lab set runs/dpo1 step=+1 ; rlhf-lab set runs/dpo1 stop=true
+
+DPO needs pairs, and there is no silent default: without --preferences the command says how to make them
+(one `rlhf-lab preferences` run, which samples the shipped base model and labels with the shipped annotator).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from core.config import PRECISION_HELP, PRECISIONS, PRESET_DPO, DPOConfig, ConfigError, dpo_preset, from_dict, to_dict
+from core.runs import FINAL_STATES, Run, drive
+
+FLOW_CONTROLS = ("paused", "stop", "step")
+
+
+def register(sub) -> None:
+    from lab.cli import out_args
+
+    p = sub.add_parser("dpo", help="fine-tune the policy on preference pairs with DPO (no reward model, no RL)")
+    p.add_argument("--preferences", default=None, metavar="RUN|FILE",
+                   help="a preferences run folder or a .jsonl/.csv file of (prompt, chosen, rejected); required "
+                        "(make one with `rlhf-lab preferences --out runs/prefs`)")
+    p.add_argument("--preset", default="small", choices=tuple(PRESET_DPO))
+    p.add_argument("--policy", default=None, help="starting policy: shipped name, checkpoint or run folder "
+                                                  "(default small)")
+    p.add_argument("--ref", default=None, help="frozen reference (default: the starting policy)")
+    p.add_argument("--reward", default=None, help="proxy RM that judges the evaluation samples (default: shipped)")
+    p.add_argument("--beta", type=float, default=None, help="beta of the loss (default 0.1); live")
+    p.add_argument("--loss", dest="loss_type", choices=("sigmoid", "ipo"), default=None,
+                   help="sigmoid: DPO (default); ipo: IPO's squared loss")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch", type=int, default=None, help="pairs per optimizer step")
+    p.add_argument("--lr", type=float, default=None, help="AdamW learning rate; live")
+    p.add_argument("--eval-every", type=int, default=None, help="steps between gold/proxy/KL evaluations")
+    p.add_argument("--eval-prompts", type=int, default=None, help="evaluation prompts per evaluation")
+    p.add_argument("--profile", default=None, help="gold profile (default: the preference run's)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    out_args(p)
+    p.set_defaults(func=cmd_dpo)
+
+
+def config_from_args(args) -> DPOConfig:
+    return dpo_preset(args.preset, preferences=args.preferences, policy=args.policy, ref=args.ref,
+                      reward=args.reward, beta=args.beta, loss_type=args.loss_type, epochs=args.epochs,
+                      batch_size=args.batch, lr=args.lr, eval_every=args.eval_every, eval_prompts=args.eval_prompts,
+                      profile=args.profile, seed=args.seed, device=args.device, precision=args.precision,
+                      threads=args.threads)
+
+
+def initial_control(cfg: DPOConfig) -> dict:
+    from core.dpo import LIVE_KNOBS
+
+    return {**{k: getattr(cfg, k) for k in LIVE_KNOBS}, "paused": False, "stop": False, "step": 0}
+
+
+def cmd_dpo(args) -> int:
+    from core.dpo import check_inputs, train_dpo
+    from lab.cli import progress
+
+    cfg = config_from_args(args).validate()
+    check_inputs(cfg)  # a bad source, pair or tokenizer: one line, and no failed run folder left behind
+    run = Run.create("dpo", to_dict(cfg), out=args.out, root=args.runs,
+                     parents={"preferences": cfg.preferences, "policy": cfg.policy, "reward": cfg.reward},
+                     control=initial_control(cfg))
+    print(f"run folder: {run.path}")
+    bar = progress(None, "dpo")
+    first: dict = {}
+
+    def tick(m):
+        if m["step"] == 0:  # the base model's evaluation: now the number of steps is known
+            first.update(m)
+            bar.total = cfg.epochs * math.ceil(m["data/train_pairs"] / cfg.batch_size)
+            bar.refresh()
+            return
+        bar.update(1)
+        bar.set_postfix({"acc": f"{m['rewards/accuracies']:.2f}", "margin": f"{m['rewards/margins']:+.3f}",
+                         "logp_c": f"{m['logps/chosen']:.1f}"}, refresh=False)
+
+    try:
+        last = drive(run, train_dpo(cfg, run), on_metrics=tick)
+    finally:
+        bar.close()
+    state = run.status().get("state")
+    if last is None or last["step"] == 0:
+        print(f"{state}: no step ran")
+        return 0
+    gold = last.get("objective/gold")
+    shown = (f"gold {gold:+.3f} (base {first['objective/gold']:+.3f}), proxy {last['objective/scores']:+.3f}, "
+             f"KL {last['objective/kl']:.3f}, " if gold is not None else "")
+    print(f"{state} at step {last['step']}: {shown}train accuracy {last['rewards/accuracies']:.2f}, "
+          f"margin {last['rewards/margins']:+.3f}, checkpoint {run.checkpoint_dir}")
+    return 0
+
+
+def parse_controls(run: Run, pairs: list[str]) -> dict:
+    """key=value strings -> a control.json update for a DPO run, each value checked like the trainer checks it."""
+    from core.dpo import LIVE_KNOBS, check_live_value
+    from lab.cli import CLIError
+    from lab.cli_ppo import parse_bool, parse_pair
+
+    cfg = from_dict(DPOConfig, run.config)
+    control = run.read_control()
+    update = {}
+    for pair in pairs:
+        key, text = parse_pair(pair)
+        if key in ("paused", "stop"):
+            value = parse_bool(key, text)
+        elif key == "step":
+            current = int(control.get("step", 0) or 0)
+            try:
+                value = current + int(text[1:]) if text.startswith("+") else int(text)
+            except ValueError:
+                raise CLIError(f"step must be an integer or +N, got {text!r}") from None
+            if value < current:
+                raise CLIError(f"step counts up: it is {current}, got {value}")
+        elif key in LIVE_KNOBS:
+            try:
+                value = check_live_value(cfg, key, float(text))
+            except ValueError as e:  # ConfigError is a ValueError
+                raise CLIError(str(e) if isinstance(e, ConfigError) else f"{key} must be a number, got {text!r}") \
+                    from None
+            cfg = dataclasses.replace(cfg, **{key: value})
+        else:
+            raise CLIError(f"unknown control {key!r} for a DPO run; controls are "
+                           f"{list(LIVE_KNOBS) + list(FLOW_CONTROLS)}")
+        update[key] = value
+    return update
+
+
+def set_dpo(run: Run, pairs: list[str]) -> int:
+    """`rlhf-lab set` on a DPO run."""
+    from lab.cli import CLIError
+
+    state = run.status().get("state")
+    if state in FINAL_STATES:
+        raise CLIError(f"{run.path} is {state}; there is no training to steer")
+    update = parse_controls(run, pairs)
+    control = run.write_control(**update)
+    shown = ", ".join(f"{k}={control[k]}" for k in update)
+    print(f"{run.path}: {shown} (state {state}; applied before the next step)")
+    return 0

@@ -1,0 +1,122 @@
+"""`rlhf-lab grpo`: GRPO or RLOO fine-tuning from the command line (live controls: `rlhf-lab set`).
+
+    rlhf-lab grpo --iterations 30 --out runs/grpo1                     # shipped base model + shipped RM
+    rlhf-lab grpo --advantage rloo --kl-in reward --beta 0.05          # RLOO, KL in the reward (PPO's form)
+    rlhf-lab set runs/grpo1 beta=0.1 clip_eps=0.1                      # applied at the next iteration
+    rlhf-lab grpo --resume runs/grpo1 --iterations 60                  # continue a stopped run
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from core.config import (GRPO_ADVANTAGES, KL_PLACES, LOSS_AVERAGING, PRECISION_HELP, PRECISIONS, PRESET_GRPO,
+                         GRPOConfig, from_dict, grpo_preset, to_dict)
+from core.runs import Run, atomic_write_json
+
+
+def register(sub) -> None:
+    from lab.cli import out_args
+
+    p = sub.add_parser("grpo", help="fine-tune the policy with GRPO or RLOO (a group of responses per prompt, "
+                                    "no critic) against a reward model")
+    p.add_argument("--preset", default="small", choices=tuple(PRESET_GRPO))
+    p.add_argument("--policy", default=None, help="base model: shipped name, checkpoint or run folder (default small)")
+    p.add_argument("--reward", default=None, help="reward model: shipped name, checkpoint or run folder "
+                                                  "(default: the shipped RM)")
+    p.add_argument("--advantage", choices=GRPO_ADVANTAGES, default=None,
+                   help="grpo: (score - group mean) / group std; rloo: score - mean of the other responses")
+    p.add_argument("--group-size", type=int, default=None, help="G: responses per prompt (>= 2)")
+    p.add_argument("--prompts-per-iteration", type=int, default=None,
+                   help="prompts per iteration (responses per iteration = prompts x group size)")
+    p.add_argument("--beta", type=float, default=None, help="KL coefficient to the reference (>= 0)")
+    p.add_argument("--kl-in", choices=KL_PLACES, default=None,
+                   help="loss: + beta * k3 per token (GRPO); reward: score - beta * KL (PPO's form)")
+    p.add_argument("--clip-eps", type=float, default=None, help="clip range epsilon, in (0, 1)")
+    p.add_argument("--loss-averaging", choices=LOSS_AVERAGING, default=None,
+                   help="token (default): mean over all tokens; sequence: mean over responses (the GRPO paper)")
+    p.add_argument("--epochs", type=int, default=None, help="passes over each batch (GRPO's mu)")
+    p.add_argument("--minibatches", type=int, default=None, help="optimizer steps per pass")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--iterations", type=int, default=None)
+    p.add_argument("--response-length", type=int, default=None, help="most tokens per response")
+    p.add_argument("--profile", default=None, help="gold profile for objective/gold (positive, negative, concise)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue a stopped GRPO run from its checkpoint (with --iterations: a new total)")
+    out_args(p)
+    p.set_defaults(func=cmd_grpo)
+
+
+def config_from_args(args) -> GRPOConfig:
+    """--prompts-per-iteration P and --group-size G set batch_size = P * G (each keeps the preset's value when not
+    given); the config then checks G >= 2 and every other rule, naming the field."""
+    from core.config import ConfigError
+
+    preset = PRESET_GRPO[args.preset]
+    preset_group = preset.get("group_size", GRPOConfig.group_size)
+    group = args.group_size if args.group_size is not None else preset_group
+    prompts = args.prompts_per_iteration
+    if prompts is not None and prompts < 1:
+        raise ConfigError(f"--prompts-per-iteration must be >= 1, got {prompts}")
+    batch = None
+    if (prompts is not None or args.group_size is not None) and isinstance(group, int) and group >= 2:
+        if prompts is None:
+            prompts = preset.get("batch_size", GRPOConfig.batch_size) // preset_group
+        batch = prompts * group
+    return grpo_preset(args.preset, policy=args.policy, reward=args.reward, advantage=args.advantage,
+                       group_size=args.group_size, batch_size=batch, beta=args.beta, kl_in=args.kl_in,
+                       clip_eps=args.clip_eps, loss_averaging=args.loss_averaging, epochs=args.epochs,
+                       minibatches=args.minibatches, lr=args.lr, temperature=args.temperature,
+                       iterations=args.iterations, response_length=args.response_length, profile=args.profile,
+                       seed=args.seed, device=args.device, precision=args.precision, threads=args.threads)
+
+
+def initial_control(cfg: GRPOConfig) -> dict:
+    from core.grpo import LIVE_KNOBS
+
+    control = {k: getattr(cfg, k) for k in LIVE_KNOBS}
+    control.update(paused=False, stop=False, step=0)
+    return control
+
+
+def cmd_grpo(args) -> int:
+    from core.grpo import train_grpo
+    from lab.cli import CLIError, run_stage
+
+    if args.resume:
+        if args.out or args.runs:
+            raise CLIError("--resume continues RUN_DIR in place; do not give --out/--runs with it")
+        run = Run.open(args.resume)
+        if run.stage != "grpo":
+            raise CLIError(f"{run.path} is a {run.stage!r} run, not a GRPO run")
+        if run.status().get("state") in ("running", "paused"):
+            raise CLIError(f"{run.path} is {run.status()['state']} in another process; stop it first")
+        cfg = from_dict(GRPOConfig, run.config)
+        if args.iterations is not None:
+            cfg = dataclasses.replace(cfg, iterations=args.iterations)
+            info = run.info()
+            info["config"] = to_dict(cfg.validate())
+            atomic_write_json(run.path / "config.json", info)
+        run.write_control(stop=False)
+        done = int(run.status().get("iteration", 0) or 0)
+    else:
+        cfg = config_from_args(args).validate()
+        run = Run.create("grpo", to_dict(cfg), out=args.out, root=args.runs,
+                         parents={"policy": cfg.policy, "reward": cfg.reward}, control=initial_control(cfg))
+        done = 0
+    print(f"run folder: {run.path}")
+    last = run_stage(run, train_grpo(cfg, run), max(0, cfg.iterations - done), cfg.advantage,
+                     lambda m: {"score": f"{m['objective/scores']:+.3f}", "kl": f"{m['objective/kl']:.2f}",
+                                "gold": f"{m['objective/gold']:+.3f}"})
+    state = run.status().get("state")
+    if last is None:
+        print(f"{state}: no iteration ran")
+        return 0
+    print(f"{state} at iteration {last['step']}: proxy score {last['objective/scores']:+.3f}, "
+          f"gold {last['objective/gold']:+.3f}, KL {last['objective/kl']:.3f}, checkpoint {run.checkpoint_dir}")
+    return 0
