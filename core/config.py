@@ -68,6 +68,34 @@ def check_finite(cfg, name: str) -> None:
         raise ConfigError(f"{type(cfg).__name__}.{name} must be a finite number, got {value!r}")
 
 
+# Upper bounds shared by every stage: past these a value is a typo, not an experiment (a --batch 2000000 asked for
+# 16 GB; --threads 1000 made a run 12x slower; --lr 1e30 trains on NaN). Fields a config does not have are skipped.
+LIMITS = {
+    "lr": (0.0, 1.0), "weak_lr": (0.0, 1.0), "margin": (0.0, 100.0), "seed": (0, 2**32 - 1),
+    "batch_size": (1, 8192), "steps": (1, 10_000_000), "iterations": (1, 1_000_000), "epochs": (1, 10_000),
+    "weak_epochs": (1, 10_000), "corpus_size": (1, 10_000_000), "n_train": (1, 10_000_000), "n_test": (1, 10_000_000),
+    "n_prompts": (1, 10_000_000), "seeds": (1, 1000), "eval_prompts": (1, 10_000),
+}
+
+
+def check_limits(cfg) -> None:
+    """Each field of LIMITS (and `threads`, up to this machine's cores) inside its range, as a finite number;
+    lr must be > 0."""
+    limits = dict(LIMITS, threads=(0, max(1, os.cpu_count() or 1)))
+    for name, (low, high) in limits.items():
+        if not hasattr(cfg, name):
+            continue
+        value = getattr(cfg, name)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and low <= value <= high
+        if ok and name in ("lr", "weak_lr"):
+            ok = value > 0
+        if ok and isinstance(low, int) and isinstance(high, int):
+            ok = isinstance(value, int)
+        if not ok:
+            lb = "(" if name in ("lr", "weak_lr") else "["
+            raise ConfigError(f"{type(cfg).__name__}.{name} must be in {lb}{low:g}, {high:g}], got {value!r}")
+
+
 def check_choice(cfg, name: str, choices) -> None:
     value = getattr(cfg, name)
     if value not in choices:
@@ -166,6 +194,7 @@ class ModelConfig:
         if self.vocab_size < 64:
             raise ConfigError(f"ModelConfig.vocab_size must be >= 64, got {self.vocab_size}")
         check_range(self, "dropout", 0.0, 1.0, high_open=True)
+        check_limits(self)
         return self
 
     def n_params(self) -> int:
@@ -245,6 +274,7 @@ class PretrainConfig:
             raise ConfigError(f"PretrainConfig.corpus_file: no such file {self.corpus_file!r}")
         check_device(self)
         check_precision(self)
+        check_limits(self)
         return self
 
 
@@ -393,6 +423,7 @@ class W2SConfig:
                               f"got {self.edits!r}")
         check_device(self)
         check_precision(self)
+        check_limits(self)
         return self
 
     def edit_kinds(self) -> tuple[str, ...]:
@@ -481,6 +512,7 @@ class PreferenceConfig:
         check_int(self, "seed", 0)
         check_int(self, "threads", 0)
         check_device(self)
+        check_limits(self)
         return self
 
 
@@ -551,6 +583,7 @@ class RewardConfig:
         check_int(self, "threads", 0)
         check_device(self)
         check_precision(self)
+        check_limits(self)
         return self
 
 
@@ -855,6 +888,7 @@ class PPOConfig:
         check_int(self, "threads", 0)
         check_device(self)
         check_precision(self)
+        check_limits(self)
         return self
 
 

@@ -248,7 +248,7 @@ def parse_text(data: bytes, name: str = "file", max_bytes: int = MAX_FILE_BYTES,
                max_line_chars: int = MAX_LINE_CHARS) -> list[str]:
     """Documents (one a line) from raw bytes of an uploaded or local file, after checks."""
     if len(data) > max_bytes:
-        raise CorpusError(f"{name} is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+        raise CorpusError(f"{name} is {len(data) / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:g} MiB")
     if b"\x00" in data[:65536]:
         raise CorpusError(f"{name} looks binary (it contains NUL bytes); expected UTF-8 text, one document a line")
     try:
@@ -277,7 +277,7 @@ def load_text_file(path: str | os.PathLike, **limits) -> list[str]:
     size = os.path.getsize(path)
     max_bytes = limits.get("max_bytes", MAX_FILE_BYTES)
     if size > max_bytes:
-        raise CorpusError(f"{path} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+        raise CorpusError(f"{path} is {size / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:g} MiB")
     with open(path, "rb") as f:
         data = f.read()
     return parse_text(data, name=path, **limits)

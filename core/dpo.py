@@ -47,7 +47,7 @@ from core.config import ConfigError, DPOConfig, resolve_device, seed_everything
 from core.evaluate import EVAL_PROMPT_SEED, EVAL_SAMPLE_SEED, PROMPT_LENGTH
 from core.model import (CheckpointError, decode_responses, join_text, load_lm, load_scorer, no_dropout,
                         resolve_checkpoint, save_checkpoint)
-from core.ppo_train import (encode_prompts, freeze, gold_of, make_optimizer, ppo_prompts, response_hidden,
+from core.ppo_train import (encode_prompts, freeze, gold_of, make_optimizer, ppo_prompts, read_flow, response_hidden,
                             sequence_score, token_logprobs)
 from core.preferences import PreferenceError, load_preferences
 from core.reward import split_by_prompt
@@ -443,7 +443,8 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
         return ev
 
     control_seen: dict = {}
-    step_seen = int((run.read_control().get("step", 0) or 0)) if run is not None else 0
+    flow = {"paused": False, "stop": False, "step": 0}  # the last good flow controls (read_flow checks them)
+    step_seen = read_flow(run.read_control(), dict(flow))[0]["step"] if run is not None else 0
     base = evaluate(0, "base")
     yield {"step": 0, **base, "params/beta": cfg.beta, "params/lr": cfg.lr, "data/train_pairs": len(train),
            "data/val_pairs": len(val), "data/truncated": train.truncated + val.truncated}
@@ -460,17 +461,18 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
             if cfg.lr != old_lr:
                 for group in optimizer.param_groups:
                     group["lr"] = cfg.lr
-            paused = bool(control.get("paused"))
-            if control.get("stop"):
+            flow, flow_messages = read_flow(control, flow)
+            messages += flow_messages
+            paused = flow["paused"]
+            if flow["stop"]:
                 action = "stop"
             elif paused:
-                stepped = int(control.get("step", 0) or 0)
-                if stepped > step_seen:
+                if flow["step"] > step_seen:
                     step_seen += 1          # exactly one step per increment of "step"
                 else:
                     action = "wait"
             else:
-                step_seen = int(control.get("step", 0) or 0)
+                step_seen = flow["step"]
             if messages:
                 yield {"_status": "running", "step": step, "message": "; ".join(messages)}
             if action == "stop":

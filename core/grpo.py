@@ -43,7 +43,7 @@ from core.config import ConfigError, GRPOConfig
 from core.model import (CheckpointError, decode_responses, load_lm, load_scorer, no_dropout, read_lab_json,
                         resolve_checkpoint, save_checkpoint)
 from core.ppo import kl_estimate, masked_mean
-from core.ppo_train import RATIO_EDGES, NonFiniteLoss, apply_controls, make_optimizer
+from core.ppo_train import RATIO_EDGES, NonFiniteLoss, apply_controls, make_optimizer, read_flow
 from core.rollout import (Models, Rollout, autocast, encode_prompts, evaluation_samples, freeze, gold_of,
                           ppo_prompts, response_hidden, rollout, token_logprobs, trim_left_padding)
 from core.runs import Run
@@ -295,12 +295,13 @@ def train_grpo(cfg: GRPOConfig, run: Run | None = None):
 
     control_seen: dict = {}
     step_seen = 0
+    flow = {"paused": False, "stop": False, "step": 0}  # the last good flow controls (read_flow checks them)
     if run is not None:
         if resume:
             run.rewind(start_iteration)
-        control = run.read_control()
-        step_seen = int(control.get("step", 0) or 0)
-        if resume and control.get("stop"):
+        first, _ = read_flow(run.read_control(), dict(flow))
+        step_seen = first["step"]
+        if resume and first["stop"]:
             run.write_control(stop=False)
         if not resume:
             for row in evaluation_samples(models, cfg, eval_texts, eval_ids, eval_mask, 0, "base", device):
@@ -315,16 +316,18 @@ def train_grpo(cfg: GRPOConfig, run: Run | None = None):
         if run is not None:
             control = run.read_control()
             cfg, messages = apply_controls(cfg, control, control_seen, iteration + 1, run, knobs=LIVE_KNOBS)
-            paused = bool(control.get("paused"))
-            if control.get("stop"):
+            flow, flow_messages = read_flow(control, flow)
+            messages += flow_messages
+            paused = flow["paused"]
+            if flow["stop"]:
                 action = "stop"
             elif paused:
-                if int(control.get("step", 0) or 0) > step_seen:
+                if flow["step"] > step_seen:
                     step_seen += 1          # exactly one iteration per increment of "step"
                 else:
                     action = "wait"
             else:
-                step_seen = int(control.get("step", 0) or 0)
+                step_seen = flow["step"]
             if cfg.lr != old.lr:
                 for group in optimizer.param_groups:
                     group["lr"] = cfg.lr

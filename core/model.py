@@ -133,10 +133,13 @@ def _load(cls, spec, device, **kwargs):
         tokenizer = load_tokenizer(path)
     except TokenizerError as e:
         raise CheckpointError(str(e)) from e
+    if not (path / "model.safetensors").is_file():  # never hand a pickle (pytorch_model.bin) to torch.load
+        raise CheckpointError(f"{path / 'model.safetensors'} is missing; the lab loads safetensors weights only "
+                              "(a pytorch_model.bin is never unpickled)")
     try:
-        model = cls.from_pretrained(path, **kwargs)
+        model = cls.from_pretrained(path, use_safetensors=True, **kwargs)
     except Exception as e:  # transformers raises many kinds; the student needs to know which folder
-        raise CheckpointError(f"could not load the model in {path}: {type(e).__name__}: {e}") from e
+        raise CheckpointError(f"could not load the model in {path}: {type(e).__name__}: {str(e).split(chr(10))[0]}") from e
     if model.config.vocab_size != len(tokenizer):
         raise CheckpointError(f"{path}: model vocab {model.config.vocab_size} != tokenizer vocab {len(tokenizer)}")
     return model.to(device), tokenizer

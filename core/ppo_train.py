@@ -30,7 +30,7 @@ import torch
 
 from core import distributed, precision
 from core.config import ConfigError, PPOConfig
-from core.model import (CheckpointError, decode_responses, load_lm, load_scorer, no_dropout, read_lab_json,
+from core.model import (CheckpointError, decode_responses, load_lm, load_scorer, no_dropout,
                         resolve_checkpoint, save_checkpoint)
 from core.ppo import (AdaptiveKLController, FixedKLController, gae, masked_mean, policy_loss, shaped_rewards,
                       value_loss, whiten)
@@ -68,10 +68,24 @@ def make_optimizer(params, lr: float, weight_decay: float):
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
 
 
+def require_reward_model(spec) -> None:
+    """PPO's reward must be a trained reward model: load_scorer would give a language model a fresh, random score
+    head (how reward models start), and PPO would then optimise noise."""
+    path = resolve_checkpoint(spec)
+    try:
+        arch = json.loads((path / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+    except (OSError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path / 'config.json'} cannot be read ({type(e).__name__})") from None
+    if "GPT2ForSequenceClassification" not in arch:
+        raise ConfigError(f"PPOConfig.reward: {spec} is a {'/'.join(arch) or 'model'} (a language model), not a "
+                          "reward model; train one with `rlhf-lab reward`, or use the shipped one (reward)")
+
+
 def load_models(cfg: PPOConfig, device, resume_from=None) -> Models:
     """Policy (from the run's checkpoint when resuming), reference, reward model and value model."""
     ref, tok = load_lm(cfg.policy, device)
     policy, _ = load_lm(resume_from or cfg.policy, device)
+    require_reward_model(cfg.reward)
     reward, rm_tok = load_scorer(cfg.reward, device)
     if not same_tokenizer(tok, rm_tok):
         raise ConfigError(f"PPOConfig.reward: the policy {cfg.policy!r} and the reward model {cfg.reward!r} use "
@@ -197,6 +211,10 @@ def ppo_update(models: Models, optimizer, ro: Rollout, advantages, returns, *, c
             n_steps += 1
     if bad.item():  # the update's one host sync for this check; every rank sees the same count
         raise NonFiniteLoss(f"the PPO loss became NaN or inf in {int(bad.item())} minibatch(es) of this update")
+    with torch.no_grad():  # a finite loss can still take a step to inf weights (a huge lr): the next rollout
+        norms = torch._foreach_norm([p.detach() for p in params])  # would then fail on NaN probabilities
+        if not bool(torch.isfinite(torch.stack(norms)).all()):
+            raise NonFiniteLoss("the weights became NaN or inf in this update")
     out = {k: (v / n_steps).item() for k, v in sums.items()}
     # mean over ranks of (local mean * W * local/global tokens) = the mean over the global minibatch's tokens
     out = distributed.all_reduce_means(out, dd)
@@ -253,6 +271,29 @@ def check_live_value(cfg: PPOConfig, key: str, value, knobs=LIVE_KNOBS):
     return value
 
 
+def read_flow(control: dict, last: dict) -> tuple[dict, list[str]]:
+    """The flow controls of control.json (paused, stop: true/false; step: an integer >= 0), checked as strictly
+    as `rlhf-lab set` checks them. A bad value (a hand-edited "false" string, "abc") is refused with a message
+    and the last good value stays in force. `last` ({paused, stop, step}) is updated in place and returned."""
+    messages = []
+    for key in ("paused", "stop", "step"):
+        if key not in control:
+            continue
+        value = control[key]
+        if key == "step":
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            need = "an integer >= 0"
+        else:
+            ok = isinstance(value, bool)
+            need = "true or false (JSON, not a string)"
+        if ok:
+            last[key] = value
+        elif last.get(f"refused/{key}") != value:  # say it once per bad value, not every 0.2 s while paused
+            messages.append(f"refused {key}={value!r}: {key} must be {need}; keeping {key}={last[key]!r}")
+        last[f"refused/{key}"] = None if ok else value
+    return last, messages
+
+
 def apply_controls(cfg: PPOConfig, control: dict, seen: dict, iteration: int, run,
                    knobs=LIVE_KNOBS) -> tuple[PPOConfig, list]:
     """Apply the live knobs of control.json that changed since `seen` (all of them on the first read).
@@ -280,6 +321,27 @@ def apply_controls(cfg: PPOConfig, control: dict, seen: dict, iteration: int, ru
                                                           "previous": getattr(cfg, key)})
         cfg = dataclasses.replace(cfg, **{key: value})
     return cfg, messages
+
+
+def non_finite_advice(error, iteration: int, cfg: PPOConfig, saved: dict, run) -> str:
+    """The message of a run that failed on a NaN/inf loss: where, with which knobs, and what to change.
+
+    Live knobs changed since the last checkpoint are the likely cause; control.json is set back to the
+    checkpoint's values, so `--resume` continues from the checkpoint instead of dying on the same value again
+    (a resume flag such as --lr chooses a new one)."""
+    changed = {k: (getattr(cfg, k), saved["live"][k]) for k in LIVE_KNOBS if getattr(cfg, k) != saved["live"][k]}
+    kept = (f"the last good checkpoint (iteration {saved['iteration']}) is kept" if saved["iteration"] is not None
+            else "no checkpoint was saved yet")
+    if changed:
+        what = ", ".join(f"{k}={new!r} (was {old!r})" for k, (new, old) in changed.items())
+        if run is not None:
+            run.write_control(**{k: old for k, (_, old) in changed.items()})
+        advice = (f"it ran with live changes {what}; control.json is set back to the checkpoint's values, so "
+                  "`rlhf-lab ppo --resume` continues safely (pass e.g. --lr to try another value)")
+    else:
+        advice = (f"lower the learning rate (lr={cfg.lr:g}) or raise the temperature (={cfg.temperature:g}); "
+                  "resume with e.g. --lr")
+    return f"iteration {iteration}: {error}; {kept}; {advice}"
 
 
 # ----------------------------------------------------------------------------- samples and inspection
@@ -348,17 +410,51 @@ def load_optimizer_state(optimizer, checkpoint: Path, iteration: int) -> bool:
 
 
 def resume_point(run: Run | None):
-    """(checkpoint folder, iteration, kl_coef, live knobs) of a PPO run that already has a checkpoint, else None."""
-    if run is None or not (run.checkpoint_dir / "config.json").exists():
+    """(checkpoint folder, iteration, kl_coef, live knobs) of a PPO run that already has a checkpoint, else None.
+
+    Never a silent fresh start over a broken checkpoint: a save killed half-way is first repaired (the
+    previous checkpoint comes back from .checkpoint.old, stale temp folders go); then a checkpoint that is
+    there but cannot be trusted raises CheckpointError naming the file. Only a run with no checkpoint at all
+    starts from iteration 0."""
+    if run is None:
         return None
+    run.recover_checkpoint()
+    ckpt = run.checkpoint_dir
+    if not ckpt.exists():
+        return None
+    info = check_ppo_checkpoint(ckpt)
+    return ckpt, info["iteration"], info.get("kl_coef"), info.get("live") or {}
+
+
+def check_ppo_checkpoint(ckpt) -> dict:
+    """lab.json of a PPO checkpoint folder, after checking that everything a resume loads is there and is
+    what the lab writes (safetensors; never a pickle). CheckpointError names the first bad file."""
+    from pathlib import Path
+
+    ckpt = Path(ckpt)
+    hint = "; it cannot be resumed (move the folder away to start the run again from iteration 0)"
+    pickles = sorted(p.relative_to(ckpt.parent) for p in ckpt.rglob("*.bin"))
+    if pickles:
+        raise CheckpointError(f"{pickles[0]} holds pickled PyTorch weights; the lab loads model.safetensors only "
+                              f"and never unpickles a file{hint}")
+    for name in ("config.json", "model.safetensors", "lab.json"):
+        if not (ckpt / name).is_file():
+            raise CheckpointError(f"{ckpt / name} is missing{hint}")
     try:
-        info = read_lab_json(run.checkpoint_dir)
-    except CheckpointError:
-        return None
-    if info.get("stage") != "ppo":
-        return None
-    return (resolve_checkpoint(run.checkpoint_dir), int(info.get("iteration", 0)), info.get("kl_coef"),
-            info.get("live") or {})
+        info = json.loads((ckpt / "lab.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{ckpt / 'lab.json'} is corrupt ({type(e).__name__}){hint}") from None
+    if not isinstance(info, dict) or info.get("stage") != "ppo":
+        raise CheckpointError(f"{ckpt / 'lab.json'} is not a PPO checkpoint's (stage "
+                              f"{info.get('stage') if isinstance(info, dict) else info!r}){hint}")
+    it = info.get("iteration")
+    if not isinstance(it, int) or isinstance(it, bool) or it < 0:
+        raise CheckpointError(f"{ckpt / 'lab.json'}: iteration must be an integer >= 0, got {it!r}{hint}")
+    if not isinstance(info.get("live", {}), dict):
+        raise CheckpointError(f"{ckpt / 'lab.json'}: 'live' is not an object{hint}")
+    if (ckpt / "value").exists() and not (ckpt / "value" / "model.safetensors").is_file():
+        raise CheckpointError(f"{ckpt / 'value' / 'model.safetensors'} is missing{hint}")
+    return info
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -398,24 +494,30 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
                                                      cfg.prompt_length, device)
 
     control_seen: dict = {}
+    flow = {"paused": False, "stop": False, "step": 0}
     step_seen = 0
+    base_logged = False
     if run is not None:
-        if resume:  # iterations after the checkpoint are trained again: their old rows move aside
-            run.rewind(start_iteration)
-        control = run.read_control()
-        step_seen = int(control.get("step", 0) or 0)
-        if resume and control.get("stop"):
+        # iterations after the checkpoint (all of them, with none) are trained again: their old rows move aside
+        if run.rewind(start_iteration) and not resume:
+            yield {"_status": "running", "step": 0,
+                   "message": "no checkpoint was saved before the run ended: starting again from iteration 0"}
+        base_logged = any(r.get("kind") == "base" for r in run.samples())
+        first, _ = read_flow(run.read_control(), dict(flow))  # a copy: the loop reports refusals itself
+        step_seen = first["step"]
+        if resume and first["stop"]:
             run.write_control(stop=False)  # the stop that ended the last session must not end this one
     kl_coef = resume[2] if resume and resume[2] is not None else cfg.kl_coef
     controller = (AdaptiveKLController(kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
                   else FixedKLController(kl_coef))
 
-    if run is not None and not resume:
+    if run is not None and not resume and not base_logged:
         for row in evaluation_samples(models, cfg, eval_texts, eval_ids, eval_mask, 0, "base", device):
             run.log_sample(row)
 
     last_metrics = None
     iteration = start_iteration
+    saved = {"iteration": start_iteration if resume else None, "live": {k: getattr(cfg, k) for k in LIVE_KNOBS}}
     while iteration < cfg.iterations:
         # ---- live controls: applied before the iteration, visible in its params/* metrics
         # (rank 0 decides "run" | "wait" (paused) | "stop" and broadcasts it with the knobs, so all ranks act alike)
@@ -424,17 +526,18 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
         if run is not None:
             control = run.read_control()
             cfg, messages = apply_controls(cfg, control, control_seen, iteration + 1, run)
-            paused = bool(control.get("paused"))
-            if control.get("stop"):
+            flow, flow_messages = read_flow(control, flow)
+            messages += flow_messages
+            paused = flow["paused"]
+            if flow["stop"]:
                 action = "stop"
             elif paused:
-                stepped = int(control.get("step", 0) or 0)
-                if stepped > step_seen:
+                if flow["step"] > step_seen:
                     step_seen += 1          # exactly one iteration per increment of "step"
                 else:
                     action = "wait"
             else:
-                step_seen = int(control.get("step", 0) or 0)  # increments made while running do not count
+                step_seen = flow["step"]  # increments made while running do not count
         if dd.enabled:
             live, action = distributed.broadcast_object(({k: getattr(cfg, k) for k in LIVE_KNOBS}, action), dd)
             cfg = dataclasses.replace(cfg, **live)
@@ -486,9 +589,7 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
                              generator=cpu_gen, bf16=bf16, inspect_rows=INSPECT_ROWS if run is not None else 0,
                              dd=dd)
         except NonFiniteLoss as e:
-            kept = resume_point(run)
-            raise NonFiniteLoss(f"iteration {iteration}: {e}; the last good checkpoint (iteration "
-                                f"{kept[1] if kept else 'none'}) is kept") from None
+            raise NonFiniteLoss(non_finite_advice(e, iteration, cfg, saved, run)) from None
         t2 = time.perf_counter()
         kl_per_seq = kl.sum(1)                                                    # (B,)
         texts = decode_responses(tok, ro.responses, ro.mask.long())
@@ -542,10 +643,13 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
                 for row in evaluation_samples(models, cfg, eval_texts, eval_ids, eval_mask, iteration, "policy",
                                               device):
                     run.log_sample(row)
-            if iteration % cfg.checkpoint_every == 0 or last:
-                save_ppo_checkpoint(run, models, optimizer, cfg, iteration, controller.value, metrics)
         if last:
             metrics["final"] = True
         last_metrics = metrics
         yield metrics
+        # saved after the yield, once drive() has logged the row: a kill between the two then leaves a checkpoint
+        # older than the last row (the resume trains that iteration again), never a row missing behind it
+        if run is not None and (iteration % cfg.checkpoint_every == 0 or last):
+            save_ppo_checkpoint(run, models, optimizer, cfg, iteration, controller.value, metrics)
+            saved = {"iteration": iteration, "live": {k: getattr(cfg, k) for k in LIVE_KNOBS}}
     train_ppo.last_models = models  # for notebooks: the trained policy without reloading

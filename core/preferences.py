@@ -189,6 +189,9 @@ def _read_jsonl_strict(path: Path) -> list:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as e:
                 raise PreferenceError(f"{path}, line {number}: not valid JSON ({e.msg})") from None
+            except RecursionError:
+                raise PreferenceError(f"{path}, line {number}: JSON nested too deeply; a pair is a flat object "
+                                      "with prompt, chosen, rejected") from None
     return rows
 
 
@@ -201,7 +204,27 @@ def _read_csv(path: Path) -> list[dict]:
         if missing and not ("chosen" in missing) ^ ("rejected" in missing):
             raise PreferenceError(f"{path}: the header has no column(s) {missing}; expected prompt,chosen,rejected "
                                   f"(found {reader.fieldnames})")
-        return [{k: v for k, v in row.items() if k is not None} for row in reader]
+        try:
+            return [{k: unescape_cell(v) for k, v in row.items() if k is not None} for row in reader]
+        except csv.Error as e:  # e.g. a cell over the csv module's field size limit
+            raise PreferenceError(f"{path}, line {reader.line_num}: not a readable CSV row ({e})") from None
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_cell(value):
+    """A text cell that a spreadsheet would run as a formula (=HYPERLINK(...), +, -, @) gets a leading
+    apostrophe, as spreadsheet tools expect (OWASP: CSV injection); import strips it again."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def unescape_cell(value):
+    if isinstance(value, str) and value.startswith("'") and value[1:].startswith(FORMULA_START):
+        return value[1:]
+    return value
 
 
 def import_preferences(path: str | os.PathLike) -> list[dict]:
@@ -257,7 +280,7 @@ def export_preferences(rows: list[dict], path: str | os.PathLike) -> Path:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             for r in rows:
-                writer.writerow({k: "" if r.get(k) is None else r.get(k) for k in columns})
+                writer.writerow({k: "" if r.get(k) is None else escape_cell(r.get(k)) for k in columns})
     os.replace(tmp, path)
     return path
 

@@ -137,6 +137,9 @@ def pretrain(cfg: PretrainConfig, run: Run | None = None, docs: list[str] | None
         tokens = int(mask.sum()) * dd.world_size  # ranks see about the same number of tokens
         metrics = {"step": step + 1, "lm/loss": distributed.all_reduce_mean(loss.item(), dd),
                    "lm/lr": optimizer.param_groups[0]["lr"], "time/tokens_per_s": tokens / dt}
+        if not math.isfinite(metrics["lm/loss"]):  # every rank sees the same mean: all stop together
+            raise FloatingPointError(f"step {step + 1}: the loss became NaN or inf (lr={cfg.lr:g}); lower --lr; "
+                                     "the last checkpoint is kept")
         last = step + 1 == cfg.steps
         if dd.is_main and ((step + 1) % cfg.eval_every == 0 or last):
             val_loss = evaluate_loss(model, val_enc, tokenizer.pad_token_id, device)

@@ -215,6 +215,29 @@ def lr_at(step: int, total: int, peak: float) -> float:
 
 # ----------------------------------------------------------------------------- the stage
 
+def usable_pairs(rows: list[dict], tokenizer, n_ctx: int) -> tuple[list[dict], str]:
+    """(the pairs an RM can learn from, a note for the status). A pair whose chosen and rejected texts are the
+    same once cut to the model's context (they differ only after it) teaches nothing: its loss is log 2 whatever
+    the model does. Such pairs are dropped and counted; if none is left, PreferenceError. Exact duplicates are
+    reported (kept: they weigh double)."""
+    def cut(r, key):
+        return tuple((tokenizer(join_text(r["prompt"], r[key]))["input_ids"] + [tokenizer.eos_token_id])[:n_ctx])
+
+    keep = [r for r in rows if cut(r, "chosen") != cut(r, "rejected")]
+    same = len(rows) - len(keep)
+    if not keep:
+        raise PreferenceError(f"all {len(rows)} pairs are identical once cut to the model's context of {n_ctx} "
+                              "tokens (chosen and rejected differ only after it); shorten the prompts and responses")
+    notes = []
+    if same:
+        notes.append(f"dropped {same} of {len(rows)} pairs whose chosen and rejected are identical within the "
+                     f"model's context of {n_ctx} tokens")
+    dup = len(rows) - len({(r["prompt"], r["chosen"], r["rejected"]) for r in rows})
+    if dup:
+        notes.append(f"{dup} pairs repeat another pair exactly (kept: they count twice)")
+    return keep, "; ".join(notes)
+
+
 def train_reward(cfg: RewardConfig, run: Run | None = None):
     """Train a reward model; yield {"step", "epoch", "rm/loss", "rm/accuracy", "rm/margin", "rm/lr"}
     per step, plus "rm/val_loss", "rm/val_accuracy", "rm/gold_agreement" every `eval_every` steps.
@@ -235,6 +258,9 @@ def train_reward(cfg: RewardConfig, run: Run | None = None):
     lm, tokenizer = load_lm(cfg.base, device)
     no_dropout(lm)
     _check_preference_base(pref_info, tokenizer, cfg.base)
+    rows, note = usable_pairs(rows, tokenizer, lm.config.n_positions)
+    if note and run is not None:
+        yield {"_status": "running", "step": 0, "message": note}
     model = scorer_from_lm(lm)
     no_dropout(model)  # deterministic scores: a padded batch scores exactly like one text at a time
     model.train()
@@ -288,6 +314,9 @@ def train_reward(cfg: RewardConfig, run: Run | None = None):
             step += 1
             if dd.enabled:  # the rank mean of (local mean * share) is the mean over the global batch
                 local = distributed.all_reduce_means({k: v * share for k, v in local.items()}, dd)
+            if not math.isfinite(local["rm/loss"]):  # all-reduced: every rank stops at the same step
+                raise FloatingPointError(f"step {step}: the reward-model loss became NaN or inf (lr={cfg.lr:g}, "
+                                         f"margin={cfg.margin:g}); lower --lr or --margin")
             metrics = {"step": step, "epoch": epoch + 1, **local, "rm/lr": optimizer.param_groups[0]["lr"],
                        "time/pairs_per_s": len(global_batch) / (time.perf_counter() - t0)}
             if dd.is_main and (step % cfg.eval_every == 0 or step == total):

@@ -10,11 +10,13 @@ import argparse
 import importlib
 import os
 import sys
+import tempfile
 import threading
+import traceback
 from pathlib import Path
 
 from core.config import ConfigError
-from core.runs import DEFAULT_ROOT, Run, RunError, drive, list_runs
+from core.runs import DEFAULT_ROOT, Run, RunError, drive, list_runs, stop_on_signals
 
 # Stage modules, each with register(subparsers). Later stages add their module here.
 STAGE_COMMANDS = (
@@ -35,6 +37,10 @@ class CLIError(Exception):
     """A user error: printed as one line, exit code 2, no traceback."""
 
 
+ERROR_LOG = "error.log"  # a run's full traceback, when its command failed (the same name the app's jobs use)
+_current_run: list[Run] = []  # the run the running command drives: where an unexpected traceback goes
+
+
 def progress(total: int, desc: str):
     from tqdm.auto import tqdm
 
@@ -44,6 +50,7 @@ def progress(total: int, desc: str):
 def run_stage(run: Run, steps, total: int, desc: str, postfix) -> dict | None:
     """Drive a stage generator with a progress bar; `postfix(metrics)` -> dict shown on the bar."""
     bar = progress(total, desc)
+    _current_run[:] = [run]
 
     def tick(m):
         bar.update(1)
@@ -62,14 +69,17 @@ def out_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_runs(args) -> int:
-    rows = list_runs(args.runs or DEFAULT_ROOT)
+    root = Path(args.runs or DEFAULT_ROOT)
+    if root.exists() and not root.is_dir():
+        raise CLIError(f"--runs {root} is a file, not a folder of runs")
+    rows = list_runs(root)
     if not rows:
         print(f"no runs under {args.runs or DEFAULT_ROOT}")
         return 0
     print(f"{'run':40s} {'stage':12s} {'state':9s} {'iter':>6s}  key metric")
     for r in rows:
         key = "" if r["key_metric"] is None else f"{r['key_metric']}={r['key_value']:.4g}"
-        if r["state"] in ("failed", "corrupt") and r["error"]:
+        if r["state"] in ("failed", "corrupt", "stopped") and r["error"]:
             key = f"{key}  error: {r['error']}".strip()
         print(f"{r['run_id']:40s} {str(r['stage']):12s} {str(r['state']):9s} {r['iteration']:>6}  {key}")
     return 0
@@ -84,6 +94,11 @@ def cmd_app(args) -> int:
 
     from streamlit.web import cli as stcli
 
+    from lab.ui import upload_limit_mb
+
+    if not 1 <= args.port <= 65535:
+        raise CLIError(f"--port must be in [1, 65535], got {args.port}")
+
     with socket.socket() as probe:  # a clear message instead of Streamlit silently picking another port
         try:
             probe.bind(("127.0.0.1", args.port))
@@ -95,7 +110,9 @@ def cmd_app(args) -> int:
     argv = ["streamlit", "run", str(app), "--server.address", "127.0.0.1",
             "--server.port", str(args.port), "--browser.gatherUsageStats", "false",
             "--server.headless", "true",
-            "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"]
+            "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal",
+            # the server's own upload limit (MB), not only the browser's: a crafted request is refused too
+            "--server.maxUploadSize", str(upload_limit_mb())]
     argv += ["--", "--runs", str(runs)]
     url = f"http://127.0.0.1:{args.port}"
     print(f"RLHF Lab: {url}  (runs in {runs}; Ctrl+C stops the server)", flush=True)
@@ -150,11 +167,57 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    stop_on_signals()  # SIGTERM / SIGHUP end a training run as `stopped`, not `running` forever
+    _current_run.clear()
     try:
         return int(args.func(args) or 0)
     except (CLIError, ConfigError, RunError, ValueError, FileNotFoundError) as e:
-        print(f"rlhf-lab {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(args.command, e)
+    except OSError as e:  # disk full, read-only location, a file where a folder belongs
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        return _fail(args.command, f"{e.strerror or e}{where}; choose a writable location with free space", e)
+    except KeyboardInterrupt as e:
+        run = f"; resume it with rlhf-lab ppo --resume {_current_run[0].path}" if _current_run else ""
+        print(f"rlhf-lab {args.command}: {e or 'interrupted'}{run}", file=sys.stderr)
+        return 130
+    except RecursionError as e:
+        return _fail(args.command, f"input nested too deeply to read ({e})", e)
+    except Exception as e:  # noqa: BLE001 - a bug or an unforeseen input: one line here, the traceback in a file
+        return _fail(args.command, f"{type(e).__name__}: {e}", e)
+
+
+def _fail(command: str, message, exc: BaseException | None = None) -> int:
+    """Print the one-line error; an unexpected exception's traceback goes to the run's error.log (or, with no
+    run yet, to a temp file), named in the line, never onto the terminal."""
+    text = " ".join(str(message).split()) or type(exc).__name__
+    line = f"rlhf-lab {command}: error: {text}"
+    if exc is not None and not isinstance(exc, (CLIError, ConfigError, RunError)):
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        log = _write_log(trace)
+        if log:
+            line += f" (details: {log})"
+    print(line, file=sys.stderr)
+    return 2
+
+
+def _write_log(trace: str) -> str | None:
+    candidates = [_current_run[0].path / ERROR_LOG] if _current_run else []
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="rlhf-lab-error-", suffix=".log")
+        os.close(fd)
+        candidates.append(Path(tmp))
+    except OSError:
+        pass
+    for path in candidates:
+        try:
+            Path(path).write_text(trace, encoding="utf-8")
+        except OSError:
+            continue
+        for other in candidates:
+            if other != path and other.name.startswith("rlhf-lab-error-"):
+                Path(other).unlink(missing_ok=True)
+        return str(path)
+    return None
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ STAGES is the ordered tuple of (name, function). Each function gets the options 
 device) and the folders of the stages before it, runs its stage into `out/<name>` and returns that
 run folder.
 A later stage adds itself with one line. A stage whose folder already holds a finished run is
-reused, so re-running the command continues where it stopped.
+reused, so re-running the command continues where it stopped: PPO continues from its checkpoint, any
+other unfinished stage starts again (its failed attempt is kept beside it as `<name>.<state>-N`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import PRESETS, pretrain_preset, to_dict
-from core.runs import Run
+from core.runs import ACTIVE_STATES, Run, RunBusy
 
 
 @dataclass
@@ -118,10 +119,18 @@ def run_pipeline(preset: str, out, seed: int = 0, until: str | None = None, devi
     folders: dict[str, Path] = {}
     for name, run_one in STAGES:
         folder = out / name
-        if (folder / "config.json").exists() and Run.open(folder).status().get("state") == "done":
+        state = Run.open(folder).live_status().get("state") if (folder / "config.json").exists() else None
+        if state == "done":
             print(f"{name}: already done in {folder}, reusing it")
             folders[name] = folder
         else:
+            if state in ACTIVE_STATES:
+                raise RunBusy(f"{folder} is {state} in another process; wait for it or stop it first")
+            if state is not None and name != "ppo":  # only PPO continues from a checkpoint
+                aside = next(folder.with_name(f"{name}.{state}-{n}") for n in range(1, 10_000)
+                             if not folder.with_name(f"{name}.{state}-{n}").exists())
+                folder.rename(aside)
+                print(f"{name}: the earlier attempt ({state}) is kept in {aside}; starting it again")
             print(f"== {name}")
             folders[name] = run_one(opts, folders, folder)
         if name == until:

@@ -13,19 +13,27 @@ import dataclasses
 from core import distributed
 from core.config import (PRECISION_HELP, PRECISIONS, PPOConfig, PRESET_PPO, ConfigError, from_dict, ppo_preset,
                          resolve_device, to_dict)
-from core.runs import FINAL_STATES, Run, atomic_write_json
+from core.runs import ACTIVE_STATES, Run, atomic_write_json
 
 FLOW_CONTROLS = ("paused", "stop", "step")
 # the stages `rlhf-lab set` can steer: stage -> (module defining LIVE_KNOBS, config class in core.config)
 LIVE_STAGES = {"ppo": ("core.ppo_train", "PPOConfig"), "grpo": ("core.grpo", "GRPOConfig")}
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+# What `--resume` may change: the length of the run, the CPU threads, and the live knobs (which `set` may change
+# anyway). Everything else defines the run (its models, data, batch, seed, device); changing it would mix two
+# experiments in one metrics file, so it is refused by name.
+RESUME_FIXED = (("--preset", "preset"), ("--policy", "policy"), ("--reward", "reward"), ("--batch", "batch"),
+                ("--response-length", "response_length"), ("--value-model", "value_model"),
+                ("--profile", "profile"), ("--seed", "seed"), ("--device", "device"))
+RESUME_LIVE = (("--kl-coef", "kl_coef"), ("--adaptive-kl", "adaptive_kl"), ("--target-kl", "target_kl"),
+               ("--clip-eps", "clip_eps"), ("--lr", "lr"), ("--temperature", "temperature"))
 
 
 def register(sub) -> None:
     from lab.cli import out_args
 
     p = sub.add_parser("ppo", help="fine-tune the policy with PPO against a reward model, with a KL penalty")
-    p.add_argument("--preset", default="small", choices=tuple(PRESET_PPO))
+    p.add_argument("--preset", default=None, choices=tuple(PRESET_PPO), help="default small")
     p.add_argument("--policy", default=None, help="base model: shipped name, checkpoint or run folder (default small)")
     p.add_argument("--reward", default=None, help="reward model: shipped name, checkpoint or run folder "
                                                   "(default: the shipped RM)")
@@ -46,7 +54,8 @@ def register(sub) -> None:
     p.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR",
-                   help="continue a stopped PPO run from its checkpoint (with --iterations: a new total)")
+                   help="continue a stopped, failed or killed PPO run from its checkpoint; may change "
+                        "--iterations (a new total), --threads, --precision and the live knobs (--kl-coef, --lr, ...)")
     out_args(p)
     p.set_defaults(func=cmd_ppo)
 
@@ -59,7 +68,7 @@ def register(sub) -> None:
 
 
 def config_from_args(args) -> PPOConfig:
-    return ppo_preset(args.preset, policy=args.policy, reward=args.reward, kl_coef=args.kl_coef,
+    return ppo_preset(args.preset or "small", policy=args.policy, reward=args.reward, kl_coef=args.kl_coef,
                       adaptive_kl=args.adaptive_kl, target_kl=args.target_kl, clip_eps=args.clip_eps, lr=args.lr,
                       temperature=args.temperature, iterations=args.iterations, batch_size=args.batch,
                       response_length=args.response_length, value_model=args.value_model, profile=args.profile,
@@ -74,36 +83,57 @@ def initial_control(cfg: PPOConfig) -> dict:
     return control
 
 
+def resume_config(args) -> tuple[Run, PPOConfig, dict]:
+    """The run to resume, its config with what a resume may change, and the live knobs given as flags.
+    Refuses by name the flags a resume cannot change."""
+    from core.ppo_train import check_live_value
+    from lab.cli import CLIError
+
+    if args.out or args.runs:
+        raise CLIError("--resume continues RUN_DIR in place; do not give --out/--runs with it")
+    fixed = [flag for flag, dest in RESUME_FIXED if getattr(args, dest) is not None]
+    if fixed:
+        raise CLIError(f"{', '.join(fixed)} cannot change when resuming (they define the run); start a new run "
+                       "with --out instead. A resume may change --iterations, --threads, --precision and "
+                       f"{', '.join(flag for flag, _ in RESUME_LIVE)}")
+    run = Run.open(args.resume)
+    if run.stage != "ppo":
+        raise CLIError(f"{run.path} is a {run.stage!r} run, not a PPO run")
+    cfg = from_dict(PPOConfig, run.config)
+    changes = {k: v for k, v in (("iterations", args.iterations), ("threads", args.threads),
+                                 ("precision", args.precision)) if v is not None}
+    cfg = dataclasses.replace(cfg, **changes).validate()
+    live = {}
+    for _, key in RESUME_LIVE:
+        value = getattr(args, key)
+        if value is not None:
+            live[key] = check_live_value(cfg, key, value)
+            cfg = dataclasses.replace(cfg, **{key: live[key]})
+    return run, from_dict(PPOConfig, {**run.config, **changes}), live
+
+
 def cmd_ppo(args) -> int:
-    from core.ppo_train import train_ppo
-    from lab.cli import CLIError, run_stage
+    from core.ppo_train import require_reward_model, resume_point, train_ppo
+    from lab.cli import run_stage
 
     if args.resume:
-        if args.out or args.runs:
-            raise CLIError("--resume continues RUN_DIR in place; do not give --out/--runs with it")
-        run = Run.open(args.resume)
-        if run.stage != "ppo":
-            raise CLIError(f"{run.path} is a {run.stage!r} run, not a PPO run")
-        if run.status().get("state") in ("running", "paused"):
-            raise CLIError(f"{run.path} is {run.status()['state']} in another process; stop it first")
-        cfg = from_dict(PPOConfig, run.config)
-        if args.iterations is not None:
-            cfg = dataclasses.replace(cfg, iterations=args.iterations)
-        if args.precision is not None:
-            cfg = dataclasses.replace(cfg, precision=args.precision)
+        run, cfg, live = resume_config(args)
     else:
         cfg = config_from_args(args).validate()
+        require_reward_model(cfg.reward)  # before a run folder exists
     # Under torchrun: every rank trains; rank 0 alone owns the run folder (and control.json), the others
     # follow its broadcasts inside train_ppo.
     dd = distributed.init(resolve_device(cfg.device).type)
     if not dd.is_main:
         return distributed.follow(train_ppo(cfg, None), dd)
     if args.resume:
-        if args.iterations is not None or args.precision is not None:
+        run.acquire()  # exclusive: a second resume, or a trainer still alive, is refused here (RunBusy)
+        resume_point(run)  # a broken checkpoint is refused by name now, before anything is written
+        if to_dict(cfg) != run.config:
             info = run.info()
-            info["config"] = to_dict(cfg.validate())
+            info["config"] = to_dict(cfg)
             atomic_write_json(run.path / "config.json", info)
-        run.write_control(stop=False)
+        run.write_control(stop=False, **live)  # live knobs from flags: applied and logged at the first iteration
         done = int(run.status().get("iteration", 0) or 0)
     else:
         run = Run.create("ppo", to_dict(cfg), out=args.out, root=args.runs,
@@ -156,25 +186,30 @@ def parse_controls(run: Run, pairs: list[str]) -> dict:
     cfg = from_dict(getattr(core.config, config_class), run.config)
     control = run.read_control()
     update = {}
+    live = run.live_status().get("state") in ACTIVE_STATES
     for pair in pairs:
         key, text = parse_pair(pair)
+        if key not in LIVE_KNOBS and key not in FLOW_CONTROLS:
+            raise CLIError(f"unknown control {key!r}; controls are {list(LIVE_KNOBS) + list(FLOW_CONTROLS)}")
+        if key in ("stop", "step") and not live:
+            raise CLIError(f"{key} steers a live run, and {run.path} is not training "
+                           f"({describe_state(run)}); resume it with: rlhf-lab {run.stage} --resume {run.path}")
         if key in ("paused", "stop", "adaptive_kl"):
             value = parse_bool(key, text)
         elif key == "step":
-            current = int(control.get("step", 0) or 0)
+            current = control.get("step", 0)
+            current = current if isinstance(current, int) and not isinstance(current, bool) and current >= 0 else 0
             try:
                 value = current + int(text[1:]) if text.startswith("+") else int(text)
             except ValueError:
                 raise CLIError(f"step must be an integer or +N, got {text!r}") from None
             if value < current:
                 raise CLIError(f"step counts up: it is {current}, got {value}")
-        elif key in LIVE_KNOBS:
+        else:
             try:
                 value = float(text)
             except ValueError:
                 raise CLIError(f"{key} must be a number, got {text!r}") from None
-        else:
-            raise CLIError(f"unknown control {key!r}; controls are {list(LIVE_KNOBS) + list(FLOW_CONTROLS)}")
         if key in LIVE_KNOBS:
             try:
                 value = check_live_value(cfg, key, value, LIVE_KNOBS)
@@ -183,6 +218,13 @@ def parse_controls(run: Run, pairs: list[str]) -> dict:
             cfg = dataclasses.replace(cfg, **{key: value})
         update[key] = value
     return update
+
+
+def describe_state(run: Run) -> str:
+    st = run.live_status()
+    if st.get("message") == "process died":
+        return "its process died"
+    return str(st.get("state"))
 
 
 def cmd_set(args) -> int:
@@ -196,11 +238,12 @@ def cmd_set(args) -> int:
     if run.stage not in LIVE_STAGES:
         raise CLIError(f"{run.path} is a {run.stage!r} run; live controls exist for "
                        f"{', '.join(LIVE_STAGES)} and dpo runs only")
-    state = run.status().get("state")
-    if state in FINAL_STATES and state != "stopped":
-        raise CLIError(f"{run.path} is {state}; there is no training to steer (resume a stopped run instead)")
     update = parse_controls(run, args.pairs)
     control = run.write_control(**update)
     shown = ", ".join(f"{k}={control[k]}" for k in update)
-    print(f"{run.path}: {shown} (state {state}; applied before the next iteration)")
+    if run.live_status().get("state") in ACTIVE_STATES:
+        print(f"{run.path}: {shown} (state {run.live_status()['state']}; applied before the next iteration)")
+    else:
+        print(f"{run.path}: {shown} (not training: {describe_state(run)}; applied when you resume it with "
+              f"rlhf-lab {run.stage} --resume {run.path})")
     return 0

@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import ConfigError, to_dict
-from core.runs import FINAL_STATES, Run, RunError, list_runs, read_json
+from core.runs import ACTIVE_STATES, FINAL_STATES, Run, RunError, list_runs, read_json
 
-ACTIVE_STATES = ("queued", "running", "paused")
 MAX_ACTIVE_JOBS = 4  # per runs root: more than this on a laptop CPU only makes every run crawl
 JOB_FILE = "job.json"  # {pid, owner, started}: who runs this folder, so a dead worker can be told apart
 ERROR_FILE = "error.log"  # the worker's full traceback when training raised
@@ -97,11 +96,11 @@ def stage_available(name: str) -> bool:
 # ----------------------------------------------------------------------------- the worker (child)
 
 def _stop_on_request(run: Run, steps):
-    """Pass metrics through; after each step honour control.json {"stop": true} from the app.
-    (Stages like PPO read their own control and are not wrapped.)"""
+    """Pass metrics through; after each step honour control.json {"stop": true} from the app (only a real
+    JSON true: a hand-written "false" string must not stop a run). Stages like PPO read their own control."""
     for metrics in steps:
         yield metrics
-        if "_status" not in metrics and run.read_control().get("stop"):
+        if "_status" not in metrics and run.read_control().get("stop") is True:
             yield {"_status": "stopped", "step": metrics.get("step", 0), "message": "stopped from the app"}
             return
 
@@ -110,6 +109,12 @@ def _worker(stage_name: str, run_dir: str) -> None:
     """Entry point of the spawned process: rebuild the config, drive the stage, record any error."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     run = Run.open(run_dir)
+    try:
+        # the app owned the run until it handed it over (status "queued", worker = this pid); it releases
+        # the lock right after: take it, or leave the run alone if someone else took it meanwhile
+        run.acquire(timeout=60)
+    except RunError:
+        return
     try:
         from core.config import from_dict
         from core.runs import drive
@@ -145,6 +150,7 @@ def _context():
 
 def active_runs(runs_root, stage: str | None = None, owner: str | None = None) -> list[dict]:
     """Runs under `runs_root` that are queued/running/paused and whose worker is alive."""
+    multiprocessing.active_children()
     out = []
     for entry in list_runs(runs_root):
         if stage is not None and entry["stage"] != stage:
@@ -185,11 +191,16 @@ def start(stage: str, cfg, runs_root, parents: dict | None = None, owner: str | 
             raise JobError(f"{n_active} runs are already training on this machine (limit {MAX_ACTIVE_JOBS}); "
                            "stop one first")
         run = Run.create(stage, to_dict(cfg), root=runs_root, parents=parents, control=control)
-        process = _context().Process(target=_worker, args=(stage, str(run.path)), name=f"rlhf-lab {run.run_id}",
-                                     daemon=True)
-        process.start()
-        _children[str(run.path)] = process
-        run.write_json(JOB_FILE, {"pid": process.pid, "owner": owner, "started": time.time()})
+        try:
+            process = _context().Process(target=_worker, args=(stage, str(run.path)),
+                                         name=f"rlhf-lab {run.run_id}", daemon=True)
+            process.start()
+            _children[str(run.path)] = process
+            run.write_json(JOB_FILE, {"pid": process.pid, "owner": owner, "started": time.time()})
+            # hand the run over: while the worker starts, "queued with a live worker" counts as alive
+            run.set_status("queued", iteration=0, message="starting", worker=process.pid)
+        finally:
+            run.release()
     return run
 
 
@@ -201,35 +212,11 @@ def job_info(run_dir) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    multiprocessing.active_children()  # reaps our finished workers, which would otherwise look alive
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
 def status(run_dir) -> dict:
-    """status.json, corrected for a worker that died without saying so (killed, out of memory).
-
-    Such a run is marked failed on disk, so the CLI and every page agree about it.
-    """
-    run = Run(Path(run_dir))
-    st = run.status()
-    if st.get("state") not in ACTIVE_STATES:
-        return st
-    pid = job_info(run_dir).get("pid") or st.get("pid")
-    started = job_info(run_dir).get("started", 0)
-    if pid and not _alive(pid) and time.time() - started > 2:
-        error = f"the worker process (pid {pid}) ended without a final status: killed, or out of memory?"
-        run.set_status("failed", message="worker died", error=error)
-        st = run.status()
-    return st
+    """status.json under the one liveness rule of core.runs (Run.live_status): a run whose process died
+    without saying so (killed, out of memory) is marked failed on disk, so the CLI and every page agree."""
+    multiprocessing.active_children()  # reap our finished workers: a zombie pid would look alive
+    return Run(Path(run_dir)).live_status()
 
 
 def error_details(run_dir) -> str | None:
@@ -250,14 +237,18 @@ def kill(run_dir) -> None:
     if process is not None:
         process.terminate()
         process.join(5)
-    elif pid and _alive(pid):
+    elif pid and Run(Path(run_dir)).owner_alive():
         os.kill(int(pid), 15)
     try:
         run = Run.open(run_dir)
+        run.acquire(timeout=5)  # the worker is gone once its lock is free; nobody else may write meanwhile
     except RunError:
-        return  # its folder is gone: nothing left to mark
-    if run.status().get("state") not in FINAL_STATES:
-        run.set_status("stopped", message="terminated from the app")
+        return  # its folder is gone, or the worker still holds it: its own status stands
+    try:
+        if run.status().get("state") not in FINAL_STATES:
+            run.set_status("stopped", message="terminated from the app")
+    finally:
+        run.release()
 
 
 def wait(run_dir, timeout: float = 60.0, poll: float = 0.1) -> dict:

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from core.distributed import Dist, DistributedError, check_divisible
+from core.ppo_train import RATIO_EDGES
 from core.runs import read_metrics
 
 
@@ -79,10 +80,12 @@ def test_ddp_ppo_matches_single_process(tmp_path):
                 "policy/approxkl_avg", "policy/clipfrac_avg", "val/ratio"):
         assert b[key].tolist() == pytest.approx(a[key].tolist(), rel=1e-4, abs=1e-6), key
     # The histograms hold the same tokens. Before the first step every ratio is 1 +- float noise, right on the
-    # bin edge at 1.0 (bins 19 | 20), so those two bins are compared merged; elsewhere a token may still sit on
-    # an edge, hence 1% slack.
+    # bin edge at 1.0, so the two bins either side of it are compared merged; elsewhere a token may still sit
+    # on an edge, hence 1% slack.
+    one = RATIO_EDGES.index(1.0)  # bins one-1 | one meet at 1.0
     for ca, cb in zip(a["hist/ratio_counts"], b["hist/ratio_counts"]):
-        ca, cb = ca[:19] + [ca[19] + ca[20]] + ca[21:], cb[:19] + [cb[19] + cb[20]] + cb[21:]
+        ca = ca[:one - 1] + [ca[one - 1] + ca[one]] + ca[one + 1:]
+        cb = cb[:one - 1] + [cb[one - 1] + cb[one]] + cb[one + 1:]
         assert sum(ca) == sum(cb)
         assert sum(abs(x - y) for x, y in zip(ca, cb)) <= 0.01 * sum(ca), (ca, cb)
     assert not list((tmp_path / "ddp").glob("*rank*"))  # one run folder, written by rank 0 only

@@ -229,3 +229,15 @@ def test_cli_dpo_and_set(tiny_base, pair_file, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "DPOConfig.beta" in err and "kl_coef" in err
     assert Run.open(out).read_control()["beta"] == 0.2
+
+
+def test_hand_edited_flow_controls_are_refused_not_obeyed(tiny_base, pair_file, tmp_path):
+    """control.json edited by hand: the string "false" must not pause, "abc" must not kill the trainer."""
+    cfg = tiny_cfg(tiny_base, pair_file, batch_size=4, epochs=1, eval_every=100, checkpoint_every=100)
+    run = Run.create("dpo", to_dict(cfg), out=tmp_path / "run", control={"paused": "false", "step": "abc"})
+    steps = train_dpo(cfg, run)
+    assert next(steps)["step"] == 0
+    item = next(steps)
+    assert item["_status"] == "running" and "refused paused='false'" in item["message"]
+    assert "refused step='abc'" in item["message"]
+    assert next(steps)["step"] == 1  # trained: neither paused nor dead

@@ -286,3 +286,14 @@ def test_group_view_pieces():
         fig.for_each_xaxis(lambda ax: titles.append(ax.title.text or ""))
         assert all("PPO" not in t for t in titles) and any("GRPO" in t for t in titles), titles
     assert all("λ" not in (t.name or "") for t in grpo_view.reward_chart(df).data)  # PPO's proxy − λ·KL line is not GRPO's
+
+
+def test_hand_edited_flow_controls_are_refused_not_obeyed(tiny_base, tiny_rm, tmp_path):  # noqa: F811
+    """control.json edited by hand: the string "false" must not pause, "abc" must not kill the trainer."""
+    cfg = tiny_cfg(tiny_base, tiny_rm, iterations=2, checkpoint_every=100)
+    run = Run.create("grpo", to_dict(cfg), out=tmp_path / "run", control={"paused": "false", "step": "abc"})
+    steps = train_grpo(cfg, run)
+    item = next(steps)
+    assert item["_status"] == "running" and "refused paused='false'" in item["message"]
+    assert "refused step='abc'" in item["message"]
+    assert next(steps)["step"] == 1  # trained: neither paused nor dead

@@ -13,6 +13,7 @@ def test_create_and_refuse_other_run(tmp_path):
         Run.create("reward", {}, out=tmp_path / "r1")
     with pytest.raises(RunError, match="not a 'reward' run"):
         Run.create("reward", {}, out=tmp_path / "r1", resume=True)
+    run.release()  # the creator owns the run until it ends; then it may be taken over
     assert Run.create("pretrain", {}, out=tmp_path / "r1", resume=True).path == run.path
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "file.txt").write_text("x")
