@@ -47,8 +47,8 @@ from core.config import ConfigError, DPOConfig, resolve_device, seed_everything
 from core.evaluate import EVAL_PROMPT_SEED, EVAL_SAMPLE_SEED, PROMPT_LENGTH
 from core.model import (CheckpointError, decode_responses, join_text, load_lm, load_scorer, no_dropout,
                         resolve_checkpoint, save_checkpoint)
-from core.ppo_train import (encode_prompts, freeze, gold_of, make_optimizer, ppo_prompts, read_flow, response_hidden,
-                            sequence_score, token_logprobs)
+from core.ppo_train import (encode_prompts, flow_action, freeze, gold_of, make_optimizer, ppo_prompts, read_flow,
+                            response_hidden, sequence_score, token_logprobs)
 from core.preferences import PreferenceError, load_preferences
 from core.reward import split_by_prompt
 from core.precision import autocast
@@ -464,15 +464,7 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
             flow, flow_messages = read_flow(control, flow)
             messages += flow_messages
             paused = flow["paused"]
-            if flow["stop"]:
-                action = "stop"
-            elif paused:
-                if flow["step"] > step_seen:
-                    step_seen += 1          # exactly one step per increment of "step"
-                else:
-                    action = "wait"
-            else:
-                step_seen = flow["step"]
+            action, step_seen = flow_action(flow, step_seen)
             if messages:
                 yield {"_status": "running", "step": step, "message": "; ".join(messages)}
             if action == "stop":

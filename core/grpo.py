@@ -43,7 +43,7 @@ from core.config import ConfigError, GRPOConfig
 from core.model import (CheckpointError, decode_responses, load_lm, load_scorer, no_dropout, read_lab_json,
                         resolve_checkpoint, save_checkpoint)
 from core.ppo import kl_estimate, masked_mean
-from core.ppo_train import RATIO_EDGES, NonFiniteLoss, apply_controls, make_optimizer, read_flow
+from core.ppo_train import RATIO_EDGES, NonFiniteLoss, apply_controls, flow_action, make_optimizer, read_flow
 from core.rollout import (Models, Rollout, autocast, encode_prompts, evaluation_samples, freeze, gold_of,
                           ppo_prompts, response_hidden, rollout, token_logprobs, trim_left_padding)
 from core.runs import Run
@@ -319,15 +319,7 @@ def train_grpo(cfg: GRPOConfig, run: Run | None = None):
             flow, flow_messages = read_flow(control, flow)
             messages += flow_messages
             paused = flow["paused"]
-            if flow["stop"]:
-                action = "stop"
-            elif paused:
-                if flow["step"] > step_seen:
-                    step_seen += 1          # exactly one iteration per increment of "step"
-                else:
-                    action = "wait"
-            else:
-                step_seen = flow["step"]
+            action, step_seen = flow_action(flow, step_seen)
             if cfg.lr != old.lr:
                 for group in optimizer.param_groups:
                     group["lr"] = cfg.lr

@@ -323,6 +323,17 @@ def apply_controls(cfg: PPOConfig, control: dict, seen: dict, iteration: int, ru
     return cfg, messages
 
 
+def flow_action(flow: dict, step_seen: int) -> tuple[str, int]:
+    """What the checked flow controls ask of the next iteration: "stop", "wait" (paused) or "run", and the new
+    count of `step` increments consumed. A paused run takes exactly one iteration per increment of "step";
+    increments made while running do not count. Shared by PPO, GRPO and DPO so they obey control.json alike."""
+    if flow["stop"]:
+        return "stop", step_seen
+    if flow["paused"]:
+        return ("run", step_seen + 1) if flow["step"] > step_seen else ("wait", step_seen)
+    return "run", flow["step"]
+
+
 def non_finite_advice(error, iteration: int, cfg: PPOConfig, saved: dict, run) -> str:
     """The message of a run that failed on a NaN/inf loss: where, with which knobs, and what to change.
 
@@ -529,15 +540,7 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
             flow, flow_messages = read_flow(control, flow)
             messages += flow_messages
             paused = flow["paused"]
-            if flow["stop"]:
-                action = "stop"
-            elif paused:
-                if flow["step"] > step_seen:
-                    step_seen += 1          # exactly one iteration per increment of "step"
-                else:
-                    action = "wait"
-            else:
-                step_seen = flow["step"]  # increments made while running do not count
+            action, step_seen = flow_action(flow, step_seen)
         if dd.enabled:
             live, action = distributed.broadcast_object(({k: getattr(cfg, k) for k in LIVE_KNOBS}, action), dd)
             cfg = dataclasses.replace(cfg, **live)
