@@ -50,7 +50,10 @@ def parse_args():
     p.add_argument("--loss-type", default="sigmoid", choices=["sigmoid", "ipo"])
     p.add_argument("--precompute-ref", action="store_true", help="reference log-probs once, before the timed steps")
     p.add_argument("--grad-ckpt", action="store_true", help="accepted for flag parity; not used (nothing to save)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                   help="fp32 (default, the peer's setting), bf16 autocast (CPU or CUDA), or auto (what the lab's "
+                        "stages pick on this machine: core/precision.py)")
+    p.add_argument("--bf16", action="store_const", const="bf16", dest="precision", help="= --precision bf16")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
@@ -73,6 +76,8 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
+    from core.precision import resolve_precision
+    bf16 = resolve_precision(args.precision, device) == "bf16"
     length = min(args.prompt_length + args.completion_length, args.max_length)
     if length > args.n_positions:
         sys.exit("sequence exceeds n_positions")
@@ -102,7 +107,7 @@ def main():
 
     optimizer = make_optimizer(policy.parameters(), args.lr, 0.0)
     if args.precompute_ref:
-        with autocast(device, args.bf16):
+        with autocast(device, bf16):
             ref_c_all, ref_r_all = reference_logps(ref, pairs, pad, device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     iters, refs, fwds, rests, cpus = [], [], [], [], []
@@ -112,7 +117,7 @@ def main():
         times: dict = {}
         t0, c0 = time.perf_counter(), time.process_time()
         batch = pair_batch(pairs, idx, pad, device)                                    # 3 x (2b, T)
-        with autocast(device, args.bf16):
+        with autocast(device, bf16):
             if args.precompute_ref:
                 ref_c, ref_r = ref_c_all[idx], ref_r_all[idx]
                 t_ref = 0.0
@@ -148,7 +153,7 @@ def main():
         "prompt_length": args.prompt_length, "completion_length": args.completion_length,
         "max_length": args.max_length, "batch_shape": [2 * args.batch, length], "beta": args.beta,
         "loss_type": args.loss_type, "precompute_ref": args.precompute_ref,
-        "dtype": "bf16" if args.bf16 and device.type == "cuda" else "fp32",
+        "dtype": "bf16" if bf16 else "fp32", "precision_asked": args.precision,
         "iterations": len(iters), "optimizer_steps_per_iter": 1,
         "warmup_iter_s": round(iters[0], 4),
         "iter_s_mean": round(statistics.mean(steady), 4),

@@ -62,7 +62,10 @@ def parse_args():
     p.add_argument("--allow-eos", action="store_true", help="let completions stop at <eos> (lengths then vary)")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                   help="fp32 (default, the peer's setting), bf16 autocast (CPU or CUDA), or auto (what the lab's "
+                        "stages pick on this machine: core/precision.py)")
+    p.add_argument("--bf16", action="store_const", const="bf16", dest="precision", help="= --precision bf16")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json-out", default=None, help="append the JSON summary line to this file")
     p.add_argument("--quiet", action="store_true", help="no per-iteration lines")
@@ -85,6 +88,8 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
+    from core.precision import resolve_precision
+    used = resolve_precision(args.precision, device)
     if args.prompt_length + args.completion_length > args.n_positions:
         sys.exit("prompt + completion exceeds n_positions")
     B = args.prompts * args.generations
@@ -118,7 +123,7 @@ def main():
             args.generations)                                                   # G copies of each prompt
         ids = prompts[rows].to(device)
         ro = rollout(models, ids, torch.ones_like(ids), args.completion_length, args.temperature, gen,
-                     stop_at_eos=args.allow_eos, bf16=args.bf16)
+                     stop_at_eos=args.allow_eos, bf16=used == "bf16")
         t1 = time.perf_counter()
         _, advantages = advantages_of(cfg, ro, cfg.beta)
         sync()
@@ -126,7 +131,7 @@ def main():
         upd = grpo_update(models, optimizer, ro, advantages, clip_eps=cfg.clip_eps, beta=cfg.beta, kl_in=cfg.kl_in,
                           kl_estimator=cfg.kl_estimator, averaging=cfg.loss_averaging, temperature=cfg.temperature,
                           epochs=cfg.epochs, minibatches=cfg.minibatches, grad_clip=1.0, generator=cpu_gen,
-                          bf16=args.bf16)
+                          bf16=used == "bf16")
         sync()
         t3 = time.perf_counter()
         iters.append(t3 - t0)
@@ -147,7 +152,7 @@ def main():
     steady = iters[1:] or iters
     summary = {
         "impl": "rlhf-lab core.grpo", "torch": torch.__version__, "transformers": transformers.__version__,
-        "device": str(device), "bf16": bool(args.bf16 and device.type == "cuda"), "threads": torch.get_num_threads(),
+        "device": str(device), "precision": used, "precision_asked": args.precision, "threads": torch.get_num_threads(),
         "policy_params": n_params, "vocab": args.vocab, "layers": args.layers, "embd": args.embd, "heads": args.heads,
         "prompts": args.prompts, "generations": args.generations, "completions_per_iter": B,
         "prompt_length": args.prompt_length, "completion_length": args.completion_length,

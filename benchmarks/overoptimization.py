@@ -44,6 +44,8 @@ def parse_args():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="matmul precision of the training stages (core/precision.py)")
     p.add_argument("--json-out", default=None, help="append the summary (and every row) as JSON to this file")
     return p.parse_args()
 
@@ -67,7 +69,8 @@ def main():
     for lam in lambdas:
         cfg = ppo_preset("small", policy=args.policy, reward=args.reward, kl_coef=lam, iterations=args.iterations,
                          lr=args.lr, batch_size=args.batch, response_length=args.response_length,
-                         profile=args.profile, seed=args.seed, threads=args.threads, device=args.device)
+                         profile=args.profile, seed=args.seed, threads=args.threads, device=args.device,
+                         precision=args.precision)
         t0 = time.perf_counter()
         rows = []
         print(f"\nlambda = {lam}\n{'iter':>5} {'sqrt(KL)':>9} {'proxy':>8} {'gold':>8}  sample", flush=True)

@@ -4,7 +4,8 @@
 Same work as ../shared/peers/trl_ppo_bench.py (TRL 1.12 PPOTrainer): randomly initialised GPT-2s (4 layers,
 128 wide, 4 heads, 128 positions, vocab 1024) for the policy, the frozen reference (a copy), the reward model
 and a separate value model; a rollout batch of 64 prompts of 8 tokens; 24 new tokens each (no early stop);
-temperature 0.7; k1 KL with kl_coef 0.05; GAE; 4 PPO epochs x 4 minibatches (16 AdamW steps), fp32.
+temperature 0.7; k1 KL with kl_coef 0.05; GAE; 4 PPO epochs x 4 minibatches (16 AdamW steps), fp32
+(--precision bf16: bf16 autocast; auto: what the lab's stages pick on this machine, core/precision.py).
 The timed code is core.ppo_train.rollout / advantages_and_returns / ppo_update, the functions train_ppo runs.
 
     python benchmarks/ppo_iteration.py --iterations 8 --threads 2
@@ -52,7 +53,10 @@ def parse_args():
     p.add_argument("--stop-eos", action="store_true", help="stop responses at <eos> (default: full length)")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                   help="fp32 (default, the peer's setting), bf16 autocast (CPU or CUDA), or auto (what the lab's "
+                        "stages pick on this machine: core/precision.py)")
+    p.add_argument("--bf16", action="store_const", const="bf16", dest="precision", help="= --precision bf16")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json-out", default=None, help="append the JSON summary line to this file")
     p.add_argument("--quiet", action="store_true", help="no per-iteration lines")
@@ -74,6 +78,9 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
+    from core.precision import resolve_precision
+    used = resolve_precision(args.precision, device)
+    bf16 = used == "bf16"
     if args.prompt_length + args.response_length > args.n_positions:
         sys.exit("prompt + response exceeds n_positions")
 
@@ -106,12 +113,12 @@ def main():
         t0, c0 = time.perf_counter(), time.process_time()
         rows = torch.arange(it * args.batch, (it + 1) * args.batch) % len(prompts)
         ro = rollout(models, prompts[rows].to(device), prompt_mask[rows].to(device), args.response_length,
-                     args.temperature, gen, stop_at_eos=args.stop_eos, bf16=args.bf16)
+                     args.temperature, gen, stop_at_eos=args.stop_eos, bf16=bf16)
         rewards, kl, advantages, returns = advantages_and_returns(ro, args.kl_coef, args.kl_estimator, 1.0, 0.95,
                                                                   False)
         upd = ppo_update(models, optimizer, ro, advantages, returns, clip_eps=0.2, clip_value=0.2, vf_coef=0.1,
                          temperature=args.temperature, ppo_epochs=args.ppo_epochs, minibatches=args.mini_batches,
-                         grad_clip=1.0, generator=cpu_gen, bf16=args.bf16)
+                         grad_clip=1.0, generator=cpu_gen, bf16=bf16)
         sync()
         dt = time.perf_counter() - t0
         cpus.append(time.process_time() - c0)
@@ -130,7 +137,7 @@ def main():
     toks = args.batch * args.response_length
     summary = {
         "impl": "rlhf-lab core.ppo_train", "torch": torch.__version__, "transformers": transformers.__version__,
-        "device": str(device), "bf16": bool(args.bf16 and device.type == "cuda"), "threads": torch.get_num_threads(),
+        "device": str(device), "precision": used, "precision_asked": args.precision, "threads": torch.get_num_threads(),
         "policy_params": n_params, "vocab": args.vocab, "layers": args.layers, "embd": args.embd,
         "heads": args.heads, "batch": args.batch, "prompt_length": args.prompt_length,
         "response_length": args.response_length, "ppo_epochs": args.ppo_epochs, "mini_batches": args.mini_batches,

@@ -1,6 +1,6 @@
 """Pretraining throughput: tokens/s for the tiny and small presets on this machine.
 
-    python benchmarks/pretrain.py [--steps 30] [--threads 2] [--device cpu]
+    python benchmarks/pretrain.py [--steps 30] [--threads 2] [--device cpu] [--precision fp32|bf16|auto]
 
 Prints one JSON line. The first steps are warm-up and excluded from the median.
 """
@@ -27,12 +27,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--presets", default="tiny,small")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                        help="fp32, bf16 autocast, or auto (what the lab picks on this machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    result = {"device": args.device, "threads": args.threads, "steps": args.steps}
+    from core.precision import resolve_precision
+    result = {"device": args.device, "threads": args.threads, "steps": args.steps, "precision_asked": args.precision,
+              "precision": resolve_precision(args.precision, torch.device(args.device))}
     for preset in args.presets.split(","):
         cfg = pretrain_preset(preset, steps=args.steps + args.warmup, eval_every=10**6, device=args.device,
-                              corpus_size=2000)
+                              corpus_size=2000, precision=args.precision)
         speeds, step_s = [], []
         t = time.perf_counter()
         for m in pretrain(cfg):

@@ -63,6 +63,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="matmul precision of the training stages (core/precision.py)")
     args = parser.parse_args(argv)
     pair_counts = sorted(int(x) for x in args.pairs.split(","))
     taus = [float(x) for x in args.taus.split(",")]
@@ -86,7 +88,8 @@ def main(argv=None) -> int:
                 data = export_preferences(labelled[:n], tmp / f"pairs_{tau}_{n}.jsonl")
                 t0 = time.perf_counter()
                 cfg = reward_preset(args.preset, preferences=str(data), base=args.base, seed=args.seed,
-                                    gold_pairs=args.gold_pairs, device=args.device, threads=args.threads)
+                                    gold_pairs=args.gold_pairs, device=args.device, threads=args.threads,
+                                    precision=args.precision)
                 steps_per_epoch = math.ceil(n * (1 - cfg.val_fraction) / cfg.batch_size)
                 cfg.epochs = max(cfg.epochs, math.ceil(args.min_steps / steps_per_epoch))
                 cfg.eval_every = 10**9  # evaluate once, at the end

@@ -24,6 +24,7 @@ import time
 import torch
 
 from core import gpt2_lean as lean
+from core import precision
 from core.config import BoNConfig, ConfigError, resolve_device, seed_everything
 from core.dpo import EVAL_SAMPLE_SEED, evaluation_prompts
 from core.model import decode_responses, load_lm, load_scorer
@@ -86,6 +87,7 @@ def best_of_n(cfg: BoNConfig, run: Run | None = None):
     row per n in cfg.n (see the module docstring). The last row has "final": True."""
     cfg.validate()
     device = resolve_device(cfg.device)
+    used = precision.setup(cfg, device, run)  # fp32 | bf16: sampling and scoring matmuls
     seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -103,9 +105,10 @@ def best_of_n(cfg: BoNConfig, run: Run | None = None):
     scores, lengths, texts = [], [], []
     t0 = time.perf_counter()
     for start in range(0, P, per_batch):
-        s, t, n_tokens = sample_and_score(policy, reward, tok, ids[start:start + per_batch],
-                                          mask[start:start + per_batch], N, cfg.response_length, cfg.temperature,
-                                          generator)
+        with precision.autocast(device, used):
+            s, t, n_tokens = sample_and_score(policy, reward, tok, ids[start:start + per_batch],
+                                              mask[start:start + per_batch], N, cfg.response_length, cfg.temperature,
+                                              generator)
         scores.append(s.float().cpu())
         lengths.append(n_tokens.float().cpu())
         texts += t

@@ -111,6 +111,20 @@ DEVICE_CHOICES = DEVICES + tuple(f"cuda:{i}" for i in range(16))
 DEVICE_OVERRIDE_ENV = "RLHF_LAB_DEVICE"
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+PRECISION_HELP = ("auto (default): bf16 autocast on a CUDA GPU with bf16 and on a CPU whose bf16 matmuls measured "
+                  "faster (a one-off test cached in ~/.cache/rlhf-lab/precision.json), fp32 elsewhere; fp32; bf16: "
+                  "forced (on a CPU without fast bf16 it runs, slower, with a warning; on a GPU without bf16 or "
+                  "an Apple GPU it is an error). Weights, optimizer state, log-probs and losses stay fp32.")
+
+
+def check_precision(cfg) -> None:
+    """Every stage config's `precision` field (core/precision.py resolves it on the device)."""
+    check_choice(cfg, "precision", PRECISIONS)
+
+
 def check_device(cfg) -> None:
     """Every stage config's `device` field: auto, cpu, cuda, cuda:N or mps (availability is checked
     when the stage starts, by resolve_device)."""
@@ -240,6 +254,9 @@ class PretrainConfig:
     """Steps between checkpoints (one is always written at the end)."""
     seed: int = 0
     """Seeds the corpus split, the initialisation and the batches."""
+    precision: str = "auto"
+    """Matmul precision: auto (bf16 autocast where it is faster: CUDA with bf16, or a CPU measured faster in
+    bf16), fp32, or bf16. Weights, optimizer state, log-probs and losses stay fp32 (core/precision.py)."""
     device: str = "auto"
     """auto (cuda > mps > cpu), cpu, cuda or mps."""
     threads: int = 0
@@ -256,6 +273,7 @@ class PretrainConfig:
         if self.corpus_file is not None and not os.path.isfile(self.corpus_file):
             raise ConfigError(f"PretrainConfig.corpus_file: no such file {self.corpus_file!r}")
         check_device(self)
+        check_precision(self)
         check_limits(self)
         return self
 
@@ -295,9 +313,13 @@ def from_dict(cls, data: dict):
     """Rebuild a config dataclass from `to_dict` output; unknown keys are an error."""
     known = {f.name: f for f in fields(cls)}
     unknown = set(data) - set(known)
+    values = dict(data)
+    if "bf16" in unknown and "precision" in known:  # config.json of a run from before `precision`
+        legacy = values.pop("bf16")                 # bf16=True meant "bf16 on CUDA, fp32 on the CPU" ~ auto
+        values.setdefault("precision", "auto" if legacy else "fp32")
+        unknown.discard("bf16")
     if unknown:
         raise ConfigError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}")
-    values = dict(data)
     if "model" in values and isinstance(values["model"], dict):
         values["model"] = ModelConfig(**values["model"])
     return cls(**values)
@@ -360,6 +382,9 @@ class W2SConfig:
     """Fraction of the student's training over which alpha rises linearly from 0 to alpha_max."""
     n_examples: int = 6
     """Test examples to keep per kind (student corrected / copied the supervisor) for the app."""
+    precision: str = "auto"
+    """Matmul precision: auto (bf16 autocast where it is faster: CUDA with bf16, or a CPU measured faster in
+    bf16), fp32, or bf16. Weights, optimizer state, log-probs and losses stay fp32 (core/precision.py)."""
     device: str = "auto"
     """auto (cuda > mps > cpu), cpu, cuda or mps."""
     threads: int = 0
@@ -397,6 +422,7 @@ class W2SConfig:
             raise ConfigError(f"W2SConfig.edits must name one or more of {', '.join(W2S_EDITS)} (comma-separated), "
                               f"got {self.edits!r}")
         check_device(self)
+        check_precision(self)
         check_limits(self)
         return self
 
@@ -529,6 +555,9 @@ class RewardConfig:
     """Longest sampled response for the gold pairs and the normalisation samples."""
     seed: int = 0
     """Seeds the split, the score head, the batches and the fresh samples."""
+    precision: str = "auto"
+    """Matmul precision: auto (bf16 autocast where it is faster: CUDA with bf16, or a CPU measured faster in
+    bf16), fp32, or bf16. Weights, optimizer state, log-probs and losses stay fp32 (core/precision.py)."""
     device: str = "auto"
     """auto (cuda > mps > cpu), cpu, cuda or mps."""
     threads: int = 0
@@ -553,6 +582,7 @@ class RewardConfig:
         check_int(self, "seed", 0)
         check_int(self, "threads", 0)
         check_device(self)
+        check_precision(self)
         check_limits(self)
         return self
 
@@ -606,6 +636,9 @@ class DPOConfig:
     """Steps between checkpoints (one is always written at the end or on stop)."""
     seed: int = 0
     """Seeds the split, the batch order and the evaluation sampling."""
+    precision: str = "auto"
+    """Matmul precision: auto (bf16 autocast where it is faster: CUDA with bf16, or a CPU measured faster in
+    bf16), fp32, or bf16. Weights, optimizer state, log-probs and losses stay fp32 (core/precision.py)."""
     device: str = "auto"
     """auto (cuda > mps > cpu), cpu, cuda or mps."""
     threads: int = 0
@@ -640,6 +673,7 @@ class DPOConfig:
         check_int(self, "seed", 0)
         check_int(self, "threads", 0)
         check_device(self)
+        check_precision(self)
         return self
 
 
@@ -681,6 +715,9 @@ class BoNConfig:
     """Responses sampled per batch (a batch holds whole prompts: batch_size // max(n) of them, at least one)."""
     seed: int = 0
     """Seeds the sampling."""
+    precision: str = "auto"
+    """Matmul precision: auto (bf16 autocast where it is faster: CUDA with bf16, or a CPU measured faster in
+    bf16), fp32, or bf16. Weights, optimizer state, log-probs and losses stay fp32 (core/precision.py)."""
     device: str = "auto"
     """auto (cuda > mps > cpu), cpu, cuda or mps."""
     threads: int = 0
@@ -709,6 +746,7 @@ class BoNConfig:
         check_int(self, "seed", 0)
         check_int(self, "threads", 0)
         check_device(self)
+        check_precision(self)
         return self
 
 
@@ -797,10 +835,11 @@ class PPOConfig:
     """Number of fixed evaluation prompts for the side-by-side samples."""
     checkpoint_every: int = 10
     """Iterations between checkpoints (one is always written at the end or on stop)."""
-    bf16: bool = True
-    """bf16 autocast for forwards on a CUDA device (ignored on the CPU, which always runs fp32)."""
     seed: int = 0
     """Seeds the prompts, the sampling and the value head."""
+    precision: str = "auto"
+    """Matmul precision: auto (bf16 autocast where it is faster: CUDA with bf16, or a CPU measured faster in
+    bf16), fp32, or bf16. Weights, optimizer state, log-probs and losses stay fp32 (core/precision.py)."""
     device: str = "auto"
     """auto (cuda > mps > cpu), cpu, cuda or mps."""
     threads: int = 0
@@ -834,7 +873,7 @@ class PPOConfig:
             check_non_negative(self, name)
         check_range(self, "gamma", 0.0, 1.0)
         check_range(self, "lam", 0.0, 1.0)
-        for name in ("adaptive_kl", "stop_at_eos", "whiten_rewards", "bf16"):
+        for name in ("adaptive_kl", "stop_at_eos", "whiten_rewards"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"PPOConfig.{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("kl_coef", "target_kl", "lr", "temperature", "clip_eps"):
@@ -848,6 +887,7 @@ class PPOConfig:
         check_int(self, "seed", 0)
         check_int(self, "threads", 0)
         check_device(self)
+        check_precision(self)
         check_limits(self)
         return self
 
@@ -1057,8 +1097,9 @@ class GRPOConfig:
     """Number of fixed evaluation prompts for the side-by-side samples."""
     checkpoint_every: int = 10
     """Iterations between checkpoints (one is always written at the end or on stop)."""
-    bf16: bool = True
-    """bf16 autocast for forwards on a CUDA device (ignored on the CPU, which always runs fp32)."""
+    precision: str = "auto"
+    """Matmul precision: auto (bf16 autocast where it is faster: CUDA with bf16, or a CPU measured faster in
+    bf16), fp32, or bf16. Weights, optimizer state, log-probs and losses stay fp32 (core/precision.py)."""
     seed: int = 0
     """Seeds the prompts and the sampling."""
     device: str = "auto"
@@ -1098,7 +1139,7 @@ class GRPOConfig:
         check_positive(self, "temperature")
         check_non_negative(self, "grad_clip")
         check_non_negative(self, "weight_decay")
-        for name in ("scale_advantages", "stop_at_eos", "bf16"):
+        for name in ("scale_advantages", "stop_at_eos"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"GRPOConfig.{name} must be true or false, got {getattr(self, name)!r}")
         limit = n_positions if n_positions is not None else 1024
@@ -1109,6 +1150,7 @@ class GRPOConfig:
         check_int(self, "seed", 0)
         check_int(self, "threads", 0)
         check_device(self)
+        check_precision(self)
         return self
 
 

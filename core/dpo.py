@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from core import gpt2_lean as lean
+from core import precision
 from core.config import ConfigError, DPOConfig, resolve_device, seed_everything
 # the evaluation prompts' stream, sampling seed and prompt cut of `rlhf-lab eval`: DPO's evaluation points and
 # best-of-n are scored on the same prompts, with the same draws, as every other method
@@ -50,6 +51,7 @@ from core.ppo_train import (encode_prompts, flow_action, freeze, gold_of, make_o
                             response_hidden, sequence_score, token_logprobs)
 from core.preferences import PreferenceError, load_preferences
 from core.reward import split_by_prompt
+from core.precision import autocast
 from core.runs import Run, append_jsonl
 from core.tokenizer import TokenizerError, load_tokenizer, same_tokenizer
 
@@ -197,12 +199,14 @@ def reference_logps(ref, pairs: PairTokens, pad_id: int, device, batch_size: int
 
 
 def dpo_step(policy, optimizer, batch, ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, beta: float,
-             loss_type: str, grad_clip: float, times: dict | None = None) -> tuple[float, dict, float | None]:
+             loss_type: str, grad_clip: float, times: dict | None = None,
+             precision: str = "fp32") -> tuple[float, dict, float | None]:
     """One optimizer step on a pair_batch (chosen rows first): ONE policy forward over the 2b sequences, the loss,
     backward, clip, AdamW. ref_chosen/ref_rejected: (b,). Returns (loss, stats as floats, grad norm or None).
     With `times`, adds the seconds of "forward_loss" and "backward_opt" (for the benchmark's split)."""
     t0 = time.perf_counter()
-    logps = sequence_logps(policy, *batch)                                           # (2b,)
+    with autocast(batch[0].device, precision):  # bf16 matmuls when asked; the log-probs and the loss stay fp32
+        logps = sequence_logps(policy, *batch)                                       # (2b,)
     b = logps.shape[0] // 2
     loss, stats = dpo_loss(logps[:b], logps[b:], ref_chosen, ref_rejected, beta, loss_type)
     t1 = time.perf_counter()
@@ -390,6 +394,7 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
     Everything that can be wrong with the inputs (pairs, tokenizers, config) raises before the first step."""
     cfg.validate()
     device = resolve_device(cfg.device)
+    used = precision.setup(cfg, device, run)  # fp32 | bf16: the policy/reference forwards' matmuls
     seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -410,8 +415,9 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
                           f"tokens exceed the policy's {n_ctx}-token context")
 
     # The reference is frozen and the pairs are fixed: its log-probs are computed once (TRL's precompute option).
-    ref_c, ref_r = reference_logps(models.ref, train, pad, device)                  # (N,), (N,)
-    val_ref_c, val_ref_r = reference_logps(models.ref, val, pad, device)
+    with precision.autocast(device, used):  # log-probs come out fp32 (token_logprobs casts the logits)
+        ref_c, ref_r = reference_logps(models.ref, train, pad, device)              # (N,), (N,)
+        val_ref_c, val_ref_r = reference_logps(models.ref, val, pad, device)
     optimizer = make_optimizer(models.policy.parameters(), cfg.lr, cfg.weight_decay)
     rng = random.Random(cfg.seed)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
@@ -478,7 +484,7 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
         t0 = time.perf_counter()
         batch = pair_batch(train, idx, pad, device)                                  # 3 x (2b, T)
         loss, stats, grad_norm = dpo_step(models.policy, optimizer, batch, ref_c[idx], ref_r[idx], cfg.beta,
-                                          cfg.loss_type, cfg.grad_clip)
+                                          cfg.loss_type, cfg.grad_clip, precision=used)
         if not math.isfinite(loss):
             raise FloatingPointError(f"step {step}: the DPO loss became {loss}; lower lr or beta")
         metrics = {"step": step, "epoch": (step - 1) // steps_per_epoch + 1, "loss/dpo": loss, **stats,

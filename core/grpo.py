@@ -38,6 +38,7 @@ import time
 
 import torch
 
+from core import precision
 from core.config import ConfigError, GRPOConfig
 from core.model import (CheckpointError, decode_responses, load_lm, load_scorer, no_dropout, read_lab_json,
                         resolve_checkpoint, save_checkpoint)
@@ -269,6 +270,7 @@ def train_grpo(cfg: GRPOConfig, run: Run | None = None):
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    bf16 = precision.setup(cfg, device, run) == "bf16"
     resume = resume_point(run)
     start_iteration = resume[1] if resume else 0
     if resume:  # the live values in force when the run stopped
@@ -341,14 +343,14 @@ def train_grpo(cfg: GRPOConfig, run: Run | None = None):
         idx = torch.tensor(batch, device=device).repeat_interleave(G)          # (B,): G copies of each prompt
         batch_ids, batch_mask = trim_left_padding(prompt_ids[idx], prompt_mask[idx])
         ro = rollout(models, batch_ids, batch_mask, cfg.response_length, cfg.temperature, gen, cfg.stop_at_eos,
-                     bf16=cfg.bf16)
+                     bf16=bf16)
         used_scores, advantages = advantages_of(cfg, ro, cfg.beta)
         t1 = time.perf_counter()
         try:
             upd = grpo_update(models, optimizer, ro, advantages, clip_eps=cfg.clip_eps, beta=cfg.beta,
                               kl_in=cfg.kl_in, kl_estimator=cfg.kl_estimator, averaging=cfg.loss_averaging,
                               temperature=cfg.temperature, epochs=cfg.epochs, minibatches=cfg.minibatches,
-                              grad_clip=cfg.grad_clip, generator=cpu_gen, bf16=cfg.bf16)
+                              grad_clip=cfg.grad_clip, generator=cpu_gen, bf16=bf16)
         except NonFiniteLoss as e:
             kept = resume_point(run)
             raise NonFiniteLoss(f"iteration {iteration}: {e}; the last good checkpoint (iteration "

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from core import distributed
+from core import distributed, precision
 from core.config import ConfigError, PPOConfig
 from core.model import (CheckpointError, decode_responses, load_lm, load_scorer, no_dropout,
                         resolve_checkpoint, save_checkpoint)
@@ -481,6 +481,7 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
     are rank means, and rank 0 reads control.json and broadcasts the live knobs and the pause/stop decision.
     """
     device, dd, per_rank = distributed.setup(cfg, "PPOConfig.batch_size")
+    bf16 = distributed.broadcast_object(precision.setup(cfg, device, run) == "bf16", dd)  # rank 0's verdict
     replicated = dd.enabled and os.environ.get(REPLICATED_ROLLOUT_ENV) == "1"
     resume = distributed.broadcast_object(resume_point(run), dd)  # ranks > 0 have no run: rank 0 decides
     start_iteration = resume[1] if resume else 0
@@ -579,7 +580,7 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
             if not replicated:
                 batch_ids, batch_mask, keep = batch_ids[keep], batch_mask[keep], None
         ro = rollout(models, batch_ids, batch_mask, cfg.response_length, cfg.temperature, gen,
-                     cfg.stop_at_eos, cfg.missing_eos_penalty, cfg.bf16, keep=keep)
+                     cfg.stop_at_eos, cfg.missing_eos_penalty, bf16, keep=keep)
         kl_coef_used = controller.value
         rewards, kl, advantages, returns = advantages_and_returns(ro, kl_coef_used, cfg.kl_estimator, cfg.gamma,
                                                                   cfg.lam, cfg.whiten_rewards, dd)
@@ -588,7 +589,7 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
             upd = ppo_update(models, optimizer, ro, advantages, returns, clip_eps=cfg.clip_eps,
                              clip_value=cfg.clip_value, vf_coef=cfg.vf_coef, temperature=cfg.temperature,
                              ppo_epochs=cfg.ppo_epochs, minibatches=cfg.minibatches, grad_clip=cfg.grad_clip,
-                             generator=cpu_gen, bf16=cfg.bf16, inspect_rows=INSPECT_ROWS if run is not None else 0,
+                             generator=cpu_gen, bf16=bf16, inspect_rows=INSPECT_ROWS if run is not None else 0,
                              dd=dd)
         except NonFiniteLoss as e:
             raise NonFiniteLoss(non_finite_advice(e, iteration, cfg, saved, run)) from None

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from core import distributed
+from core import distributed, precision
 from core.config import PretrainConfig
 from core.corpus import default_corpus, load_text_file, synthetic_reviews
 from core.model import build_lm, generate_texts, save_checkpoint
@@ -88,8 +88,9 @@ def pretrain(cfg: PretrainConfig, run: Run | None = None, docs: list[str] | None
     gradients); pass `run` on rank 0 only.
     """
     device, dd, per_rank = distributed.setup(cfg, "PretrainConfig.batch_size")
-    # bf16 autocast on CUDA: matmuls in bf16, the loss (log-softmax) is computed in fp32 by autocast.
-    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    # bf16 autocast (cfg.precision): matmuls in bf16; transformers casts the logits to fp32 before the loss's
+    # log-softmax, and the weights and AdamW's moments stay fp32.
+    used = distributed.broadcast_object(precision.setup(cfg, device, run), dd)
     docs = docs if docs is not None else load_corpus(cfg)
     train_docs, val_docs = split_docs(docs, cfg.val_fraction, cfg.seed)
     tokenizer = train_tokenizer(train_docs, vocab_size=cfg.model.vocab_size)
@@ -125,7 +126,7 @@ def pretrain(cfg: PretrainConfig, run: Run | None = None, docs: list[str] | None
         batch = [train_enc[rng.randrange(len(train_enc))] for _ in range(cfg.batch_size)]
         batch = batch[dd.rank * per_rank: (dd.rank + 1) * per_rank]
         ids, mask, labels = make_batch(batch, tokenizer.pad_token_id, device)
-        with autocast:
+        with precision.autocast(device, used):
             loss = ddp_model(input_ids=ids, attention_mask=mask, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

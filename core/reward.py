@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core import distributed
+from core import distributed, precision
 from core.annotators import gold_utility
 from core.config import RewardConfig, from_preset
 from core.model import (CheckpointError, encode, join_text, load_lm, load_scorer, no_dropout, read_lab_json,
@@ -251,6 +251,7 @@ def train_reward(cfg: RewardConfig, run: Run | None = None):
     evaluates, normalises and saves (pass `run` on rank 0 only). The others yield the training rows only.
     """
     device, dd, _ = distributed.setup(cfg, "RewardConfig.batch_size")  # validate, seed, threads, world size
+    used = distributed.broadcast_object(precision.setup(cfg, device, run), dd)  # fp32 | bf16 (rank 0's verdict)
     rows, pref_info = load_preferences(cfg.preferences)
     profile = cfg.profile or pref_info.get("profile") or "positive"
 
@@ -297,7 +298,8 @@ def train_reward(cfg: RewardConfig, run: Run | None = None):
             optimizer.zero_grad(set_to_none=True)
             if batch:
                 # one forward for both halves: (2B,) scores, chosen first
-                scores = score_texts(model, tokenizer, chosen + rejected, batch_size=2 * len(batch))
+                with precision.autocast(device, used):  # the forward's matmuls; scores and loss in fp32
+                    scores = score_texts(model, tokenizer, chosen + rejected, batch_size=2 * len(batch)).float()
                 r_c, r_r = scores[: len(batch)], scores[len(batch):]
                 loss = pairwise_loss(r_c, r_r, margin)
                 (loss * share if dd.enabled else loss).backward()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from core import gpt2_lean as lean
+from core import precision
 from core.config import ConfigError
 from core.corpus import synthetic_reviews
 from core.model import decode_responses, join_text, left_pad, no_dropout
@@ -114,8 +115,10 @@ def token_values(models: Models, full_ids, full_mask, P: int, policy_hidden=None
 
 
 def autocast(device, enabled: bool):
-    """bf16 autocast on CUDA (cfg.bf16); a no-op context elsewhere."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+    """bf16 autocast on a CPU or CUDA device when `enabled` (the stage's resolved precision is bf16); a no-op
+    context otherwise. Only matmul-heavy forwards run under it: logits are cast to fp32 before every
+    log-softmax, and losses, KL, advantages and the optimizer step stay fp32."""
+    return precision.autocast(device, "bf16" if enabled else "fp32")
 
 
 # ----------------------------------------------------------------------------- rollout

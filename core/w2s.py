@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from core.config import W2S_EDITS as EDITS, ConfigError, W2SConfig, resolve_device, seed_everything
 from core.corpus import NEGATIVE, POSITIVE, default_corpus, synthetic_reviews
 from core.model import encode, load_lm, scorer_from_lm, sequence_scores
+from core.precision import autocast, setup as resolve_and_record
 from core.runs import Run
 
 STUDENTS = ("xent", "confidence")
@@ -344,10 +345,10 @@ def steps_per_run(n: int, epochs: int, batch_size: int) -> int:
 
 
 def train_classifier(model, tokenizer, inputs: list, targets: torch.Tensor, *, epochs: int, batch_size: int,
-                     lr: float, alpha_max: float, warmup_frac: float, seed: int, device):
+                     lr: float, alpha_max: float, warmup_frac: float, seed: int, device, precision: str = "fp32"):
     """Fine-tune `model` (all weights) on soft targets with the confidence loss; yields per step
     {"loss", "alpha", "lr"}. alpha_max = 0 is plain cross-entropy (the ceiling, the xent student and
-    the supervisor use that)."""
+    the supervisor use that). precision "bf16": the forward's matmuls under bf16 autocast, loss in fp32."""
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     n = len(inputs)
@@ -365,7 +366,8 @@ def train_classifier(model, tokenizer, inputs: list, targets: torch.Tensor, *, e
             lr_now = lr * (1.0 - progress)  # linear decay to 0
             for group in optimizer.param_groups:
                 group["lr"] = lr_now
-            logits = pair_logits(model, tokenizer, [inputs[i] for i in idx], device, max_length)
+            with autocast(device, precision):
+                logits = pair_logits(model, tokenizer, [inputs[i] for i in idx], device, max_length)
             loss = confidence_loss(logits.float(), targets[idx].to(device), alpha)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -451,6 +453,7 @@ def run_w2s(cfg: W2SConfig, run: Run | None = None, texts: list[str] | None = No
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    used = resolve_and_record(cfg, device, run)  # fp32 | bf16
     seed_everything(cfg.seed)
     weak_lm, weak_tok = load_lm(cfg.weak_model, "cpu")
     strong_lm, strong_tok = load_lm(cfg.strong_model, "cpu")
@@ -474,7 +477,7 @@ def run_w2s(cfg: W2SConfig, run: Run | None = None, texts: list[str] | None = No
             model = scorer_from_lm(base_lm).to(device)
             for m in train_classifier(model, tok, x, y, epochs=epochs, batch_size=cfg.batch_size, lr=lr,
                                       alpha_max=alpha_max, warmup_frac=cfg.warmup_frac, seed=head_seed,
-                                      device=device):
+                                      device=device, precision=used):
                 step += 1
                 row = {"step": step, "w2s/seed": seed, f"w2s/{name}_loss": m["loss"]}
                 if alpha_max > 0:

@@ -7,7 +7,7 @@ Prints one row per n (gold and proxy of the kept responses, the analytic KL) and
 
 from __future__ import annotations
 
-from core.config import PRESET_BON, bon_preset, to_dict
+from core.config import PRECISION_HELP, PRECISIONS, PRESET_BON, bon_preset, to_dict
 from core.runs import Run, drive
 
 
@@ -25,6 +25,7 @@ def register(sub) -> None:
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None)
+    p.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     out_args(p)
     p.set_defaults(func=cmd_bon)
@@ -47,7 +48,8 @@ def cmd_bon(args) -> int:
 
     cfg = bon_preset(args.preset, n=parse_n(args.n), prompts=args.prompts, policy=args.policy, reward=args.reward,
                      profile=args.profile, response_length=args.response_length, temperature=args.temperature,
-                     seed=args.seed, device=args.device, threads=args.threads).validate()
+                     seed=args.seed, device=args.device, precision=args.precision,
+                     threads=args.threads).validate()
     check_inputs(cfg)
     run = Run.create("bon", to_dict(cfg), out=args.out, root=args.runs,
                      parents={"policy": cfg.policy, "reward": cfg.reward})

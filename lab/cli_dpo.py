@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from core.config import PRESET_DPO, DPOConfig, ConfigError, dpo_preset, from_dict, to_dict
+from core.config import PRECISION_HELP, PRECISIONS, PRESET_DPO, DPOConfig, ConfigError, dpo_preset, from_dict, to_dict
 from core.runs import FINAL_STATES, Run, drive
 
 FLOW_CONTROLS = ("paused", "stop", "step")
@@ -43,6 +43,7 @@ def register(sub) -> None:
     p.add_argument("--profile", default=None, help="gold profile (default: the preference run's)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None)
+    p.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     out_args(p)
     p.set_defaults(func=cmd_dpo)
@@ -52,7 +53,8 @@ def config_from_args(args) -> DPOConfig:
     return dpo_preset(args.preset, preferences=args.preferences, policy=args.policy, ref=args.ref,
                       reward=args.reward, beta=args.beta, loss_type=args.loss_type, epochs=args.epochs,
                       batch_size=args.batch, lr=args.lr, eval_every=args.eval_every, eval_prompts=args.eval_prompts,
-                      profile=args.profile, seed=args.seed, device=args.device, threads=args.threads)
+                      profile=args.profile, seed=args.seed, device=args.device, precision=args.precision,
+                      threads=args.threads)
 
 
 def initial_control(cfg: DPOConfig) -> dict:

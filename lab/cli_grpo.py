@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from core.config import (GRPO_ADVANTAGES, KL_PLACES, LOSS_AVERAGING, PRESET_GRPO, GRPOConfig, from_dict,
-                         grpo_preset, to_dict)
+from core.config import (GRPO_ADVANTAGES, KL_PLACES, LOSS_AVERAGING, PRECISION_HELP, PRECISIONS, PRESET_GRPO,
+                         GRPOConfig, from_dict, grpo_preset, to_dict)
 from core.runs import Run, atomic_write_json
 
 
@@ -44,6 +44,7 @@ def register(sub) -> None:
     p.add_argument("--profile", default=None, help="gold profile for objective/gold (positive, negative, concise)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None)
+    p.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue a stopped GRPO run from its checkpoint (with --iterations: a new total)")
@@ -72,7 +73,7 @@ def config_from_args(args) -> GRPOConfig:
                        clip_eps=args.clip_eps, loss_averaging=args.loss_averaging, epochs=args.epochs,
                        minibatches=args.minibatches, lr=args.lr, temperature=args.temperature,
                        iterations=args.iterations, response_length=args.response_length, profile=args.profile,
-                       seed=args.seed, device=args.device, threads=args.threads)
+                       seed=args.seed, device=args.device, precision=args.precision, threads=args.threads)
 
 
 def initial_control(cfg: GRPOConfig) -> dict:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 
 from core import distributed
-from core.config import PPOConfig, PRESET_PPO, ConfigError, from_dict, ppo_preset, resolve_device, to_dict
+from core.config import (PRECISION_HELP, PRECISIONS, PPOConfig, PRESET_PPO, ConfigError, from_dict, ppo_preset,
+                         resolve_device, to_dict)
 from core.runs import ACTIVE_STATES, Run, atomic_write_json
 
 FLOW_CONTROLS = ("paused", "stop", "step")
@@ -50,10 +51,11 @@ def register(sub) -> None:
     p.add_argument("--profile", default=None, help="gold profile for objective/gold (positive, negative, concise)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None)
+    p.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue a stopped, failed or killed PPO run from its checkpoint; may change "
-                        "--iterations (a new total), --threads and the live knobs (--kl-coef, --lr, ...)")
+                        "--iterations (a new total), --threads, --precision and the live knobs (--kl-coef, --lr, ...)")
     out_args(p)
     p.set_defaults(func=cmd_ppo)
 
@@ -70,7 +72,7 @@ def config_from_args(args) -> PPOConfig:
                       adaptive_kl=args.adaptive_kl, target_kl=args.target_kl, clip_eps=args.clip_eps, lr=args.lr,
                       temperature=args.temperature, iterations=args.iterations, batch_size=args.batch,
                       response_length=args.response_length, value_model=args.value_model, profile=args.profile,
-                      seed=args.seed, device=args.device, threads=args.threads)
+                      seed=args.seed, device=args.device, precision=args.precision, threads=args.threads)
 
 
 def initial_control(cfg: PPOConfig) -> dict:
@@ -92,13 +94,14 @@ def resume_config(args) -> tuple[Run, PPOConfig, dict]:
     fixed = [flag for flag, dest in RESUME_FIXED if getattr(args, dest) is not None]
     if fixed:
         raise CLIError(f"{', '.join(fixed)} cannot change when resuming (they define the run); start a new run "
-                       "with --out instead. A resume may change --iterations, --threads and "
+                       "with --out instead. A resume may change --iterations, --threads, --precision and "
                        f"{', '.join(flag for flag, _ in RESUME_LIVE)}")
     run = Run.open(args.resume)
     if run.stage != "ppo":
         raise CLIError(f"{run.path} is a {run.stage!r} run, not a PPO run")
     cfg = from_dict(PPOConfig, run.config)
-    changes = {k: v for k, v in (("iterations", args.iterations), ("threads", args.threads)) if v is not None}
+    changes = {k: v for k, v in (("iterations", args.iterations), ("threads", args.threads),
+                                 ("precision", args.precision)) if v is not None}
     cfg = dataclasses.replace(cfg, **changes).validate()
     live = {}
     for _, key in RESUME_LIVE:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core import distributed
-from core.config import PRESETS, pretrain_preset, resolve_device, to_dict
+from core.config import PRECISION_HELP, PRECISIONS, PRESETS, pretrain_preset, resolve_device, to_dict
 from core.corpus import load_text_file
 from core.pretrain import pretrain
 from core.runs import Run
@@ -20,6 +20,7 @@ def register(sub) -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     out_args(p)
     p.set_defaults(func=cmd_pretrain)
@@ -29,7 +30,7 @@ def cmd_pretrain(args) -> int:
     from lab.cli import run_stage
 
     cfg = pretrain_preset(args.preset, steps=args.steps, batch_size=args.batch, lr=args.lr, seed=args.seed,
-                          device=args.device, corpus_file=args.corpus, threads=args.threads)
+                          device=args.device, precision=args.precision, corpus_file=args.corpus, threads=args.threads)
     cfg.validate()
     docs = load_text_file(args.corpus) if args.corpus else None  # fail on a bad file before a run exists
     dd = distributed.init(resolve_device(cfg.device).type)

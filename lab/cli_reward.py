@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from core import distributed
 from core.annotators import PROFILES
-from core.config import PRESETS, resolve_device, to_dict
+from core.config import PRECISION_HELP, PRECISIONS, PRESETS, resolve_device, to_dict
 from core.preferences import collect_preferences, preference_preset
 from core.reward import reward_preset, train_reward
 from core.runs import Run
@@ -44,6 +44,7 @@ def register(sub) -> None:
                    help="gold profile for rm/gold_agreement (default: the preference run's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     out_args(p)
     p.set_defaults(func=cmd_reward)
@@ -60,7 +61,7 @@ def preferences_config(args):
 def reward_config(args):
     cfg = reward_preset(args.preset, preferences=args.preferences, base=args.base, epochs=args.epochs,
                         batch_size=args.batch_size, lr=args.lr, margin=args.margin, profile=args.profile,
-                        seed=args.seed, device=args.device, threads=args.threads)
+                        seed=args.seed, device=args.device, precision=args.precision, threads=args.threads)
     return cfg.validate()
 
 

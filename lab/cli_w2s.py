@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.config import W2S_PRESETS, W2S_TASKS, to_dict, w2s_preset
+from core.config import PRECISION_HELP, PRECISIONS, W2S_PRESETS, W2S_TASKS, to_dict, w2s_preset
 from core.runs import Run
 
 
@@ -26,6 +26,7 @@ def register(sub) -> None:
     p.add_argument("--strong", default=None, help="strong student base: shipped name, checkpoint or run folder")
     p.add_argument("--profile", default=None, help="gold annotator profile (positive, negative, concise)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     out_args(p)
     p.set_defaults(func=cmd_w2s)
@@ -68,7 +69,8 @@ def format_results(r: dict) -> str:
 def cmd_w2s(args) -> int:
     cfg = w2s_preset(args.preset, task=args.task, edits=args.edits, seeds=args.seeds, alpha_max=args.alpha_max,
                      warmup_frac=args.warmup_frac, seed=args.seed, weak_model=args.weak,
-                     strong_model=args.strong, profile=args.profile, device=args.device, threads=args.threads)
+                     strong_model=args.strong, profile=args.profile, device=args.device, precision=args.precision,
+                     threads=args.threads)
     cfg.validate()
     run, results = run_w2s_cli(cfg, out=args.out, root=args.runs)
     print(format_results(results))

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from core import precision
 from core.config import PRESET_MODELS, PRESET_PRETRAIN, ConfigError
 from core.corpus import CorpusError
 from core.runs import Run, read_jsonl
@@ -94,6 +95,7 @@ def show_run(run_dir):
     ui.live_note(live)
     df = ui.metrics_frame(run_dir)
     ui.progress_line(run_dir, status, df)
+    st.caption(precision.caption(run_dir))
     if ui.nothing_recorded(status, df):
         return
     m1, m2, m3 = st.columns(3)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core import precision
 from lab import charts, jobs, stages, ui
 from lab import pref_view as view
 
@@ -78,6 +79,7 @@ else:
         ui.live_note(live)
         df = ui.metrics_frame(run_dir)
         ui.progress_line(run_dir, status, df)
+        st.caption(precision.caption(run_dir))
         if ui.nothing_recorded(status, df):
             return
         m = st.columns(4)

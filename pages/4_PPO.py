@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core import precision
 from core.config import ConfigError
 from core.runs import Run, RunError
 from lab import charts
@@ -306,6 +307,7 @@ def live_charts(run_dir: Path, drawn: tuple) -> None:
         st.caption(f"Redrawn about every {ui.LIVE_EVERY_S:g} s from {run_dir.name}/metrics.jsonl"
                    if ui.live_every() else "Frozen: switch off “Freeze live charts” to follow the run again.")
     ui.progress_line(run_dir, status, df)
+    st.caption(precision.caption(run_dir))
     if ui.nothing_recorded(status, df, "iteration"):
         return
     m = st.columns(6)

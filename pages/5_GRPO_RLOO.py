@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core import precision
 from core.config import ConfigError
 from core.runs import Run, RunError
 from lab import charts_ppo as C
@@ -130,6 +131,7 @@ def live_charts(run_dir: Path) -> None:
     if sent := send_changed_knobs(run_dir):
         st.toast(sent[1])
     ui.status_badge(run_dir)
+    st.caption(precision.caption(run_dir))
     df = ui.metrics_frame(run_dir)
     m = st.columns(6)
     for col, (label, key, fmt) in zip(m, [("iteration", "step", "{:.0f}"), ("proxy score", "objective/scores", "{:.3f}"),

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core import precision
 from core.config import ConfigError
 from core.runs import Run, RunError
 from lab import dpo_view as V
@@ -104,6 +105,7 @@ if live:
 def show_run(run_dir):
     status = ui.status_badge(run_dir)
     ui.stop_button(run_dir, status, key="stop/dpo")
+    st.caption(precision.caption(run_dir))
     ui.live_note(live)
     df = ui.metrics_frame(run_dir)
     done = V.progress(df, run_dir)

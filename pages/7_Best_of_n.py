@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from core import precision
 from core.config import ConfigError
 from lab import bon_view as V
 from lab import jobs, stages, ui
@@ -49,6 +50,7 @@ live = ui.is_active(jobs.status(run_dir))
 def show_run(run_dir):
     status = ui.status_badge(run_dir)
     ui.stop_button(run_dir, status, key="stop/bon")
+    st.caption(precision.caption(run_dir))
     df = ui.metrics_frame(run_dir)
     ui.chart(V.bon_chart(df), V.CAPTIONS["bon"], key="bon_chart")
     st.dataframe(V.bon_table(df), hide_index=True, width="stretch")

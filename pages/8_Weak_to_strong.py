@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core import precision
 from core.config import W2S_TASKS, ConfigError, W2SConfig
 from core.runs import RunError, read_json
 from lab import charts_ppo as C
@@ -132,6 +133,7 @@ if results is not None:
     st.caption(f"Task: {results.get('task')} · {len(results.get('seeds', []))} seed(s) · "
                f"{n.get('half1')} examples for the supervisor, {n.get('half2')} for the students, {n.get('test')} test · "
                f"{results.get('seconds', 0):.0f} s")
+    st.caption(precision.caption(run_dir))
     if results.get("gap") is not None and results["gap"] < 0.02:
         st.warning("The ceiling is barely above the weak model here, so PGR divides by a tiny gap and is noisy.")
 

@@ -7,6 +7,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # the app's job limit in tests that are not about the queue (2 cores would give 1: a second run would wait)
 os.environ.setdefault("RLHF_LAB_MAX_JOBS", "4")
+# precision=auto measures this CPU's bf16 speed once and caches it: in a fresh file per session, not in ~/.cache
+os.environ.setdefault("RLHF_LAB_PRECISION_CACHE", os.path.join(__import__("tempfile").mkdtemp(), "precision.json"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
