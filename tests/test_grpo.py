@@ -185,7 +185,7 @@ def test_cli_grpo_set_and_resume(tiny_base, tiny_rm, tmp_path, capsys):  # noqa:
                  "2", "--advantage", "rloo", "--device", "cpu", "--out", str(out)]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("done at iteration 2") and "gold" in last and "KL" in last
-    assert main(["set", str(out), "beta=0.2"]) == 2                 # a finished run cannot be steered
+    assert main(["set", str(out), "step=1"]) == 2                   # a finished run cannot be stepped
     Run.open(out).set_status("stopped", iteration=2)                  # a stopped one can (picked up on resume)
     assert main(["set", str(out), "beta=-1"]) == 2
     assert "beta" in capsys.readouterr().err
