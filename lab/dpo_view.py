@@ -66,8 +66,9 @@ def current_knobs(run: Run) -> dict:
     return knobs
 
 
-def set_knobs(run: Run, **knobs) -> dict:
-    """Validate (as the trainer will) and write live knobs to control.json; ConfigError names a bad one."""
+def set_knobs(run: Run, actor: str | None = None, teacher: bool = False, **knobs) -> dict:
+    """Validate (as the trainer will) and write live knobs to control.json; ConfigError names a bad one. Only the
+    run's owner or the teacher may write (jobs.check_control raises JobError; actor=None is the local caller)."""
     from core.dpo import check_live_value
 
     cfg = from_dict(DPOConfig, run.config)
@@ -76,6 +77,9 @@ def set_knobs(run: Run, **knobs) -> dict:
     for key, value in knobs.items():
         clean[key] = check_live_value(cfg, key, value)
         cfg = dataclasses.replace(cfg, **{key: clean[key]})
+    from lab import jobs
+
+    jobs.check_control(run.path, actor, teacher)
     return run.write_control(**clean)
 
 

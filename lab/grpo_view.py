@@ -50,9 +50,10 @@ def current_knobs(run: Run) -> dict:
     return knobs
 
 
-def set_knobs(run: Run, **knobs) -> dict:
+def set_knobs(run: Run, actor: str | None = None, teacher: bool = False, **knobs) -> dict:
     """Check new values with GRPOConfig.validate() on a copy of the run's config (what the trainer does), then
-    write them to control.json. Raises ConfigError naming the knob."""
+    write them to control.json. Raises ConfigError naming the knob; only the run's owner or the teacher may
+    write (jobs.check_control raises JobError; actor=None is the local, trusted caller)."""
     cfg = from_dict(GRPOConfig, run.config)
     clean = {}
     for key, value in knobs.items():
@@ -62,6 +63,9 @@ def set_knobs(run: Run, **knobs) -> dict:
             raise ConfigError(f"{key} must be a finite number, got {value!r}")
         clean[key] = float(value)
     dataclasses.replace(cfg, **clean).validate()
+    from lab import jobs
+
+    jobs.check_control(run.path, actor, teacher)
     return run.write_control(**clean)
 
 

@@ -49,8 +49,8 @@ def send_changed_knobs(run_dir: Path) -> tuple[str, str] | None:
         return None  # another student's run: read-only (lab/jobs.may_control)
     st.session_state["grpo/sent"] = {**sent, **changed}
     try:
-        G.set_knobs(Run(run_dir), **changed)
-    except (ConfigError, RunError, OSError) as e:
+        G.set_knobs(Run(run_dir), actor=ui.owner(), teacher=ui.is_teacher(), **changed)
+    except (ConfigError, RunError, OSError, jobs.JobError) as e:
         return "error", f"Not applied: {e}"
     return "success", ", ".join(f"{k} = {v:g}" for k, v in changed.items()) + " sent: applies at the next iteration."
 

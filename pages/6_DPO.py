@@ -89,16 +89,16 @@ if live:
         b1, b2, b3 = st.columns(3)
         if b1.button("Apply", key="dpo/apply", disabled=not allowed):
             try:
-                V.set_knobs(run, beta=float(new_beta), lr=float(new_lr))
+                V.set_knobs(run, actor=ui.owner(), teacher=ui.is_teacher(), beta=float(new_beta), lr=float(new_lr))
                 st.toast("Sent: applies before the next step")
-            except (ConfigError, RunError, OSError) as e:
+            except (ConfigError, RunError, OSError, jobs.JobError) as e:
                 st.error(f"Not applied: {e}")
         paused = bool(run.read_control().get("paused"))
         if b2.button("Resume" if paused else "Pause", key="dpo/pause", disabled=not allowed):
-            (V.resume if paused else V.pause)(run)
+            (V.resume if paused else V.pause)(run, actor=ui.owner(), teacher=ui.is_teacher())
             st.rerun()
         if b3.button("One step", key="dpo/step", disabled=not paused or not allowed):
-            V.step_once(run)
+            V.step_once(run, actor=ui.owner(), teacher=ui.is_teacher())
 
 
 @st.fragment(run_every=ui.live_every() if live else None)

@@ -226,3 +226,21 @@ def test_a_start_beyond_the_limit_waits_in_line_and_the_page_says_where(klass):
         jobs.stop(waiting[0]["path"], actor="ana")
     finally:
         busy.release()
+
+
+def test_grpo_and_dpo_knobs_are_refused_to_another_student_in_the_api(klass):
+    """Not only the pages' disabled widgets: the view functions the pages call refuse another student."""
+    from core.config import dpo_preset, grpo_preset
+    from lab import dpo_view, grpo_view
+
+    for stage, cfg, view, knob in (("grpo", grpo_preset("tiny"), grpo_view, {"beta": 0.1}),
+                                   ("dpo", dpo_preset("tiny", preferences="prefs.jsonl"), dpo_view, {"beta": 0.3})):
+        run = Run.create(stage, to_dict(cfg), root=klass)
+        run.write_json(jobs.JOB_FILE, {"pid": None, "owner": "ana", "queued": 0, "started": 0})
+        before = run.read_control()
+        with pytest.raises(jobs.JobError, match="another student, ana"):
+            view.set_knobs(run, actor="ben", **knob)
+        assert run.read_control() == before
+        view.set_knobs(run, actor="ana", **knob)  # the owner may
+        assert run.read_control()["beta"] == knob["beta"]
+        run.release()
