@@ -18,6 +18,7 @@ core.evaluate on the same prompts, results in frontier.csv + fits.json of a `fro
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -284,19 +285,37 @@ def online_point(cfg, judges, method: str, setting, seed: int, folder, preferenc
     run.set_status("running", iteration=0, message="frontier sweep")
     stamp = None
     step, total = 0, None
+
+    def score_new_checkpoint():
+        # A trainer saves iteration k's checkpoint after yielding k's row (so a kill never leaves a row missing
+        # behind a checkpoint): a new checkpoint shows up at the next row or after the last one, and its own
+        # lab.json says which iteration it holds.
+        nonlocal stamp
+        new = _checkpoint_stamp(run)
+        if new is None or new == stamp:
+            return None
+        stamp = new
+        info = json.loads((run.checkpoint_dir / "lab.json").read_text(encoding="utf-8"))
+        at = int(info.get("iteration", info.get("step", step)))
+        if at <= 0:
+            return None
+        policy, _ = load_lm(run.checkpoint_dir, judges.device)
+        result = evaluate_policy(freeze(policy), judges, SAMPLES_PER_EVAL)
+        return row_of(method, setting, seed, at, result), result["samples"]
+
     for metrics in trainer_of(stage)(mcfg, run):
         if "_status" in metrics:
             continue
+        scored = score_new_checkpoint()
+        if scored is not None:
+            yield "row", scored
         run.log_metrics(metrics)
         total = total or total_steps(stage, mcfg, metrics)
         step = int(metrics.get("step", step + 1))
         yield "progress", min(1.0, step / total)
-        new = _checkpoint_stamp(run)
-        if new is not None and new != stamp and step > 0:
-            stamp = new
-            policy, _ = load_lm(run.checkpoint_dir, judges.device)
-            result = evaluate_policy(freeze(policy), judges, SAMPLES_PER_EVAL)
-            yield "row", (row_of(method, setting, seed, step, result), result["samples"])
+    scored = score_new_checkpoint()
+    if scored is not None:
+        yield "row", scored
     run.set_status("done", iteration=step, message="finished")
 
 
