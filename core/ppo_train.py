@@ -323,6 +323,12 @@ def apply_controls(cfg: PPOConfig, control: dict, seen: dict, iteration: int, ru
     return cfg, messages
 
 
+def initial_control(cfg, knobs=LIVE_KNOBS) -> dict:
+    """control.json for a new run of any live stage (PPO, GRPO, DPO): the config's live knobs, so widgets and
+    trainer agree from the first iteration, and the flow controls at rest."""
+    return {**{k: getattr(cfg, k) for k in knobs}, "paused": False, "stop": False, "step": 0}
+
+
 def flow_action(flow: dict, step_seen: int) -> tuple[str, int]:
     """What the checked flow controls ask of the next iteration: "stop", "wait" (paused) or "run", and the new
     count of `step` increments consumed. A paused run takes exactly one iteration per increment of "step";

@@ -59,8 +59,9 @@ def config_from_args(args) -> DPOConfig:
 
 def initial_control(cfg: DPOConfig) -> dict:
     from core.dpo import LIVE_KNOBS
+    from core.ppo_train import initial_control as control_of
 
-    return {**{k: getattr(cfg, k) for k in LIVE_KNOBS}, "paused": False, "stop": False, "step": 0}
+    return control_of(cfg, LIVE_KNOBS)
 
 
 def cmd_dpo(args) -> int:

@@ -78,10 +78,9 @@ def config_from_args(args) -> GRPOConfig:
 
 def initial_control(cfg: GRPOConfig) -> dict:
     from core.grpo import LIVE_KNOBS
+    from core.ppo_train import initial_control as control_of
 
-    control = {k: getattr(cfg, k) for k in LIVE_KNOBS}
-    control.update(paused=False, stop=False, step=0)
-    return control
+    return control_of(cfg, LIVE_KNOBS)
 
 
 def cmd_grpo(args) -> int:

@@ -76,11 +76,9 @@ def config_from_args(args) -> PPOConfig:
 
 
 def initial_control(cfg: PPOConfig) -> dict:
-    from core.ppo_train import LIVE_KNOBS
+    from core.ppo_train import initial_control as control_of
 
-    control = {k: getattr(cfg, k) for k in LIVE_KNOBS}
-    control.update(paused=False, stop=False, step=0)
-    return control
+    return control_of(cfg)
 
 
 def resume_config(args) -> tuple[Run, PPOConfig, dict]:

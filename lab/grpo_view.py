@@ -37,8 +37,9 @@ def grpo_job(**values):
     """(cfg, parents, control) for a new GRPO/RLOO job: a validated config on the small preset, its parent
     artifacts, and a control.json that starts with the config's knobs."""
     cfg = grpo_preset("small", **values).validate()
-    control = {k: getattr(cfg, k) for k in KNOBS}
-    control.update(paused=False, stop=False, step=0)
+    from core.ppo_train import initial_control
+
+    control = initial_control(cfg, KNOBS)
     return cfg, {"policy": cfg.policy, "reward": cfg.reward}, control
 
 

@@ -379,8 +379,9 @@ def ppo_job(**values):
     from core.config import to_dict
 
     cfg = make_ppo_config(**values)
-    control = {k: v for k, v in to_dict(cfg).items() if k in KNOBS}
-    control.update(paused=False, stop=False, step=0)
+    from core.ppo_train import initial_control
+
+    control = initial_control(cfg, [k for k in to_dict(cfg) if k in KNOBS])
     parents = {k: getattr(cfg, k) for k in ("policy", "reward") if hasattr(cfg, k)}
     return cfg, parents, control
 
