@@ -11,24 +11,12 @@ import time
 
 import pytest
 
-from tests.browser_support import SKIP_WITHOUT_CHROMIUM, app_server, chromium, open_page, wait_until
+from tests.browser_support import SKIP_WITHOUT_CHROMIUM, open_page, wait_until
+
+# `server` (the app, started as a student would) and `browser` (the system Chromium): tests/conftest.py
 
 pytestmark = SKIP_WITHOUT_CHROMIUM
 pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`rlhf-lab app --no-browser --port N --runs ROOT`, as a student would start it."""
-    runs = tmp_path_factory.mktemp("browser") / "runs"
-    with app_server(runs) as (url, _):
-        yield {"url": url, "runs": runs}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
 
 
 def chart_points(page, index=0) -> int:
