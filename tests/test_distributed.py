@@ -21,13 +21,21 @@ def torchrun(args, tmp_path, nproc=2, env=None):
 
 def single_and_ddp(common, tmp_path, ddp_env=None):
     """Run the same stage command once in one process (1 thread) and once on 2 gloo ranks; returns the
-    two run folders (tmp_path/single, tmp_path/ddp)."""
+    two run folders (tmp_path/single, tmp_path/ddp). The two runs are independent processes with one
+    thread each, so they run at the same time (CI has 2 cores): their numbers do not depend on it."""
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    r = subprocess.run([sys.executable, "-m", "lab.cli", *common, "--threads", "1", "--out", str(single)],
-                       capture_output=True, text=True, timeout=600, env=env)
-    assert r.returncode == 0, r.stderr[-2000:]
-    r = torchrun([*common, "--out", str(ddp)], tmp_path, env=ddp_env)
+    log = tmp_path / "single.log"
+    with open(log, "w") as out:
+        one = subprocess.Popen([sys.executable, "-m", "lab.cli", *common, "--threads", "1", "--out", str(single)],
+                               stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
+        try:
+            r = torchrun([*common, "--out", str(ddp)], tmp_path, env=ddp_env)
+            one.wait(timeout=600)
+        finally:
+            if one.poll() is None:
+                one.kill()
+    assert one.returncode == 0, log.read_text()[-2000:]
     assert r.returncode == 0, r.stderr[-3000:]
     return single, ddp
 
