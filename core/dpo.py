@@ -96,11 +96,14 @@ def sequence_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
 
     input_ids/attention_mask/loss_mask: (B, T), right-padded. Position t's hidden state predicts token t+1, so the
     last token is never fed, and the positions before the earliest response token of the batch skip the last
-    block's MLP and the LM head (core.gpt2_lean.hidden_states keep_from). Gradients flow when grad is enabled."""
+    block's MLP and the LM head (core.gpt2_lean.hidden_states keep_from). Gradients flow when grad is enabled.
+    The rows of a pair begin with one prompt, at least the batch's shortest prompt long: that much of each pair runs
+    once (prefix_len)."""
     starts = loss_mask.float().argmax(1)                                             # (B,) first response token
-    keep_from = max(int(starts.min()) - 1, 0)
+    shortest_prompt = int(starts.min())
+    keep_from = max(shortest_prompt - 1, 0)
     hidden = lean.hidden_states(model.transformer, input_ids[:, :-1], attention_mask[:, :-1],
-                                keep_from=keep_from)                                 # (B, T-1-k, D)
+                                keep_from=keep_from, prefix_len=shortest_prompt)     # (B, T-1-k, D)
     targets = input_ids[:, keep_from + 1:]                                           # (B, T-1-k)
     logps = token_logprobs(model, hidden, targets, 1.0)                              # (B, T-1-k)
     return (logps * loss_mask[:, keep_from + 1:].to(logps.dtype)).sum(1)
