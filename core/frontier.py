@@ -197,9 +197,18 @@ def method_config(cfg, method: str, setting, seed: int, preferences=None):
     if method in ("grpo", "rloo"):
         from core.config import grpo_preset
 
-        # one trainer for both: RLOO is GRPO with the leave-one-out baseline; beta weighs the KL term in the loss
+        from core.config import ppo_preset
+
+        # one trainer for both: RLOO is GRPO with the leave-one-out baseline; beta weighs the KL term in the loss.
+        # The update schedule is PPO's (its preset's epochs x minibatches optimizer steps per batch of samples), so
+        # that every online method gets the same optimizer steps per iteration: with GRPO's own preset (1 x 2) it
+        # moved 8x less per iteration than PPO, and the sweep showed where it stopped, not how it trades gold for KL.
+        ppo = ppo_preset(cfg.method_preset, **shared)
         mcfg = grpo_preset(cfg.method_preset, advantage=method, beta=float(setting), iterations=cfg.iterations,
-                           checkpoint_every=cfg.eval_every, sample_every=cfg.iterations, **shared)
+                           checkpoint_every=cfg.eval_every, sample_every=cfg.iterations, epochs=ppo.ppo_epochs,
+                           minibatches=ppo.minibatches, **shared)
+        if mcfg.batch_size % mcfg.minibatches:
+            mcfg.minibatches = 1
         return "grpo", mcfg.validate()
     if method == "dpo":
         from core.config import dpo_preset

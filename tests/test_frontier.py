@@ -281,3 +281,17 @@ def test_view_tables_from_a_known_frontier():
     assert bon_kl["n"].tolist() == [1, 4, 16] and np.allclose(bon_kl["KL analytic"], bon_kl["KL measured"])
     fig = V.frontier_figure(df, fits, "gold")
     assert any("fit" in (t.name or "") for t in fig.data)
+
+
+def test_online_methods_take_the_same_optimizer_steps_per_iteration():
+    """The sweep compares methods per unit of KL: GRPO and RLOO get PPO's update schedule, not GRPO's own preset
+    (1 epoch x 2 minibatches, which moved 8x less per iteration than PPO's 4 x 4)."""
+    from core.config import frontier_preset
+    from core.frontier import method_config
+
+    for preset in ("default", "tiny"):
+        cfg = frontier_preset(preset)
+        _, ppo = method_config(cfg, "ppo", 0.0, 0)
+        for method in ("grpo", "rloo"):
+            _, grpo = method_config(cfg, method, 0.05, 0)
+            assert grpo.epochs * grpo.minibatches == ppo.ppo_epochs * ppo.minibatches, (preset, method)
