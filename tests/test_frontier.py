@@ -12,7 +12,8 @@ import pytest
 
 from core import frontier as F
 from core.config import ConfigError, frontier_preset
-from core.frontier import CSV_COLUMNS, bon_distribution, bon_kl_analytic, fit_gao, kl_categorical
+from core.bon import bon_kl as bon_kl_analytic
+from core.frontier import CSV_COLUMNS, bon_distribution, fit_gao, kl_categorical
 from lab.cli import main
 
 # ----------------------------------------------------------------------------- Gao et al.'s fits
@@ -46,8 +47,10 @@ def test_fit_without_a_peak_and_with_too_few_points():
 def test_bon_kl_analytic_formula_exact_and_sampled():
     assert bon_kl_analytic(1) == 0.0
     assert bon_kl_analytic(4) == pytest.approx(math.log(4) - 0.75)
-    with pytest.raises(ValueError):
-        bon_kl_analytic(0)
+    assert bon_kl_analytic(np.int64(4)) == bon_kl_analytic(4)   # n read from an array
+    for bad in (0, True, 2.0):
+        with pytest.raises(ValueError):
+            bon_kl_analytic(bad)
     rng = np.random.default_rng(0)
     K = 4000                                  # a fine categorical: ties are rare, so the formula is nearly exact
     probs = rng.dirichlet(np.ones(K))
