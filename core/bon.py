@@ -19,6 +19,7 @@ so best-of-n lands on the same axes as the trained policies), "bon/kl_analytic",
 from __future__ import annotations
 
 import math
+import numbers
 import time
 
 import torch
@@ -36,8 +37,9 @@ SAMPLES_LOGGED = 4  # prompts whose max(n) responses go to samples.jsonl, with t
 
 
 def bon_kl(n: int) -> float:
-    """KL(best-of-n || base) = log n - (n - 1)/n, in nats (0 at n = 1)."""
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+    """KL(best-of-n || base) = log n - (n - 1)/n, in nats (0 at n = 1; exact when no two samples tie).
+    n: any integer >= 1 (numpy's too: the frontier reads n from arrays); a bool is refused, not read as 0/1."""
+    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
     return math.log(n) - (n - 1) / n
 

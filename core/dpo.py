@@ -47,8 +47,9 @@ from core.config import ConfigError, DPOConfig, resolve_device, seed_everything
 from core.evaluate import EVAL_PROMPT_SEED, EVAL_SAMPLE_SEED, PROMPT_LENGTH
 from core.model import (CheckpointError, decode_responses, join_text, load_lm, load_scorer, no_dropout,
                         resolve_checkpoint, save_checkpoint)
-from core.ppo_train import (encode_prompts, flow_action, freeze, gold_of, make_optimizer, ppo_prompts, read_flow,
-                            response_hidden, sequence_score, token_logprobs)
+from core.ppo_train import (TRAINER_STATE, check_checkpoint, encode_prompts, flow_action, freeze, gold_of,
+                            load_optimizer_state, make_optimizer, ppo_prompts, read_flow, response_hidden,
+                            sequence_score, token_logprobs)
 from core.preferences import PreferenceError, load_preferences
 from core.reward import split_by_prompt
 from core.precision import autocast
@@ -96,11 +97,14 @@ def sequence_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
 
     input_ids/attention_mask/loss_mask: (B, T), right-padded. Position t's hidden state predicts token t+1, so the
     last token is never fed, and the positions before the earliest response token of the batch skip the last
-    block's MLP and the LM head (core.gpt2_lean.hidden_states keep_from). Gradients flow when grad is enabled."""
+    block's MLP and the LM head (core.gpt2_lean.hidden_states keep_from). Gradients flow when grad is enabled.
+    The rows of a pair begin with one prompt, at least the batch's shortest prompt long: that much of each pair runs
+    once (prefix_len)."""
     starts = loss_mask.float().argmax(1)                                             # (B,) first response token
-    keep_from = max(int(starts.min()) - 1, 0)
+    shortest_prompt = int(starts.min())
+    keep_from = max(shortest_prompt - 1, 0)
     hidden = lean.hidden_states(model.transformer, input_ids[:, :-1], attention_mask[:, :-1],
-                                keep_from=keep_from)                                 # (B, T-1-k, D)
+                                keep_from=keep_from, prefix_len=shortest_prompt)     # (B, T-1-k, D)
     targets = input_ids[:, keep_from + 1:]                                           # (B, T-1-k)
     logps = token_logprobs(model, hidden, targets, 1.0)                              # (B, T-1-k)
     return (logps * loss_mask[:, keep_from + 1:].to(logps.dtype)).sum(1)
@@ -333,10 +337,10 @@ class DPOModels:
     tokenizer: object
 
 
-def load_dpo_models(cfg: DPOConfig, device) -> DPOModels:
-    """Policy, reference and proxy RM; all three must share one tokenizer (the loss compares their log-probs of the
-    same token ids, and the RM scores those ids)."""
-    policy, tok = load_lm(cfg.policy, device)
+def load_dpo_models(cfg: DPOConfig, device, resume_from=None) -> DPOModels:
+    """Policy (from `resume_from`, a run's checkpoint, when resuming), reference and proxy RM; all three must share
+    one tokenizer (the loss compares their log-probs of the same token ids, and the RM scores those ids)."""
+    policy, tok = load_lm(resume_from or cfg.policy, device)
     ref_spec = cfg.ref or cfg.policy
     ref, ref_tok = load_lm(ref_spec, device)
     if not same_tokenizer(tok, ref_tok):
@@ -379,20 +383,47 @@ def check_inputs(cfg: DPOConfig) -> dict:
     return {"pairs": len(rows), "profile": cfg.profile or info.get("profile") or "positive"}
 
 
-def save_dpo_checkpoint(run: Run, models: DPOModels, cfg: DPOConfig, step: int, metrics: dict | None) -> None:
+def save_dpo_checkpoint(run: Run, models: DPOModels, optimizer, cfg: DPOConfig, step: int,
+                        metrics: dict | None) -> None:
     extra = {"stage": "dpo", "step": step, "policy": cfg.policy, "ref": cfg.ref or cfg.policy, "reward": cfg.reward,
              "preferences": cfg.preferences, "beta": cfg.beta, "loss_type": cfg.loss_type, "lr": cfg.lr,
+             "live": {k: getattr(cfg, k) for k in LIVE_KNOBS},  # the knobs in force, restored on resume
              "objective/gold": (metrics or {}).get("objective/gold"),
              "objective/kl": (metrics or {}).get("objective/kl")}
+
+    def save_state(d):  # Adam's moments, beside the shareable checkpoint as PPO keeps them (TRAINER_STATE)
+        torch.save(optimizer.state_dict(), d / "optimizer.pt")
+        (d / "state.json").write_text(json.dumps({"iteration": step}))
+
     run.save_checkpoint(lambda d: save_checkpoint(models.policy, models.tokenizer, d, extra=extra))
+    run.save_checkpoint(save_state, name=TRAINER_STATE)
+
+
+def resume_point(run: Run | None):
+    """(checkpoint folder, step, live knobs) of a DPO run that already has a checkpoint, else None. A checkpoint
+    killed half-way is repaired first; one that cannot be trusted raises CheckpointError naming the file (never a
+    silent fresh start over a run's history)."""
+    if run is None:
+        return None
+    run.recover_checkpoint()
+    if not run.checkpoint_dir.exists():
+        return None
+    info = check_checkpoint(run.checkpoint_dir, "dpo", counter="step")
+    return run.checkpoint_dir, info["step"], info.get("live") or {}
 
 
 def train_dpo(cfg: DPOConfig, run: Run | None = None):
     """Yield one metrics dict per DPO step ({"step", "loss/dpo", "rewards/*", "logps/*", ...}), plus, at step 0
     and every eval_every steps, objective/gold, objective/scores, objective/kl and the validation pairs' eval/*.
 
-    Everything that can be wrong with the inputs (pairs, tokenizers, config) raises before the first step."""
+    Everything that can be wrong with the inputs (pairs, tokenizers, config) raises before the first step.
+    A run that holds a DPO checkpoint resumes from it: its weights, Adam's moments, live knobs, and the same seeded
+    order of batches from the next step on (the reference log-probs are recomputed: the reference never moves)."""
     cfg.validate()
+    resume = resume_point(run)
+    start = resume[1] if resume else 0
+    if resume:  # the live values in force when the run stopped
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in resume[2].items() if k in LIVE_KNOBS}).validate()
     device = resolve_device(cfg.device)
     used = precision.setup(cfg, device, run)  # fp32 | bf16: the policy/reference forwards' matmuls
     seed_everything(cfg.seed)
@@ -400,7 +431,7 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
         torch.set_num_threads(cfg.threads)
     rows, pref_info = load_preferences(cfg.preferences)
     profile = cfg.profile or pref_info.get("profile") or "positive"
-    models = load_dpo_models(cfg, device)
+    models = load_dpo_models(cfg, device, resume_from=resume[0] if resume else None)
     tok, pad = models.tokenizer, models.tokenizer.pad_token_id
     n_ctx = models.policy.config.n_positions
     if cfg.val_fraction > 0:
@@ -419,6 +450,8 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
         ref_c, ref_r = reference_logps(models.ref, train, pad, device)              # (N,), (N,)
         val_ref_c, val_ref_r = reference_logps(models.ref, val, pad, device)
     optimizer = make_optimizer(models.policy.parameters(), cfg.lr, cfg.weight_decay)
+    if resume:
+        load_optimizer_state(optimizer, resume[0], start)
     rng = random.Random(cfg.seed)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
@@ -444,13 +477,23 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
 
     control_seen: dict = {}
     flow = {"paused": False, "stop": False, "step": 0}  # the last good flow controls (read_flow checks them)
-    step_seen = read_flow(run.read_control(), dict(flow))[0]["step"] if run is not None else 0
-    base = evaluate(0, "base")
-    yield {"step": 0, **base, "params/beta": cfg.beta, "params/lr": cfg.lr, "data/train_pairs": len(train),
-           "data/val_pairs": len(val), "data/truncated": train.truncated + val.truncated}
+    step_seen = 0
+    if run is not None:
+        first, _ = read_flow(run.read_control(), dict(flow))
+        step_seen = first["step"]
+        if resume:
+            run.rewind(start)  # rows of steps after the checkpoint (a kill before the next save) train again
+            if first["stop"]:
+                run.write_control(stop=False)
+    if resume:
+        yield {"_status": "running", "step": start, "message": f"resumed from the checkpoint of step {start}"}
+    else:
+        base = evaluate(0, "base")
+        yield {"step": 0, **base, "params/beta": cfg.beta, "params/lr": cfg.lr, "data/train_pairs": len(train),
+               "data/val_pairs": len(val), "data/truncated": train.truncated + val.truncated}
 
     last_metrics = None
-    step = 0
+    step = start
     while step < total:
         # ---- live controls, applied before the step (the same protocol as PPO's control.json)
         messages, action, paused = [], "run", False
@@ -468,7 +511,7 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
             if messages:
                 yield {"_status": "running", "step": step, "message": "; ".join(messages)}
             if action == "stop":
-                save_dpo_checkpoint(run, models, cfg, step, last_metrics)
+                save_dpo_checkpoint(run, models, optimizer, cfg, step, last_metrics)
                 yield {"_status": "stopped", "step": step, "message": f"stopped after step {step}"}
                 return
             if action == "wait":
@@ -497,7 +540,7 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
         if step % cfg.eval_every == 0 or last:
             metrics.update(evaluate(step, "policy"))
         if run is not None and (step % cfg.checkpoint_every == 0 or last):
-            save_dpo_checkpoint(run, models, cfg, step, metrics)
+            save_dpo_checkpoint(run, models, optimizer, cfg, step, metrics)
         if last:
             metrics["final"] = True
         last_metrics = metrics

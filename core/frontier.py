@@ -31,13 +31,6 @@ MIN_POOL = 16      # base samples per prompt behind best-of-n's measured KL (its
 
 # ----------------------------------------------------------------------------- best-of-n KL
 
-def bon_kl_analytic(n: int) -> float:
-    """KL(best-of-n || base) = log n - (n - 1) / n, in nats (exact when no two samples tie)."""
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
-    return math.log(n) - (n - 1) / n
-
-
 def bon_distribution(probs: np.ndarray, rewards: np.ndarray, n: int) -> np.ndarray:
     """Exact best-of-n distribution over a categorical with distinct rewards.          (K,), (K,) -> (K,)
 
@@ -197,9 +190,18 @@ def method_config(cfg, method: str, setting, seed: int, preferences=None):
     if method in ("grpo", "rloo"):
         from core.config import grpo_preset
 
-        # one trainer for both: RLOO is GRPO with the leave-one-out baseline; beta weighs the KL term in the loss
+        from core.config import ppo_preset
+
+        # one trainer for both: RLOO is GRPO with the leave-one-out baseline; beta weighs the KL term in the loss.
+        # The update schedule is PPO's (its preset's epochs x minibatches optimizer steps per batch of samples), so
+        # that every online method gets the same optimizer steps per iteration: with GRPO's own preset (1 x 2) it
+        # moved 8x less per iteration than PPO, and the sweep showed where it stopped, not how it trades gold for KL.
+        ppo = ppo_preset(cfg.method_preset, **shared)
         mcfg = grpo_preset(cfg.method_preset, advantage=method, beta=float(setting), iterations=cfg.iterations,
-                           checkpoint_every=cfg.eval_every, sample_every=cfg.iterations, **shared)
+                           checkpoint_every=cfg.eval_every, sample_every=cfg.iterations, epochs=ppo.ppo_epochs,
+                           minibatches=ppo.minibatches, **shared)
+        if mcfg.batch_size % mcfg.minibatches:
+            mcfg.minibatches = 1
         return "grpo", mcfg.validate()
     if method == "dpo":
         from core.config import dpo_preset
@@ -348,6 +350,8 @@ def bon_points(judges, ns: list[int], seed: int):
     pad = judges.tokenizer.pad_token_id
     cand = (torch.stack([torch.nn.functional.pad(r, (0, R - r.shape[1]), value=pad) for _, r, _ in draws["cand"]], 1),
             torch.stack([torch.nn.functional.pad(m, (0, R - m.shape[1])) for _, _, m in draws["cand"]], 1))
+    from core.bon import bon_kl  # the one formula, best-of-n's own page uses it too
+
     cand_scores, pool = scores
     out = []
     rows = torch.arange(N)
@@ -358,7 +362,7 @@ def bon_points(judges, ns: list[int], seed: int):
         gold = gold_of(judges.prompts, texts, judges.profile)
         chosen = cand_scores[rows, best]
         kl_measured = [bon_log_ratio(float(chosen[i]), pool[i].tolist(), n) for i in range(N)]
-        analytic = bon_kl_analytic(n)
+        analytic = bon_kl(n)
         result = summarise(judges.prompts, texts, [analytic] * N, gold, chosen.tolist(), rm.sum(1).tolist(),
                            SAMPLES_PER_EVAL)
         out.append((n, result, sum(kl_measured) / N))

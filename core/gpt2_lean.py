@@ -53,23 +53,46 @@ def _attention_mask(mask: torch.Tensor | None, T: int):
     return allowed[:, None]                                              # (B, 1, T, T)
 
 
+def _qkv(block, x: torch.Tensor, n_head: int, eps: float):
+    """ln_1 and the attention's query, key, value projections.          (B, T, D) -> 3 x (B, H, T, D/H)"""
+    h = F.layer_norm(x, (x.shape[-1],), block.ln_1.weight, block.ln_1.bias, eps)
+    q, k, v = _linear(h, block.attn.c_attn).split(x.shape[-1], dim=2)
+    return _split_heads(q, n_head), _split_heads(k, n_head), _split_heads(v, n_head)
+
+
+def _finish_block(block, x: torch.Tensor, a: torch.Tensor, eps: float) -> torch.Tensor:
+    """The rest of a block after attention: x + proj(a), then x + MLP(ln_2(x)).   (B, T, D), (B, H, T, D/H) -> (B, T, D)"""
+    B, T, D = x.shape
+    x = x + _linear(a.transpose(1, 2).reshape(B, T, D), block.attn.c_proj)
+    h = F.layer_norm(x, (D,), block.ln_2.weight, block.ln_2.bias, eps)
+    return x + _linear(F.gelu(_linear(h, block.mlp.c_fc), approximate="tanh"), block.mlp.c_proj)
+
+
 def hidden_states(transformer, input_ids: torch.Tensor, mask: torch.Tensor | None = None,
-                  keep_from: int = 0) -> torch.Tensor:
+                  keep_from: int = 0, prefix_len: int = 0) -> torch.Tensor:
     """The final (ln_f) hidden states of a GPT2Model at positions keep_from..T-1.   (B, T) -> (B, T-keep_from, D)
 
     keep_from > 0 is the RL case: only the positions that predict response tokens are read, so the LAST block
     runs its attention output, MLP and ln_f on those positions only (every block before it must still run on
-    all positions: their keys and values are what the kept positions attend to). Same numbers, fewer FLOPs."""
+    all positions: their keys and values are what the kept positions attend to). Same numbers, fewer FLOPs.
+
+    prefix_len > 0 says where rows may share a beginning: a GRPO group is G responses to ONE prompt, a DPO pair is
+    chosen and rejected after one prompt. When at most half as many distinct first-prefix_len tokens (ids and
+    mask) as rows exist, the prefix positions run once per distinct prefix and their keys and values are handed
+    to every row that has it (_hidden_states_shared). Same numbers (a causal model's prefix states depend on the
+    prefix only); gradients add up over the rows through the index, as they would over copies."""
     B, T = input_ids.shape
+    if 0 < prefix_len < T:
+        shared = _shared_prefix(input_ids, mask, prefix_len)
+        if shared is not None:
+            return _hidden_states_shared(transformer, input_ids, mask, keep_from, prefix_len, *shared)
     n_head, eps = transformer.config.n_head, transformer.config.layer_norm_epsilon
     positions = position_ids_of(mask) if mask is not None else torch.arange(T, device=input_ids.device)[None]
     attn_mask = _attention_mask(mask, T)
     x = transformer.wte(input_ids) + transformer.wpe(positions)
     last = len(transformer.h) - 1
     for i, block in enumerate(transformer.h):
-        h = F.layer_norm(x, (x.shape[-1],), block.ln_1.weight, block.ln_1.bias, eps)
-        q, k, v = _linear(h, block.attn.c_attn).split(x.shape[-1], dim=2)
-        q, k, v = _split_heads(q, n_head), _split_heads(k, n_head), _split_heads(v, n_head)
+        q, k, v = _qkv(block, x, n_head, eps)
         if i == last and keep_from:
             # queries keep_from.. only; causal alignment is explicit because q and k lengths now differ
             if attn_mask is None:
@@ -82,15 +105,83 @@ def hidden_states(transformer, input_ids: torch.Tensor, mask: torch.Tensor | Non
             a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        x = x + _linear(a.transpose(1, 2).reshape(B, q.shape[2], -1), block.attn.c_proj)
-        h = F.layer_norm(x, (x.shape[-1],), block.ln_2.weight, block.ln_2.bias, eps)
-        x = x + _linear(F.gelu(_linear(h, block.mlp.c_fc), approximate="tanh"), block.mlp.c_proj)
+        x = _finish_block(block, x, a, eps)
     return F.layer_norm(x, (x.shape[-1],), transformer.ln_f.weight, transformer.ln_f.bias, eps)
+
+
+def _shared_prefix(input_ids: torch.Tensor, mask: torch.Tensor | None, prefix_len: int):
+    """(first (U,), index (B,)): row first[u] is the first row of distinct prefix u, and row b has prefix index[b];
+    None when sharing would not pay (more than B/2 distinct prefixes: PPO's distinct prompts)."""
+    B = input_ids.shape[0]
+    key = input_ids[:, :prefix_len]
+    if mask is not None:
+        key = torch.cat([key, mask[:, :prefix_len].to(key.dtype)], 1)               # equal ids AND equal padding
+    _, index = torch.unique(key, dim=0, return_inverse=True)                         # (B,) in 0..U-1
+    U = int(index.max()) + 1
+    if 2 * U > B:
+        return None
+    rows = torch.arange(B, device=input_ids.device)
+    first = torch.full((U,), B, dtype=torch.long, device=input_ids.device).scatter_reduce(0, index, rows, "amin")
+    return first, index
+
+
+def _hidden_states_shared(transformer, input_ids, mask, keep_from: int, P: int, first, index) -> torch.Tensor:
+    """hidden_states with the first P positions computed once per distinct prefix (U rows) and the other S = T - P
+    positions per row (B rows). Per block: the prefix attends causally within itself; each row's suffix attends
+    to its prefix's keys/values (index_select: (U, H, P, d) -> (B, H, P, d)) and causally to its own."""
+    B, T = input_ids.shape
+    S = T - P
+    D, n_head, eps = transformer.config.n_embd, transformer.config.n_head, transformer.config.layer_norm_epsilon
+    device = input_ids.device
+    positions = position_ids_of(mask) if mask is not None else torch.arange(T, device=device)[None].expand(B, T)
+    xp = transformer.wte(input_ids[first, :P]) + transformer.wpe(positions[first, :P])   # (U, P, D)
+    xs = transformer.wte(input_ids[:, P:]) + transformer.wpe(positions[:, P:])           # (B, S, D)
+    prefix_mask = _attention_mask(None if mask is None else mask[first, :P], P)          # None = plain causal
+    if prefix_mask is None:
+        prefix_mask = torch.ones(P, P, dtype=torch.bool, device=device).tril()[None, None]
+    causal = torch.ones(S, S, dtype=torch.bool, device=device).tril()
+    if mask is None:                                                                     # (1, 1, S, T)
+        suffix_mask = torch.cat([torch.ones(S, P, dtype=torch.bool, device=device), causal], 1)[None, None]
+    else:
+        # every real prefix key, then causal AND real suffix keys, OR the query itself (as _attention_mask)
+        real = mask.bool()
+        suffix_mask = torch.cat([real[:, None, :P].expand(B, S, P),
+                                 (causal[None] & real[:, None, P:]) | torch.eye(S, dtype=torch.bool, device=device)],
+                                2)[:, None]                                              # (B, 1, S, T)
+    last = len(transformer.h) - 1
+    for i, block in enumerate(transformer.h):
+        qp, kp, vp = _qkv(block, xp, n_head, eps)                                        # (U, H, P, d)
+        qs, ks, vs = _qkv(block, xs, n_head, eps)                                        # (B, H, S, d)
+        k = torch.cat([kp.index_select(0, index), ks], 2)                                # (B, H, T, d)
+        v = torch.cat([vp.index_select(0, index), vs], 2)
+        pm, sm = prefix_mask, suffix_mask
+        if i == last and keep_from:   # the last block: only the kept queries (see hidden_states)
+            p_from, s_from = min(keep_from, P), max(keep_from - P, 0)
+            qp, xp, pm = qp[:, :, p_from:], xp[:, p_from:], pm[:, :, p_from:]
+            qs, xs, sm = qs[:, :, s_from:], xs[:, s_from:], sm[:, :, s_from:]
+        if xp.shape[1]:
+            xp = _finish_block(block, xp, F.scaled_dot_product_attention(qp, kp, vp, attn_mask=pm), eps)
+        xs = _finish_block(block, xs, F.scaled_dot_product_attention(qs, k, v, attn_mask=sm), eps)
+    x = torch.cat([xp.index_select(0, index), xs], 1)                                    # (B, T - keep_from, D)
+    return F.layer_norm(x, (D,), transformer.ln_f.weight, transformer.ln_f.bias, eps)
 
 
 def lm_logits(lm, hidden: torch.Tensor) -> torch.Tensor:
     """Logits from hidden states (the LM head is tied to the token embedding). (..., D) -> (..., V)"""
     return hidden @ lm.lm_head.weight.t()
+
+
+def sample(logp: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token per row from the distribution exp(logp), by inverting its CDF.      (B, V) -> (B, 1)
+
+    Why not torch.multinomial: on the CPU it draws V exponentials per row (65k per step at B=64, V=1024), which
+    took ~2 ms of a ~10 ms decode step; inverting the CDF needs one uniform per row. The cumulative sum is in
+    float64 so that tokens of tiny probability keep their share, and searchsorted(right=True) picks the first
+    token whose cumulative mass exceeds u, so a token of probability 0 is never drawn."""
+    cdf = logp.double().exp().cumsum(-1)                                                # (B, V)
+    u = torch.rand(logp.shape[0], 1, generator=generator, dtype=torch.float64, device=logp.device)
+    token = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)                        # (B, 1)
+    return token.clamp_(max=logp.shape[-1] - 1)   # u * total rounds to total only with probability ~1e-16
 
 
 def generate(lm, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new_tokens: int, eos_token_id: int,
@@ -126,19 +217,22 @@ def _generate(lm, prompt_ids, prompt_mask, max_new_tokens, eos_token_id, pad_tok
     key_ok = torch.zeros(B, S, dtype=torch.bool, device=device)          # which cache slots are real tokens
     key_ok[:, :P] = prompt_mask.bool()
     position = position_ids_of(prompt_mask)                              # (B, P)
-    # prefill: the whole prompt at once, with the padding mask
-    attn_mask = _attention_mask(prompt_mask, P)
-    x = t.wte(prompt_ids) + t.wpe(position)
+    # prefill: the whole prompt at once, with the padding mask; once per distinct prompt when rows repeat one
+    # (a GRPO group, best-of-n's n samples), the cache then filled for every row through the index
+    shared = _shared_prefix(prompt_ids, prompt_mask, P)
+    first, index = shared if shared is not None else (torch.arange(B, device=device), None)
+    attn_mask = _attention_mask(prompt_mask[first], P)
+    x = t.wte(prompt_ids[first]) + t.wpe(position[first])               # (U, P, D)
     for i, block in enumerate(t.h):
-        h = F.layer_norm(x, (D,), block.ln_1.weight, block.ln_1.bias, eps)
-        q, k, v = _linear(h, block.attn.c_attn).split(D, dim=2)
-        q, k, v = _split_heads(q, H), _split_heads(k, H), _split_heads(v, H)
-        keys[i, :, :, :P], values[i, :, :, :P] = k, v
+        q, k, v = _qkv(block, x, H, eps)
         a = (F.scaled_dot_product_attention(q, k, v, is_causal=True) if attn_mask is None
              else F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask))
-        x = x + _linear(a.transpose(1, 2).reshape(B, P, D), block.attn.c_proj)
-        h = F.layer_norm(x, (D,), block.ln_2.weight, block.ln_2.bias, eps)
-        x = x + _linear(F.gelu(_linear(h, block.mlp.c_fc), approximate="tanh"), block.mlp.c_proj)
+        x = _finish_block(block, x, a, eps)
+        if index is not None:
+            k, v = k.index_select(0, index), v.index_select(0, index)
+        keys[i, :, :, :P], values[i, :, :, :P] = k, v
+    if index is not None:
+        x = x.index_select(0, index)                                     # (B, P, D)
     x = F.layer_norm(x[:, -1:], (D,), t.ln_f.weight, t.ln_f.bias, eps)  # (B, 1, D)
     next_pos = position[:, -1:] + 1                                      # (B, 1)
     finished = torch.zeros(B, dtype=torch.bool, device=device)
@@ -148,7 +242,7 @@ def _generate(lm, prompt_ids, prompt_mask, max_new_tokens, eos_token_id, pad_tok
     n = 0
     for step in range(max_new_tokens):
         logp = torch.log_softmax(lm_logits(lm, x[:, 0] / temperature).float(), dim=-1)   # (B, V)
-        token = torch.multinomial(logp.exp(), 1, generator=generator)                    # (B, 1)
+        token = sample(logp, generator)                                                  # (B, 1)
         logprobs[:, step] = logp.gather(1, token)[:, 0].masked_fill(finished, 0.0)
         token = token.masked_fill(finished[:, None], pad_token_id)
         tokens[:, step] = token[:, 0]

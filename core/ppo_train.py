@@ -446,6 +446,12 @@ def resume_point(run: Run | None):
 def check_ppo_checkpoint(ckpt) -> dict:
     """lab.json of a PPO checkpoint folder, after checking that everything a resume loads is there and is
     what the lab writes (safetensors; never a pickle). CheckpointError names the first bad file."""
+    return check_checkpoint(ckpt, "ppo")
+
+
+def check_checkpoint(ckpt, stage: str, counter: str = "iteration") -> dict:
+    """lab.json of a `stage` checkpoint folder whose position is lab.json[counter] (PPO and GRPO count
+    iterations, DPO steps), after the checks of check_ppo_checkpoint."""
     from pathlib import Path
 
     ckpt = Path(ckpt)
@@ -461,12 +467,12 @@ def check_ppo_checkpoint(ckpt) -> dict:
         info = json.loads((ckpt / "lab.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(f"{ckpt / 'lab.json'} is corrupt ({type(e).__name__}){hint}") from None
-    if not isinstance(info, dict) or info.get("stage") != "ppo":
-        raise CheckpointError(f"{ckpt / 'lab.json'} is not a PPO checkpoint's (stage "
+    if not isinstance(info, dict) or info.get("stage") != stage:
+        raise CheckpointError(f"{ckpt / 'lab.json'} is not a {stage.upper()} checkpoint's (stage "
                               f"{info.get('stage') if isinstance(info, dict) else info!r}){hint}")
-    it = info.get("iteration")
+    it = info.get(counter)
     if not isinstance(it, int) or isinstance(it, bool) or it < 0:
-        raise CheckpointError(f"{ckpt / 'lab.json'}: iteration must be an integer >= 0, got {it!r}{hint}")
+        raise CheckpointError(f"{ckpt / 'lab.json'}: {counter} must be an integer >= 0, got {it!r}{hint}")
     if not isinstance(info.get("live", {}), dict):
         raise CheckpointError(f"{ckpt / 'lab.json'}: 'live' is not an object{hint}")
     if (ckpt / "value").exists() and not (ckpt / "value" / "model.safetensors").is_file():

@@ -94,15 +94,20 @@ def token_logprobs(lm, hidden: torch.Tensor, tokens: torch.Tensor, temperature: 
 def response_hidden(model, full_ids, full_mask, P: int) -> torch.Tensor:
     """Hidden states at the positions that PREDICT the response tokens (P-1 .. P+R-2).   -> (B, R, D)
 
-    The last token predicts nothing we score, and (causal attention) nothing reads it: it is not fed at all."""
-    return lean.hidden_states(model.transformer, full_ids[:, :-1], full_mask[:, :-1], keep_from=P - 1)
+    The last token predicts nothing we score, and (causal attention) nothing reads it: it is not fed at all.
+    Rows with one prompt (a GRPO group) run their prompt once (prefix_len, core.gpt2_lean.hidden_states)."""
+    return lean.hidden_states(model.transformer, full_ids[:, :-1], full_mask[:, :-1], keep_from=P - 1, prefix_len=P)
 
 
-def sequence_score(scorer, full_ids, full_mask) -> torch.Tensor:
-    """(B,) the scorer's output at each row's last real token."""
-    hidden = lean.hidden_states(scorer.transformer, full_ids, full_mask)      # (B, S, D)
+def sequence_score(scorer, full_ids, full_mask, prefix_len: int = 0) -> torch.Tensor:
+    """(B,) the scorer's output at each row's last real token. prefix_len: the prompt width, when rows may share
+    a prompt (they then run it once)."""
+    last = last_real_index(full_mask)                                                        # (B,)
+    keep_from = int(last.min())   # positions before every row's last token are read by attention only
+    hidden = lean.hidden_states(scorer.transformer, full_ids, full_mask, keep_from=keep_from,
+                                prefix_len=prefix_len)                                       # (B, S - keep_from, D)
     rows = torch.arange(hidden.shape[0], device=hidden.device)
-    return scorer.score(hidden[rows, last_real_index(full_mask)]).squeeze(-1).float()
+    return scorer.score(hidden[rows, last - keep_from]).squeeze(-1).float()
 
 
 def token_values(models: Models, full_ids, full_mask, P: int, policy_hidden=None) -> torch.Tensor:
@@ -169,7 +174,7 @@ def rollout(models: Models, prompt_ids, prompt_mask, response_length: int, tempe
         ref_logprobs = token_logprobs(models.ref, response_hidden(models.ref, full_ids, full_mask, P), responses,
                                       temperature)
         values = token_values(models, full_ids, full_mask, P) if models.has_critic else None
-        raw_scores = sequence_score(models.reward, full_ids, full_mask)
+        raw_scores = sequence_score(models.reward, full_ids, full_mask, P)
     mask = rmask.float()
     ref_logprobs, raw_scores = ref_logprobs.clone() * mask, raw_scores.clone()
     if values is not None:

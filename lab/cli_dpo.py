@@ -4,6 +4,7 @@
     rlhf-lab dpo --preferences runs/prefs --beta 0.1 --out runs/dpo1
     rlhf-lab set runs/dpo1 beta=0.3 lr=5e-5                        # live, applied before the next step
     rlhf-lab set runs/dpo1 paused=true ; rlhf-lab set runs/dpo1 step=+1 ; rlhf-lab set runs/dpo1 stop=true
+    rlhf-lab dpo --resume runs/dpo1 --epochs 4                     # continue a stopped or killed run
 
 DPO needs pairs, and there is no silent default: without --preferences the command says how to make them
 (one `rlhf-lab preferences` run, which samples the shipped base model and labels with the shipped annotator).
@@ -15,9 +16,15 @@ import dataclasses
 import math
 
 from core.config import PRECISION_HELP, PRECISIONS, PRESET_DPO, DPOConfig, ConfigError, dpo_preset, from_dict, to_dict
-from core.runs import FINAL_STATES, Run, drive
+from core.runs import FINAL_STATES, Run, drive, read_jsonl
 
 FLOW_CONTROLS = ("paused", "stop", "step")
+# What `--resume` may change (as for PPO, lab/cli_ppo.py): the length of the run, threads, precision and the live
+# knobs. The rest defines the run (its pairs, models, batch, seed); changing it would mix two experiments.
+RESUME_FIXED = (("--preferences", "preferences"), ("--preset", "preset"), ("--policy", "policy"), ("--ref", "ref"),
+                ("--reward", "reward"), ("--loss", "loss_type"), ("--batch", "batch"), ("--eval-every", "eval_every"),
+                ("--eval-prompts", "eval_prompts"), ("--profile", "profile"), ("--seed", "seed"),
+                ("--device", "device"))
 
 
 def register(sub) -> None:
@@ -27,7 +34,7 @@ def register(sub) -> None:
     p.add_argument("--preferences", default=None, metavar="RUN|FILE",
                    help="a preferences run folder or a .jsonl/.csv file of (prompt, chosen, rejected); required "
                         "(make one with `rlhf-lab preferences --out runs/prefs`)")
-    p.add_argument("--preset", default="small", choices=tuple(PRESET_DPO))
+    p.add_argument("--preset", default=None, choices=tuple(PRESET_DPO), help="default small")
     p.add_argument("--policy", default=None, help="starting policy: shipped name, checkpoint or run folder "
                                                   "(default small)")
     p.add_argument("--ref", default=None, help="frozen reference (default: the starting policy)")
@@ -45,12 +52,15 @@ def register(sub) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue a stopped or killed DPO run from its checkpoint (with --epochs: a new total; "
+                        "--beta/--lr/--threads/--precision may change too)")
     out_args(p)
     p.set_defaults(func=cmd_dpo)
 
 
 def config_from_args(args) -> DPOConfig:
-    return dpo_preset(args.preset, preferences=args.preferences, policy=args.policy, ref=args.ref,
+    return dpo_preset(args.preset or "small", preferences=args.preferences, policy=args.policy, ref=args.ref,
                       reward=args.reward, beta=args.beta, loss_type=args.loss_type, epochs=args.epochs,
                       batch_size=args.batch, lr=args.lr, eval_every=args.eval_every, eval_prompts=args.eval_prompts,
                       profile=args.profile, seed=args.seed, device=args.device, precision=args.precision,
@@ -64,18 +74,59 @@ def initial_control(cfg: DPOConfig) -> dict:
     return control_of(cfg, LIVE_KNOBS)
 
 
+def resume_run(args) -> tuple[Run, DPOConfig, int]:
+    """The run to resume, owned by this process, with its config changed as far as a resume may change it, and the
+    step of its checkpoint (0: none yet); the live knobs given as flags go to control.json (applied and logged at
+    the first step). Refuses by name."""
+    from core.dpo import LIVE_KNOBS, check_live_value, resume_point
+    from core.runs import atomic_write_json
+    from lab.cli import CLIError
+
+    if args.out or args.runs:
+        raise CLIError("--resume continues RUN_DIR in place; do not give --out/--runs with it")
+    fixed = [flag for flag, dest in RESUME_FIXED if getattr(args, dest) is not None]
+    if fixed:
+        raise CLIError(f"{', '.join(fixed)} cannot change when resuming (they define the run); start a new run "
+                       "with --out instead. A resume may change --epochs, --threads, --precision, --beta and --lr")
+    run = Run.open(args.resume)
+    if run.stage != "dpo":
+        raise CLIError(f"{run.path} is a {run.stage!r} run, not a DPO run")
+    cfg = from_dict(DPOConfig, run.config)
+    changes = {k: v for k, v in (("epochs", args.epochs), ("threads", args.threads), ("precision", args.precision))
+               if v is not None}
+    cfg = dataclasses.replace(cfg, **changes).validate()
+    live = {k: check_live_value(cfg, k, getattr(args, k)) for k in LIVE_KNOBS if getattr(args, k) is not None}
+    run.acquire()  # exclusive: a second resume, or a trainer still alive, is refused here (RunBusy)
+    point = resume_point(run)  # a broken checkpoint is refused by name now, before anything is written
+    if to_dict(cfg) != run.config:
+        info = run.info()
+        info["config"] = to_dict(cfg)
+        atomic_write_json(run.path / "config.json", info)
+    run.write_control(stop=False, **live)
+    return run, cfg, point[1] if point else 0
+
+
 def cmd_dpo(args) -> int:
     from core.dpo import check_inputs, train_dpo
     from lab.cli import progress
 
-    cfg = config_from_args(args).validate()
-    check_inputs(cfg)  # a bad source, pair or tokenizer: one line, and no failed run folder left behind
-    run = Run.create("dpo", to_dict(cfg), out=args.out, root=args.runs,
-                     parents={"preferences": cfg.preferences, "policy": cfg.policy, "reward": cfg.reward},
-                     control=initial_control(cfg))
+    first: dict = {}
+    if args.resume:
+        run, cfg, done = resume_run(args)
+        check_inputs(cfg)  # the pairs file may have moved or changed since
+        first.update(next((r for r in read_jsonl(run.path / "metrics.jsonl") if r.get("step") == 0), {}))
+    else:
+        cfg = config_from_args(args).validate()
+        check_inputs(cfg)  # a bad source, pair or tokenizer: one line, and no failed run folder left behind
+        run = Run.create("dpo", to_dict(cfg), out=args.out, root=args.runs,
+                         parents={"preferences": cfg.preferences, "policy": cfg.policy, "reward": cfg.reward},
+                         control=initial_control(cfg))
     print(f"run folder: {run.path}")
     bar = progress(None, "dpo")
-    first: dict = {}
+    if first.get("data/train_pairs"):  # a resume: the length is known from the first run's step-0 row
+        bar.total = cfg.epochs * math.ceil(first["data/train_pairs"] / cfg.batch_size)
+        bar.n = done
+        bar.refresh()
 
     def tick(m):
         if m["step"] == 0:  # the base model's evaluation: now the number of steps is known
@@ -96,7 +147,7 @@ def cmd_dpo(args) -> int:
         print(f"{state}: no step ran")
         return 0
     gold = last.get("objective/gold")
-    shown = (f"gold {gold:+.3f} (base {first['objective/gold']:+.3f}), proxy {last['objective/scores']:+.3f}, "
+    shown = (f"gold {gold:+.3f} (base {first.get('objective/gold', float('nan')):+.3f}), proxy {last['objective/scores']:+.3f}, "
              f"KL {last['objective/kl']:.3f}, " if gold is not None else "")
     print(f"{state} at step {last['step']}: {shown}train accuracy {last['rewards/accuracies']:.2f}, "
           f"margin {last['rewards/margins']:+.3f}, checkpoint {run.checkpoint_dir}")

@@ -129,3 +129,30 @@ def test_a_run_that_ends_while_its_page_is_open_shows_done_with_no_click(server,
     assert page.get_by_text("Knobs — live").count() == 0 and page.get_by_text("Redrawn about every").count() == 0
     print(f"\nrun ended -> page shows done, controls disabled: {time.monotonic() - ended:.1f} s")
     page.close()
+
+
+def test_grpo_live_start_chart_and_beta_reach_the_running_job(server, browser):
+    """The GRPO page's live path: Start, the reward chart gains points, the β slider reaches the running job's
+    params/beta, Stop stops it (the same server and browser as the PPO tests: one app start for the module)."""
+    page = open_page(browser, server["url"], "grpo", viewport=(1500, 1100))
+    page.get_by_role("button", name="Start GRPO").click(timeout=60000)
+    first = wait_until(lambda: chart_points(page, "Reward: proxy"), timeout=180, what="the first live GRPO point")
+    run_dir = next(server["runs"].glob("*-grpo"))
+    shot(page, "grpo_live")
+    before = Run(run_dir).read_control()["beta"]
+    box = page.locator("[data-testid='stSlider']").filter(has_text="β (KL to the base model)")
+    slider = box.get_by_role("slider")
+    slider.focus()
+    for _ in range(5):
+        slider.press("ArrowRight")
+    shown = float(box.get_by_test_id("stSliderThumbValue").inner_text())
+    assert shown == pytest.approx(before + 0.05)
+    wait_until(lambda: Run(run_dir).read_control()["beta"] == pytest.approx(shown), timeout=30,
+               what="control.json to receive β")
+    wait_until(lambda: any(abs((r.get("params/beta") or -1) - shown) < 1e-9
+                           for r in read_jsonl(run_dir / "metrics.jsonl")),
+               timeout=90, what="params/beta of the running GRPO job to change")
+    assert chart_points(page, "Reward: proxy") >= first
+    page.get_by_role("button", name="Stop").click()
+    wait_until(lambda: state(run_dir) == "stopped", timeout=90, what="the GRPO run to stop")
+    page.close()

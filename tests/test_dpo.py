@@ -12,7 +12,7 @@ from core.corpus import NEGATIVE, POSITIVE, synthetic_reviews
 from core.dpo import collate, dpo_loss, response_ids, sequence_logps, tokenize_pairs, train_dpo
 from core.model import build_lm, load_lm, save_checkpoint
 from core.preferences import PreferenceError
-from core.runs import Run, read_jsonl, read_metrics
+from core.runs import Run, drive, read_jsonl, read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -241,3 +241,34 @@ def test_hand_edited_flow_controls_are_refused_not_obeyed(tiny_base, pair_file, 
     assert item["_status"] == "running" and "refused paused='false'" in item["message"]
     assert "refused step='abc'" in item["message"]
     assert next(steps)["step"] == 1  # trained: neither paused nor dead
+
+
+def test_a_stopped_dpo_run_resumes_to_the_weights_of_an_unbroken_run(tiny_base, pair_file, tmp_path, capsys):
+    """`dpo --resume`: the checkpoint's weights, Adam's moments, the live knobs and the seeded batch order carry
+    on from the stop, so the resumed run ends where a run that never stopped ends; each step is logged once."""
+    from lab.cli import main
+
+    cfg = tiny_cfg(tiny_base, pair_file, epochs=2, eval_every=100, checkpoint_every=100)
+    control = {"paused": False, "stop": False, "step": 0, "beta": cfg.beta, "lr": cfg.lr}
+    straight = Run.create("dpo", to_dict(cfg), out=tmp_path / "straight", control=control)
+    total = drive(straight, train_dpo(cfg, straight))["step"]
+    broken = Run.create("dpo", to_dict(cfg), out=tmp_path / "broken", control=control)
+
+    def stop_after_step_2(m):
+        if m["step"] == 2:
+            broken.write_control(stop=True)  # read before step 3
+
+    drive(broken, train_dpo(cfg, broken), on_metrics=stop_after_step_2)
+    assert broken.status()["state"] == "stopped"
+    assert json.loads((broken.checkpoint_dir / "lab.json").read_text())["step"] == 2 < total
+    for bad, message in ((["--preferences", str(pair_file)], "--preferences cannot change"),
+                         (["--out", str(tmp_path / "x")], "do not give --out")):
+        assert main(["dpo", "--resume", str(broken.path)] + bad) == 2
+        assert message in capsys.readouterr().err
+    assert main(["dpo", "--resume", str(broken.path)]) == 0
+    assert "train accuracy" in capsys.readouterr().out
+    assert [r["step"] for r in read_jsonl(broken.path / "metrics.jsonl")] == list(range(total + 1))
+    a, _ = load_lm(straight.checkpoint_dir)
+    b, _ = load_lm(broken.checkpoint_dir)
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(pb, pa, atol=1e-6, rtol=1e-5, msg=name)

@@ -12,7 +12,8 @@ import pytest
 
 from core import frontier as F
 from core.config import ConfigError, frontier_preset
-from core.frontier import CSV_COLUMNS, bon_distribution, bon_kl_analytic, fit_gao, kl_categorical
+from core.bon import bon_kl as bon_kl_analytic
+from core.frontier import CSV_COLUMNS, bon_distribution, fit_gao, kl_categorical
 from lab.cli import main
 
 # ----------------------------------------------------------------------------- Gao et al.'s fits
@@ -46,8 +47,10 @@ def test_fit_without_a_peak_and_with_too_few_points():
 def test_bon_kl_analytic_formula_exact_and_sampled():
     assert bon_kl_analytic(1) == 0.0
     assert bon_kl_analytic(4) == pytest.approx(math.log(4) - 0.75)
-    with pytest.raises(ValueError):
-        bon_kl_analytic(0)
+    assert bon_kl_analytic(np.int64(4)) == bon_kl_analytic(4)   # n read from an array
+    for bad in (0, True, 2.0):
+        with pytest.raises(ValueError):
+            bon_kl_analytic(bad)
     rng = np.random.default_rng(0)
     K = 4000                                  # a fine categorical: ties are rare, so the formula is nearly exact
     probs = rng.dirichlet(np.ones(K))
@@ -281,3 +284,17 @@ def test_view_tables_from_a_known_frontier():
     assert bon_kl["n"].tolist() == [1, 4, 16] and np.allclose(bon_kl["KL analytic"], bon_kl["KL measured"])
     fig = V.frontier_figure(df, fits, "gold")
     assert any("fit" in (t.name or "") for t in fig.data)
+
+
+def test_online_methods_take_the_same_optimizer_steps_per_iteration():
+    """The sweep compares methods per unit of KL: GRPO and RLOO get PPO's update schedule, not GRPO's own preset
+    (1 epoch x 2 minibatches, which moved 8x less per iteration than PPO's 4 x 4)."""
+    from core.config import frontier_preset
+    from core.frontier import method_config
+
+    for preset in ("default", "tiny"):
+        cfg = frontier_preset(preset)
+        _, ppo = method_config(cfg, "ppo", 0.0, 0)
+        for method in ("grpo", "rloo"):
+            _, grpo = method_config(cfg, method, 0.05, 0)
+            assert grpo.epochs * grpo.minibatches == ppo.ppo_epochs * ppo.minibatches, (preset, method)

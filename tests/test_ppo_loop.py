@@ -76,6 +76,67 @@ def test_lean_forward_and_generation_match_hf(tiny_base):
 
 # ----------------------------------------------------------------------------- learning
 
+def test_rows_sharing_a_prompt_run_it_once_with_the_same_numbers_gradients_and_samples(tiny_base):
+    """A GRPO group (G responses to one prompt) or a DPO pair runs its prompt once (prefix_len): the hidden states,
+    the gradients and the sampled log-probs must be those of the plain forward over every row."""
+    lm, tok = load_lm(tiny_base)
+    lm.eval()
+    G = 3
+    ids, mask = left_pad(tok, ["the acting was great", "i"])                     # (2, P), the second left-padded
+    ids, mask = ids.repeat_interleave(G, 0), mask.repeat_interleave(G, 0)        # (6, P): two groups of 3
+    P = ids.shape[1]
+    resp = torch.randint(5, len(tok), (ids.shape[0], 6), generator=torch.Generator().manual_seed(0))
+    rmask = torch.ones_like(resp)
+    rmask[1, 3:] = 0                                                             # one response ended early
+    full, fmask = torch.cat([ids, resp], 1), torch.cat([mask, rmask], 1)
+    first, index = lean._shared_prefix(full, fmask, P)                           # the shared path is taken
+    assert index.tolist() == [index[0]] * 3 + [index[3]] * 3 and len(first) == 2
+    for keep_from in (0, P - 1, P + 2):
+        w = fmask[:, keep_from:, None].float()
+        outs, grads = [], []
+        for prefix_len in (0, P):
+            lm.zero_grad()
+            h = lean.hidden_states(lm.transformer, full, fmask, keep_from=keep_from, prefix_len=prefix_len)
+            (h * w).pow(2).sum().backward()
+            outs.append(h.detach() * w)
+            grads.append(torch.cat([p.grad.flatten() for p in lm.transformer.parameters() if p.grad is not None]))
+        torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(grads[1], grads[0], atol=1e-4, rtol=1e-4)
+    # generation fills the cache of every row of a group from one prefill
+    resp, rmask, logprobs = lean.generate(lm, ids, mask, 8, tok.eos_token_id, tok.pad_token_id, 1.0,
+                                          torch.Generator().manual_seed(0))
+    full, fmask = torch.cat([ids, resp], 1), torch.cat([mask, rmask], 1)
+    logits = lm(input_ids=full, attention_mask=fmask, position_ids=lean.position_ids_of(fmask)).logits
+    expected = torch.log_softmax(logits[:, P - 1:-1], -1).gather(2, resp[..., None])[..., 0]
+    torch.testing.assert_close(logprobs, expected.detach() * rmask, atol=1e-4, rtol=1e-4)
+    # the reward model reads each row's last real token, shared prompt or not (its last block runs from the
+    # earliest last token on only)
+    from core.model import scorer_from_lm, sequence_scores
+    from core.rollout import sequence_score
+    scorer = scorer_from_lm(lm).eval()
+    with torch.no_grad():
+        expected = sequence_scores(scorer, full, fmask).float()
+        for prefix_len in (0, P):
+            torch.testing.assert_close(sequence_score(scorer, full, fmask, prefix_len), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_sampling_by_inverse_cdf_draws_each_token_with_its_probability():
+    """The sampler generate() uses: frequencies match exp(logp) (a chi-square far below its 1e-6 quantile) and a
+    token of probability 0 is never drawn, whatever the uniform (its CDF step is empty)."""
+    probs = torch.tensor([[0.5, 0.0, 0.3, 0.2, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0], [0.1, 0.2, 0.3, 0.4, 0.0]])
+    logp = probs.log()
+    gen = torch.Generator().manual_seed(0)
+    n = 20_000
+    draws = lean.sample(logp.repeat(n, 1), gen).view(n, 3)                  # row-major: (n, 3)
+    for row in range(3):
+        counts = torch.bincount(draws[:, row], minlength=5).double()
+        assert counts[probs[row] == 0].sum() == 0
+        expected = probs[row].double() * n
+        real = expected > 0
+        chi2 = (((counts - expected)[real] ** 2) / expected[real]).sum().item()
+        assert chi2 < 30, (row, counts.tolist())          # df <= 3: P(chi2 > 30) < 1e-6
+
+
 def test_seeded_tiny_ppo_raises_the_proxy_score(tiny_base, tiny_rm, tmp_path):
     cfg = tiny_cfg(tiny_base, tiny_rm, iterations=12, kl_coef=0.0)
     run = Run.create("ppo", to_dict(cfg), out=tmp_path / "run")
