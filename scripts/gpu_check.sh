@@ -2,7 +2,8 @@
 # One prepared GPU check (issue 7), meant to finish in under 8 minutes on an H100:
 #   1. the test suite with every device choice forced to the GPU (RLHF_LAB_DEVICE),
 #   2. benchmarks/ppo_iteration.py at the TRL reference setting and at the `gpu` preset shape,
-#   3. TRL 1.12's PPO at the reference setting, when its wheel was carried into .peer/,
+#   3. TRL 1.12's PPO at the reference setting, when its wheel was carried into .peer/; GRPO and DPO
+#      (benchmarks/grpo_iteration.py, dpo_step.py) at the reference and gpu shapes, the current TRL beside them,
 #   4. the reward-KL frontier's default sweep (rlhf-lab frontier --preset default), its wall time and fits,
 #   5. a compact report: device, s/iter, generated tokens/s, the update phase's TFLOP/s and its share of
 #      the device's bf16 peak, the frontier's wall time.
@@ -57,6 +58,25 @@ if [ -d .peer/trl_1_12_0 ] && [ -f shared/peers/trl_ppo_bench.py -o -f ../shared
   PYTHONPATH=.peer/trl_1_12_0:.peer/deps timeout 180 $PY "$PEER" --iterations 6 --quiet --json-out "$OUTDIR/trl.jsonl" | tail -1
 fi
 
+echo "== GRPO iteration and DPO step (issue 12), reference setting"
+timeout 90 $PY benchmarks/grpo_iteration.py --device "$DEVICE" --iterations 6 --quiet --json-out "$OUTDIR/grpo_ref.jsonl" | tail -1
+timeout 90 $PY benchmarks/dpo_step.py --device "$DEVICE" --iterations 8 --quiet --json-out "$OUTDIR/dpo_ref.jsonl" | tail -1
+if [ "$DEVICE" = cuda ]; then
+  echo "== GRPO and DPO at the gpu preset shape (12 layers, 768 wide; 16 prompts x 8, 48 tokens; 64 pairs of 56 tokens)"
+  timeout 120 $PY benchmarks/grpo_iteration.py --device "$DEVICE" $BF16 --iterations 4 --quiet --layers 12 --embd 768 \
+    --heads 12 --prompts 16 --generations 8 --completion-length 48 --json-out "$OUTDIR/grpo_gpu.jsonl" | tail -1
+  timeout 120 $PY benchmarks/dpo_step.py --device "$DEVICE" $BF16 --iterations 6 --quiet --layers 12 --embd 768 \
+    --heads 12 --completion-length 48 --max-length 56 --json-out "$OUTDIR/dpo_gpu.jsonl" | tail -1
+fi
+PEERS=$( [ -d shared/peers ] && echo shared/peers || echo ../shared/peers )
+if [ -d .peer/trl_latest ] && [ -f "$PEERS/trl_grpo_bench.py" ]; then
+  echo "== current TRL's GRPO and DPO, reference setting"
+  PYTHONPATH=.peer/deps timeout 150 $PY "$PEERS/trl_grpo_bench.py" --trl-path .peer/trl_latest --iterations 6 --quiet \
+    --json-out "$OUTDIR/trl_grpo.jsonl" 2>/dev/null | grep SUMMARY | cut -c1-300
+  PYTHONPATH=.peer/deps timeout 150 $PY "$PEERS/trl_dpo_bench.py" --trl-path .peer/trl_latest --iterations 8 --quiet \
+    --json-out "$OUTDIR/trl_dpo.jsonl" 2>/dev/null | grep SUMMARY | cut -c1-300
+fi
+
 echo "== reward-KL frontier, default sweep (issue 13): wall time and fits"
 rm -rf "$OUTDIR/frontier"
 FR_START=$(date +%s)
@@ -98,6 +118,13 @@ trl = last("trl.jsonl")
 if trl and report.get("reference_fp32"):
     report["trl_iter_s_median"] = trl.get("iter_s_median")
     report["speedup_vs_trl"] = round(trl["iter_s_median"] / report["reference_fp32"]["iter_s_median"], 2)
+for method, ours, gpu, peer in (("grpo", "grpo_ref.jsonl", "grpo_gpu.jsonl", "trl_grpo.jsonl"),
+                                ("dpo", "dpo_ref.jsonl", "dpo_gpu.jsonl", "trl_dpo.jsonl")):
+    a, g, b = last(ours), last(gpu), last(peer)
+    if a:
+        report[method] = {"iter_s_median": a.get("iter_s_median"), "gpu_shape_iter_s": g and g.get("iter_s_median"),
+                          "trl_iter_s_median": b and b.get("iter_s_median"),
+                          "ratio_to_trl": round(a["iter_s_median"] / b["iter_s_median"], 3) if b else None}
 fr = last("frontier.jsonl")
 if fr:
     report["frontier_default_wall_s"] = fr["frontier_wall_s"]

@@ -134,7 +134,7 @@ def test_a_run_that_ends_while_its_page_is_open_shows_done_with_no_click(server,
 def test_grpo_live_start_chart_and_beta_reach_the_running_job(server, browser):
     """The GRPO page's live path: Start, the reward chart gains points, the β slider reaches the running job's
     params/beta, Stop stops it (the session's shared server and browser, tests/conftest.py)."""
-    page = open_page(browser, server["url"], "grpo", viewport=(1500, 1100))
+    page = open_page(browser, server["url"], "grpo-rloo", viewport=(1500, 1100))
     page.get_by_role("button", name="Start GRPO").click(timeout=60000)
     first = wait_until(lambda: chart_points(page, "Reward: proxy"), timeout=180, what="the first live GRPO point")
     run_dir = next(server["runs"].glob("*-grpo"))
