@@ -34,6 +34,25 @@ def chart_points(page, title: str) -> int:
                     return 0; }""", title)
 
 
+def steer_slider(page, run_dir: Path, label: str, key: str, presses: int, step: float) -> float:
+    """Press ArrowRight `presses` times on the slider `label`; what it then shows must reach control.json[key] and
+    the running job's params/<key> (its last value too, whichever redraw carried it). Returns the value shown."""
+    before = Run(run_dir).read_control()[key]
+    box = page.locator("[data-testid='stSlider']").filter(has_text=label)
+    slider = box.get_by_role("slider")
+    slider.focus()
+    for _ in range(presses):
+        slider.press("ArrowRight")
+    shown = float(box.get_by_test_id("stSliderThumbValue").inner_text())
+    assert shown == pytest.approx(before + presses * step)
+    wait_until(lambda: Run(run_dir).read_control()[key] == pytest.approx(shown), timeout=30,
+               what=f"control.json to receive the slider's {key}")
+    wait_until(lambda: any(abs((r.get(f"params/{key}") or -1) - shown) < 1e-9
+                           for r in read_jsonl(run_dir / "metrics.jsonl")),
+               timeout=90, what=f"params/{key} of the running job to change")
+    return shown
+
+
 def shot(page, name):
     if SCREENS:  # Streamlit scrolls inside the page, so a tall viewport shows the whole of it
         Path(SCREENS).mkdir(parents=True, exist_ok=True)
@@ -65,21 +84,7 @@ def test_quick_start_ppo_then_steer_it_live(server, browser):
     shot(page, "ppo_live")
 
     # move the λ slider: the running job's params/kl_coef follows at its next iteration
-    before = Run(run_dir).read_control()["kl_coef"]
-    box = page.locator("[data-testid='stSlider']").filter(has_text="λ (kl_coef)")
-    slider = box.get_by_role("slider")
-    slider.focus()
-    for _ in range(10):
-        slider.press("ArrowRight")
-    shown = float(box.get_by_test_id("stSliderThumbValue").inner_text())
-    assert shown == pytest.approx(before + 0.10)
-    # what the slider shows is what the job gets: its last value too, whichever redraw carried it
-    wait_until(lambda: Run(run_dir).read_control()["kl_coef"] == pytest.approx(shown), timeout=30,
-               what="control.json to receive the slider's value")
-    new = shown
-    wait_until(lambda: any(abs((r.get("params/kl_coef") or -1) - new) < 1e-9
-                           for r in read_jsonl(run_dir / "metrics.jsonl")),
-               timeout=90, what="params/kl_coef of the running job to change")
+    new = steer_slider(page, run_dir, "λ (kl_coef)", "kl_coef", presses=10, step=0.01)
     wait_until(lambda: page.get_by_text(f"→{new:.3g}").count() > 0, timeout=30,
                what="the λ change marked on the charts")
 
@@ -139,19 +144,7 @@ def test_grpo_live_start_chart_and_beta_reach_the_running_job(server, browser):
     first = wait_until(lambda: chart_points(page, "Reward: proxy"), timeout=180, what="the first live GRPO point")
     run_dir = next(server["runs"].glob("*-grpo"))
     shot(page, "grpo_live")
-    before = Run(run_dir).read_control()["beta"]
-    box = page.locator("[data-testid='stSlider']").filter(has_text="β (KL to the base model)")
-    slider = box.get_by_role("slider")
-    slider.focus()
-    for _ in range(5):
-        slider.press("ArrowRight")
-    shown = float(box.get_by_test_id("stSliderThumbValue").inner_text())
-    assert shown == pytest.approx(before + 0.05)
-    wait_until(lambda: Run(run_dir).read_control()["beta"] == pytest.approx(shown), timeout=30,
-               what="control.json to receive β")
-    wait_until(lambda: any(abs((r.get("params/beta") or -1) - shown) < 1e-9
-                           for r in read_jsonl(run_dir / "metrics.jsonl")),
-               timeout=90, what="params/beta of the running GRPO job to change")
+    steer_slider(page, run_dir, "β (KL to the base model)", "beta", presses=5, step=0.01)
     assert chart_points(page, "Reward: proxy") >= first
     page.get_by_role("button", name="Stop").click()
     wait_until(lambda: state(run_dir) == "stopped", timeout=90, what="the GRPO run to stop")
