@@ -47,8 +47,8 @@ from core.config import ConfigError, DPOConfig, resolve_device, seed_everything
 from core.evaluate import EVAL_PROMPT_SEED, EVAL_SAMPLE_SEED, PROMPT_LENGTH
 from core.model import (CheckpointError, decode_responses, join_text, load_lm, load_scorer, no_dropout,
                         resolve_checkpoint, save_checkpoint)
-from core.ppo_train import (TRAINER_STATE, check_checkpoint, encode_prompts, flow_action, freeze, gold_of,
-                            load_optimizer_state, make_optimizer, ppo_prompts, read_flow, response_hidden,
+from core.ppo_train import (TRAINER_STATE, check_checkpoint, encode_prompts, flow_action, flow_events, freeze,
+                            gold_of, load_optimizer_state, make_optimizer, ppo_prompts, read_flow, response_hidden,
                             sequence_score, token_logprobs)
 from core.preferences import PreferenceError, load_preferences
 from core.reward import split_by_prompt
@@ -508,19 +508,14 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
             messages += flow_messages
             paused = flow["paused"]
             action, step_seen = flow_action(flow, step_seen)
-            if messages:
-                yield {"_status": "running", "step": step, "message": "; ".join(messages)}
+            yield from flow_events(run, messages, action, paused, step,
+                                   lambda: save_dpo_checkpoint(run, models, optimizer, cfg, step, last_metrics),
+                                   unit="step")
             if action == "stop":
-                save_dpo_checkpoint(run, models, optimizer, cfg, step, last_metrics)
-                yield {"_status": "stopped", "step": step, "message": f"stopped after step {step}"}
                 return
             if action == "wait":
-                if run.status().get("state") != "paused":
-                    yield {"_status": "paused", "step": step, "message": "paused"}
                 time.sleep(0.2)
                 continue
-            if not paused and run.status().get("state") == "paused":
-                yield {"_status": "running", "step": step, "message": "resumed"}
 
         idx = batches[step]
         step += 1

@@ -43,7 +43,8 @@ from core.config import ConfigError, GRPOConfig
 from core.model import (CheckpointError, decode_responses, load_lm, load_scorer, no_dropout, read_lab_json,
                         resolve_checkpoint, save_checkpoint)
 from core.ppo import kl_estimate, masked_mean
-from core.ppo_train import RATIO_EDGES, NonFiniteLoss, apply_controls, flow_action, make_optimizer, read_flow
+from core.ppo_train import (RATIO_EDGES, NonFiniteLoss, apply_controls, flow_action, flow_events, make_optimizer,
+                            read_flow)
 from core.rollout import (Models, Rollout, autocast, encode_prompts, evaluation_samples, freeze, gold_of,
                           ppo_prompts, response_hidden, rollout, token_logprobs, trim_left_padding)
 from core.runs import Run
@@ -323,19 +324,13 @@ def train_grpo(cfg: GRPOConfig, run: Run | None = None):
             if cfg.lr != old.lr:
                 for group in optimizer.param_groups:
                     group["lr"] = cfg.lr
-            if messages:
-                yield {"_status": "running", "step": iteration, "message": "; ".join(messages)}
+            yield from flow_events(run, messages, action, paused, iteration,
+                                   lambda: save_grpo_checkpoint(run, models, optimizer, cfg, iteration, last_metrics))
             if action == "stop":
-                save_grpo_checkpoint(run, models, optimizer, cfg, iteration, last_metrics)
-                yield {"_status": "stopped", "step": iteration, "message": f"stopped after iteration {iteration}"}
                 return
             if action == "wait":
-                if run.status().get("state") != "paused":
-                    yield {"_status": "paused", "step": iteration, "message": "paused"}
                 time.sleep(0.2)
                 continue
-            if not paused and run.status().get("state") == "paused":
-                yield {"_status": "running", "step": iteration, "message": "resumed"}
 
         iteration += 1
         t0 = time.perf_counter()

@@ -340,6 +340,22 @@ def flow_action(flow: dict, step_seen: int) -> tuple[str, int]:
     return "run", flow["step"]
 
 
+def flow_events(run, messages: list[str], action: str, paused: bool, step: int, save, unit: str = "iteration"):
+    """The status rows a live loop yields before its next step, the same for PPO, GRPO and DPO: the refused
+    controls, then "stopped" (after `save()`, the stage's checkpoint) or "paused" (once) or "resumed". The caller
+    then returns on "stop" and sleeps and re-reads on "wait"."""
+    if messages:
+        yield {"_status": "running", "step": step, "message": "; ".join(messages)}
+    if action == "stop":
+        save()
+        yield {"_status": "stopped", "step": step, "message": f"stopped after {unit} {step}"}
+    elif action == "wait":
+        if run.status().get("state") != "paused":
+            yield {"_status": "paused", "step": step, "message": "paused"}
+    elif not paused and run.status().get("state") == "paused":
+        yield {"_status": "running", "step": step, "message": "resumed"}
+
+
 def non_finite_advice(error, iteration: int, cfg: PPOConfig, saved: dict, run) -> str:
     """The message of a run that failed on a NaN/inf loss: where, with which knobs, and what to change.
 
@@ -564,16 +580,8 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr
         if run is not None:
-            if messages:
-                yield {"_status": "running", "step": iteration, "message": "; ".join(messages)}
-            if action == "stop":
-                save_ppo_checkpoint(run, models, optimizer, cfg, iteration, controller.value, last_metrics)
-                yield {"_status": "stopped", "step": iteration, "message": f"stopped after iteration {iteration}"}
-            elif action == "wait":
-                if run.status().get("state") != "paused":
-                    yield {"_status": "paused", "step": iteration, "message": "paused"}
-            elif not paused and run.status().get("state") == "paused":
-                yield {"_status": "running", "step": iteration, "message": "resumed"}
+            yield from flow_events(run, messages, action, paused, iteration, lambda: save_ppo_checkpoint(
+                run, models, optimizer, cfg, iteration, controller.value, last_metrics))
         if action == "stop":
             return
         if action == "wait":
