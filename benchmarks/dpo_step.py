@@ -20,7 +20,6 @@ split: ref_fwd_s (reference forward), policy_fwd_loss_s (policy forward + loss),
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -30,6 +29,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks._harness import (add_model_args, add_run_args, emit, iteration_stats,  # noqa: E402
+                                 median_after_warmup, steady)
 
 
 def parse_args():
@@ -40,25 +41,12 @@ def parse_args():
     p.add_argument("--max-length", type=int, default=32, help="truncation limit of prompt + response")
     p.add_argument("--num-pairs", type=int, default=None, help="data set size (default: batch x iterations)")
     p.add_argument("--iterations", type=int, default=10, help="optimizer steps (the first one is warm-up)")
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--embd", type=int, default=128)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--vocab", type=int, default=1024)
-    p.add_argument("--n-positions", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-5)
+    add_model_args(p)
     p.add_argument("--beta", type=float, default=0.1)
     p.add_argument("--loss-type", default="sigmoid", choices=["sigmoid", "ipo"])
     p.add_argument("--precompute-ref", action="store_true", help="reference log-probs once, before the timed steps")
     p.add_argument("--grad-ckpt", action="store_true", help="accepted for flag parity; not used (nothing to save)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
-                   help="fp32 (default, the peer's setting), bf16 autocast (CPU or CUDA), or auto (what the lab's "
-                        "stages pick on this machine: core/precision.py)")
-    p.add_argument("--bf16", action="store_const", const="bf16", dest="precision", help="= --precision bf16")
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json-out", default=None, help="append the JSON summary line to this file")
-    p.add_argument("--quiet", action="store_true", help="no per-step lines")
+    add_run_args(p, "step")
     return p.parse_args()
 
 
@@ -141,11 +129,7 @@ def main():
                   flush=True)
     t_all = time.perf_counter() - t_all
 
-    def tail(xs):
-        return xs[1:] if len(xs) > 1 else xs
-
-    steady = tail(iters)
-    med = statistics.median(steady)
+    med = statistics.median(steady(iters))
     summary = {
         "impl": "rlhf-lab core.dpo", "torch": torch.__version__, "transformers": transformers.__version__,
         "device": str(device), "threads": torch.get_num_threads(), "policy_params": n_params, "vocab": args.vocab,
@@ -155,23 +139,16 @@ def main():
         "loss_type": args.loss_type, "precompute_ref": args.precompute_ref,
         "dtype": "bf16" if bf16 else "fp32", "precision_asked": args.precision,
         "iterations": len(iters), "optimizer_steps_per_iter": 1,
-        "warmup_iter_s": round(iters[0], 4),
-        "iter_s_mean": round(statistics.mean(steady), 4),
-        "iter_s_stdev": round(statistics.stdev(steady), 4) if len(steady) > 1 else 0.0,
-        "iter_s_median": round(med, 4),
-        "iter_s_min": round(min(steady), 4),
-        "cpu_s_median": round(statistics.median(tail(cpus)), 4),   # CPU seconds (all threads): robust to load
-        "ref_fwd_s_mean": round(statistics.mean(tail(refs)), 4),
-        "policy_fwd_loss_s_mean": round(statistics.mean(tail(fwds)), 4),
-        "backward_opt_rest_s_mean": round(statistics.mean(tail(rests)), 4),
-        "backward_opt_rest_s_median": round(statistics.median(tail(rests)), 4),
+        **iteration_stats(iters),
+        "cpu_s_median": median_after_warmup(cpus),   # CPU seconds (all threads): robust to load
+        "ref_fwd_s_mean": round(statistics.mean(steady(refs)), 4),
+        "policy_fwd_loss_s_mean": round(statistics.mean(steady(fwds)), 4),
+        "backward_opt_rest_s_mean": round(statistics.mean(steady(rests)), 4),
+        "backward_opt_rest_s_median": median_after_warmup(rests),
         "train_tokens_per_s_median": round(2 * args.batch * length / med, 1),
         "total_s": round(t_all, 2),
     }
-    print("SUMMARY " + json.dumps(summary))
-    if args.json_out:
-        with open(args.json_out, "a") as f:
-            f.write(json.dumps(summary) + "\n")
+    emit(summary, args.json_out)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,7 @@ and the split: generation, rollout forwards (reference + reward model), advantag
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,6 +31,7 @@ from types import SimpleNamespace
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks._harness import add_model_args, add_run_args, emit, iteration_stats, median_after_warmup  # noqa: E402
 
 LOSS_TYPES = {"dapo": "token", "bnpo": "token", "grpo": "sequence", "dr_grpo": "token"}
 
@@ -47,12 +46,7 @@ def parse_args():
     p.add_argument("--prompt-length", type=int, default=8, help="tokens per prompt (exact)")
     p.add_argument("--num-prompts", type=int, default=256, help="size of the prompt set")
     p.add_argument("--iterations", type=int, default=6, help="iterations (the first one is warm-up)")
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--embd", type=int, default=128)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--vocab", type=int, default=1024)
-    p.add_argument("--n-positions", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-5)
+    add_model_args(p)
     p.add_argument("--beta", type=float, default=0.04, help="KL coefficient (k3 in the loss)")
     p.add_argument("--epsilon", "--clip-eps", dest="epsilon", type=float, default=0.2)
     p.add_argument("--temperature", type=float, default=1.0)
@@ -60,15 +54,7 @@ def parse_args():
                    help="TRL's name; dapo/bnpo/dr_grpo -> token averaging, grpo -> sequence averaging")
     p.add_argument("--advantage", choices=("grpo", "rloo"), default="grpo")
     p.add_argument("--allow-eos", action="store_true", help="let completions stop at <eos> (lengths then vary)")
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
-                   help="fp32 (default, the peer's setting), bf16 autocast (CPU or CUDA), or auto (what the lab's "
-                        "stages pick on this machine: core/precision.py)")
-    p.add_argument("--bf16", action="store_const", const="bf16", dest="precision", help="= --precision bf16")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json-out", default=None, help="append the JSON summary line to this file")
-    p.add_argument("--quiet", action="store_true", help="no per-iteration lines")
+    add_run_args(p, "iteration")
     return p.parse_args()
 
 
@@ -146,10 +132,6 @@ def main():
                   f"len {ro.mask.sum(1).min().item():.0f}-{ro.mask.sum(1).max().item():.0f}", flush=True)
     t_all = time.perf_counter() - t_all
 
-    def med(xs):
-        return round(statistics.median(xs[1:] or xs), 4)
-
-    steady = iters[1:] or iters
     summary = {
         "impl": "rlhf-lab core.grpo", "torch": torch.__version__, "transformers": transformers.__version__,
         "device": str(device), "precision": used, "precision_asked": args.precision, "threads": torch.get_num_threads(),
@@ -160,24 +142,17 @@ def main():
         "epsilon": args.epsilon, "num_iterations_mu": args.mu, "steps_per_generation": args.steps_per_generation,
         "optimizer_steps_per_iter": args.mu * args.steps_per_generation, "loss_averaging": cfg.loss_averaging,
         "advantage": args.advantage, "iterations": len(iters),
-        "warmup_iter_s": round(iters[0], 4),
-        "iter_s_mean": round(statistics.mean(steady), 4),
-        "iter_s_stdev": round(statistics.stdev(steady), 4) if len(steady) > 1 else 0.0,
-        "iter_s_median": round(statistics.median(steady), 4),
-        "iter_s_min": round(min(steady), 4),
-        "cpu_s_median": med(cpus),                      # CPU seconds (all threads): less sensitive to load
-        "gen_s_median": med(gens),
-        "rollout_fwd_s_median": med(fwds),              # reference + reward model, one batched forward each
-        "rollout_s_median": med([g + f for g, f in zip(gens, fwds)]),
-        "advantages_s_median": med(advs),
-        "update_s_median": med(upds),                   # policy forward + backward + clip + AdamW step(s)
-        "gen_tokens_per_s_overall_median": round(B * args.completion_length / statistics.median(steady), 1),
+        **iteration_stats(iters),
+        "cpu_s_median": median_after_warmup(cpus),                      # CPU seconds (all threads): less sensitive to load
+        "gen_s_median": median_after_warmup(gens),
+        "rollout_fwd_s_median": median_after_warmup(fwds),              # reference + reward model, one batched forward each
+        "rollout_s_median": median_after_warmup([g + f for g, f in zip(gens, fwds)]),
+        "advantages_s_median": median_after_warmup(advs),
+        "update_s_median": median_after_warmup(upds),                   # policy forward + backward + clip + AdamW step(s)
+        "gen_tokens_per_s_overall_median": round(B * args.completion_length / median_after_warmup(iters), 1),
         "total_s": round(t_all, 2),
     }
-    print("SUMMARY " + json.dumps(summary))
-    if args.json_out:
-        with open(args.json_out, "a") as f:
-            f.write(json.dumps(summary) + "\n")
+    emit(summary, args.json_out)
 
 
 if __name__ == "__main__":

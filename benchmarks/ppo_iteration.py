@@ -19,7 +19,6 @@ excluded) and the breakdown: generation, rollout forwards (ref + value + reward)
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -30,6 +29,8 @@ from types import SimpleNamespace
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks._harness import (add_model_args, add_run_args, emit, iteration_stats,  # noqa: E402
+                                 median_after_warmup, steady)
 
 
 def parse_args():
@@ -40,26 +41,13 @@ def parse_args():
     p.add_argument("--iterations", type=int, default=6, help="PPO iterations (the first one is warm-up)")
     p.add_argument("--ppo-epochs", type=int, default=4)
     p.add_argument("--mini-batches", type=int, default=4)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--embd", type=int, default=128)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--vocab", type=int, default=1024)
-    p.add_argument("--n-positions", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-5)
+    add_model_args(p)
     p.add_argument("--kl-coef", type=float, default=0.05)
     p.add_argument("--kl-estimator", choices=["k1", "k3"], default="k1")
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--value-model", choices=["separate", "shared"], default="separate")
     p.add_argument("--stop-eos", action="store_true", help="stop responses at <eos> (default: full length)")
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
-                   help="fp32 (default, the peer's setting), bf16 autocast (CPU or CUDA), or auto (what the lab's "
-                        "stages pick on this machine: core/precision.py)")
-    p.add_argument("--bf16", action="store_const", const="bf16", dest="precision", help="= --precision bf16")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json-out", default=None, help="append the JSON summary line to this file")
-    p.add_argument("--quiet", action="store_true", help="no per-iteration lines")
+    add_run_args(p, "iteration")
     return p.parse_args()
 
 
@@ -132,8 +120,7 @@ def main():
                   f"clipfrac {upd['clipfrac']:.3f}", flush=True)
     t_all = time.perf_counter() - t_all
 
-    steady = iters[1:] or iters
-    med = statistics.median(steady)
+    med = statistics.median(steady(iters))
     toks = args.batch * args.response_length
     summary = {
         "impl": "rlhf-lab core.ppo_train", "torch": torch.__version__, "transformers": transformers.__version__,
@@ -143,22 +130,15 @@ def main():
         "response_length": args.response_length, "ppo_epochs": args.ppo_epochs, "mini_batches": args.mini_batches,
         "value_model": args.value_model, "iterations": len(iters),
         "optimizer_steps_per_iter": args.ppo_epochs * args.mini_batches,
-        "warmup_iter_s": round(iters[0], 4),
-        "iter_s_mean": round(statistics.mean(steady), 4),
-        "iter_s_stdev": round(statistics.stdev(steady), 4) if len(steady) > 1 else 0.0,
-        "iter_s_median": round(med, 4),
-        "iter_s_min": round(min(steady), 4),
-        "cpu_s_median": round(statistics.median(cpus[1:] or cpus), 4),  # CPU seconds (all threads): robust to load
-        "gen_s_median": round(statistics.median(gens[1:] or gens), 4),
-        "rollout_fwd_s_median": round(statistics.median(fwds[1:] or fwds), 4),  # ref + value + reward
-        "update_s_median": round(statistics.median(upds[1:] or upds), 4),     # GAE + PPO epochs
+        **iteration_stats(iters),
+        "cpu_s_median": median_after_warmup(cpus),  # CPU seconds (all threads): robust to load
+        "gen_s_median": median_after_warmup(gens),
+        "rollout_fwd_s_median": median_after_warmup(fwds),  # ref + value + reward
+        "update_s_median": median_after_warmup(upds),     # GAE + PPO epochs
         "gen_tokens_per_s_overall_median": round(toks / med, 1),
         "total_s": round(t_all, 2),
     }
-    print("SUMMARY " + json.dumps(summary))
-    if args.json_out:
-        with open(args.json_out, "a") as f:
-            f.write(json.dumps(summary) + "\n")
+    emit(summary, args.json_out)
 
 
 if __name__ == "__main__":
