@@ -257,14 +257,10 @@ def _generate(lm, prompt_ids, prompt_mask, max_new_tokens, eos_token_id, pad_tok
         x = t.wte(token) + t.wpe(next_pos)                               # (B, 1, D)
         visible = key_ok[:, None, None, : s + 1]                         # (B, 1, 1, s+1)
         for i, block in enumerate(t.h):
-            h = F.layer_norm(x, (D,), block.ln_1.weight, block.ln_1.bias, eps)
-            q, k, v = _linear(h, block.attn.c_attn).split(D, dim=2)
-            keys[i, :, :, s:s + 1], values[i, :, :, s:s + 1] = _split_heads(k, H), _split_heads(v, H)
-            a = F.scaled_dot_product_attention(_split_heads(q, H), keys[i, :, :, :s + 1],
-                                               values[i, :, :, :s + 1], attn_mask=visible)
-            x = x + _linear(a.transpose(1, 2).reshape(B, 1, D), block.attn.c_proj)
-            h = F.layer_norm(x, (D,), block.ln_2.weight, block.ln_2.bias, eps)
-            x = x + _linear(F.gelu(_linear(h, block.mlp.c_fc), approximate="tanh"), block.mlp.c_proj)
+            q, k, v = _qkv(block, x, H, eps)                             # (B, H, 1, d)
+            keys[i, :, :, s:s + 1], values[i, :, :, s:s + 1] = k, v
+            a = F.scaled_dot_product_attention(q, keys[i, :, :, :s + 1], values[i, :, :, :s + 1], attn_mask=visible)
+            x = _finish_block(block, x, a, eps)
         x = F.layer_norm(x, (D,), t.ln_f.weight, t.ln_f.bias, eps)
         next_pos = next_pos + 1
     return tokens[:, :n], masks[:, :n], logprobs[:, :n]
