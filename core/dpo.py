@@ -47,9 +47,9 @@ from core.config import ConfigError, DPOConfig, resolve_device, seed_everything
 from core.evaluate import EVAL_PROMPT_SEED, EVAL_SAMPLE_SEED, PROMPT_LENGTH
 from core.model import (CheckpointError, decode_responses, join_text, load_lm, load_scorer, no_dropout,
                         resolve_checkpoint, save_checkpoint)
-from core.ppo_train import (TRAINER_STATE, check_checkpoint, encode_prompts, flow_action, flow_events, freeze,
+from core.ppo_train import (check_checkpoint, encode_prompts, flow_action, flow_events, freeze,
                             gold_of, load_optimizer_state, make_optimizer, ppo_prompts, read_flow, response_hidden,
-                            sequence_score, token_logprobs)
+                            save_trainer_state, sequence_score, token_logprobs)
 from core.preferences import PreferenceError, load_preferences
 from core.reward import split_by_prompt
 from core.precision import autocast
@@ -388,13 +388,8 @@ def save_dpo_checkpoint(run: Run, models: DPOModels, optimizer, cfg: DPOConfig, 
              "live": {k: getattr(cfg, k) for k in LIVE_KNOBS},  # the knobs in force, restored on resume
              "objective/gold": (metrics or {}).get("objective/gold"),
              "objective/kl": (metrics or {}).get("objective/kl")}
-
-    def save_state(d):  # Adam's moments, beside the shareable checkpoint as PPO keeps them (TRAINER_STATE)
-        torch.save(optimizer.state_dict(), d / "optimizer.pt")
-        (d / "state.json").write_text(json.dumps({"iteration": step}))
-
     run.save_checkpoint(lambda d: save_checkpoint(models.policy, models.tokenizer, d, extra=extra))
-    run.save_checkpoint(save_state, name=TRAINER_STATE)
+    save_trainer_state(run, optimizer, step)
 
 
 def resume_point(run: Run | None):

@@ -40,11 +40,10 @@ import torch
 
 from core import precision
 from core.config import ConfigError, GRPOConfig
-from core.model import (CheckpointError, decode_responses, load_lm, load_scorer, no_dropout, read_lab_json,
-                        resolve_checkpoint, save_checkpoint)
+from core.model import decode_responses, load_lm, load_scorer, no_dropout, save_checkpoint
 from core.ppo import kl_estimate, masked_mean
-from core.ppo_train import (RATIO_EDGES, NonFiniteLoss, apply_controls, flow_action, flow_events, make_optimizer,
-                            read_flow)
+from core.ppo_train import (RATIO_EDGES, NonFiniteLoss, apply_controls, check_checkpoint, flow_action, flow_events,
+                            load_optimizer_state, make_optimizer, read_flow, save_trainer_state)
 from core.rollout import (Models, Rollout, autocast, encode_prompts, evaluation_samples, freeze, gold_of,
                           ppo_prompts, response_hidden, rollout, token_logprobs, trim_left_padding)
 from core.runs import Run
@@ -229,24 +228,21 @@ def save_grpo_checkpoint(run: Run, models: Models, optimizer, cfg: GRPOConfig, i
              "objective/scores": (metrics or {}).get("objective/scores"),
              "objective/kl": (metrics or {}).get("objective/kl")}
 
-    def save(d):
-        save_checkpoint(models.policy, models.tokenizer, d, extra=extra)
-        torch.save(optimizer.state_dict(), d / "optimizer.pt")
-
-    run.save_checkpoint(save)
+    run.save_checkpoint(lambda d: save_checkpoint(models.policy, models.tokenizer, d, extra=extra))
+    save_trainer_state(run, optimizer, iteration)
 
 
 def resume_point(run: Run | None):
-    """(checkpoint folder, iteration, live knobs) of a GRPO run that already has a checkpoint, else None."""
-    if run is None or not (run.checkpoint_dir / "config.json").exists():
+    """(checkpoint folder, iteration, live knobs) of a GRPO run that already has a checkpoint, else None. A save
+    killed half-way is repaired first; a checkpoint that cannot be trusted raises CheckpointError naming the file
+    (never a silent fresh start over the run's history), as for PPO and DPO."""
+    if run is None:
         return None
-    try:
-        info = read_lab_json(run.checkpoint_dir)
-    except CheckpointError:
+    run.recover_checkpoint()
+    if not run.checkpoint_dir.exists():
         return None
-    if info.get("stage") != "grpo":
-        return None
-    return resolve_checkpoint(run.checkpoint_dir), int(info.get("iteration", 0)), info.get("live") or {}
+    info = check_checkpoint(run.checkpoint_dir, "grpo")
+    return run.checkpoint_dir, info["iteration"], info.get("live") or {}
 
 
 def group_sample(prompt: str, texts: list[str], scores, used_scores, advantages, gold, kl_seq,
@@ -280,11 +276,8 @@ def train_grpo(cfg: GRPOConfig, run: Run | None = None):
     cfg.validate(n_positions=models.policy.config.n_positions)
     tok = models.tokenizer
     optimizer = make_optimizer(list(models.policy.parameters()), cfg.lr, cfg.weight_decay)
-    if resume and (resume[0] / "optimizer.pt").exists():
-        try:
-            optimizer.load_state_dict(torch.load(resume[0] / "optimizer.pt", weights_only=True))
-        except (ValueError, RuntimeError, KeyError):
-            pass  # a different optimizer layout: start Adam's moments afresh
+    if resume:  # from trainer_state/, or an older run's checkpoint/optimizer.pt
+        load_optimizer_state(optimizer, resume[0], start_iteration)
     gen = torch.Generator(device=device).manual_seed(cfg.seed + start_iteration)
     cpu_gen = torch.Generator().manual_seed(cfg.seed + 1 + start_iteration)
     rng = random.Random(cfg.seed + start_iteration)

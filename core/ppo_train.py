@@ -413,13 +413,19 @@ def save_ppo_checkpoint(run: Run, models: Models, optimizer, cfg: PPOConfig, ite
         else:
             torch.save(models.value_head.state_dict(), d / "value_head.pt")
 
+    run.save_checkpoint(save)
+    save_trainer_state(run, optimizer, iteration)
+
+
+def save_trainer_state(run: Run, optimizer, position: int) -> None:
+    """Adam's moments in <run>/trainer_state/, beside the checkpoint, not in it: checkpoint/ is the save_pretrained
+    folder someone shares or uploads, and the moments (2x the weights) are of no use to anyone but a resume.
+    position: the iteration (PPO, GRPO) or step (DPO) of the checkpoint just saved; load_optimizer_state reads the
+    moments only when it matches (a kill between the two saves leaves them apart)."""
     def save_state(d):
         torch.save(optimizer.state_dict(), d / "optimizer.pt")
-        (d / "state.json").write_text(json.dumps({"iteration": iteration}))
+        (d / "state.json").write_text(json.dumps({"iteration": position}))
 
-    run.save_checkpoint(save)
-    # Beside the checkpoint, not in it: checkpoint/ is the save_pretrained folder someone shares or
-    # uploads, and Adam's moments (4x the weights) are of no use to anyone but a resume.
     run.save_checkpoint(save_state, name=TRAINER_STATE)
 
 

@@ -39,6 +39,7 @@ class CLIError(Exception):
 
 
 ERROR_LOG = "error.log"  # a run's full traceback, when its command failed (the same name the app's jobs use)
+RESUMABLE = ("ppo", "grpo", "dpo")  # the stages with --resume RUN_DIR (lab/resume.py)
 _current_run: list[Run] = []  # the run the running command drives: where an unexpected traceback goes
 
 
@@ -226,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
         return _fail(args.command, f"{e.strerror or e}{where}; choose a writable location with free space", e)
     except KeyboardInterrupt as e:
-        run = f"; resume it with rlhf-lab ppo --resume {_current_run[0].path}" if _current_run else ""
+        run = _current_run[0] if _current_run else None
+        run = f"; resume it with rlhf-lab {run.stage} --resume {run.path}" if run and run.stage in RESUMABLE else ""
         print(f"rlhf-lab {args.command}: {e or 'interrupted'}{run}", file=sys.stderr)
         return 130
     except RecursionError as e:

@@ -17,6 +17,7 @@ import math
 
 from core.config import PRECISION_HELP, PRECISIONS, PRESET_DPO, DPOConfig, ConfigError, dpo_preset, from_dict, to_dict
 from core.runs import FINAL_STATES, Run, drive, read_jsonl
+from lab.resume import claim, resume_config
 
 FLOW_CONTROLS = ("paused", "stop", "step")
 # What `--resume` may change (as for PPO, lab/cli_ppo.py): the length of the run, threads, precision and the live
@@ -25,6 +26,8 @@ RESUME_FIXED = (("--preferences", "preferences"), ("--preset", "preset"), ("--po
                 ("--reward", "reward"), ("--loss", "loss_type"), ("--batch", "batch"), ("--eval-every", "eval_every"),
                 ("--eval-prompts", "eval_prompts"), ("--profile", "profile"), ("--seed", "seed"),
                 ("--device", "device"))
+RESUME_CHANGEABLE = (("--epochs", "epochs"), ("--threads", "threads"), ("--precision", "precision"))
+RESUME_LIVE = (("--beta", "beta"), ("--lr", "lr"))
 
 
 def register(sub) -> None:
@@ -74,36 +77,11 @@ def initial_control(cfg: DPOConfig) -> dict:
     return control_of(cfg, LIVE_KNOBS)
 
 
-def resume_run(args) -> tuple[Run, DPOConfig, int]:
-    """The run to resume, owned by this process, with its config changed as far as a resume may change it, and the
-    step of its checkpoint (0: none yet); the live knobs given as flags go to control.json (applied and logged at
-    the first step). Refuses by name."""
-    from core.dpo import LIVE_KNOBS, check_live_value, resume_point
-    from core.runs import atomic_write_json
-    from lab.cli import CLIError
+def resume_rules():
+    from core.dpo import check_live_value
+    from lab.resume import ResumeRules
 
-    if args.out or args.runs:
-        raise CLIError("--resume continues RUN_DIR in place; do not give --out/--runs with it")
-    fixed = [flag for flag, dest in RESUME_FIXED if getattr(args, dest) is not None]
-    if fixed:
-        raise CLIError(f"{', '.join(fixed)} cannot change when resuming (they define the run); start a new run "
-                       "with --out instead. A resume may change --epochs, --threads, --precision, --beta and --lr")
-    run = Run.open(args.resume)
-    if run.stage != "dpo":
-        raise CLIError(f"{run.path} is a {run.stage!r} run, not a DPO run")
-    cfg = from_dict(DPOConfig, run.config)
-    changes = {k: v for k, v in (("epochs", args.epochs), ("threads", args.threads), ("precision", args.precision))
-               if v is not None}
-    cfg = dataclasses.replace(cfg, **changes).validate()
-    live = {k: check_live_value(cfg, k, getattr(args, k)) for k in LIVE_KNOBS if getattr(args, k) is not None}
-    run.acquire()  # exclusive: a second resume, or a trainer still alive, is refused here (RunBusy)
-    point = resume_point(run)  # a broken checkpoint is refused by name now, before anything is written
-    if to_dict(cfg) != run.config:
-        info = run.info()
-        info["config"] = to_dict(cfg)
-        atomic_write_json(run.path / "config.json", info)
-    run.write_control(stop=False, **live)
-    return run, cfg, point[1] if point else 0
+    return ResumeRules("dpo", DPOConfig, RESUME_FIXED, RESUME_CHANGEABLE, RESUME_LIVE, check_live_value)
 
 
 def cmd_dpo(args) -> int:
@@ -112,7 +90,10 @@ def cmd_dpo(args) -> int:
 
     first: dict = {}
     if args.resume:
-        run, cfg, done = resume_run(args)
+        from core.dpo import resume_point
+
+        run, cfg, live = resume_config(args, resume_rules())
+        done = claim(run, cfg, live, resume_point)
         check_inputs(cfg)  # the pairs file may have moved or changed since
         first.update(next((r for r in read_jsonl(run.path / "metrics.jsonl") if r.get("step") == 0), {}))
     else:

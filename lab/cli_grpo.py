@@ -8,11 +8,20 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from core.config import (GRPO_ADVANTAGES, KL_PLACES, LOSS_AVERAGING, PRECISION_HELP, PRECISIONS, PRESET_GRPO,
-                         GRPOConfig, from_dict, grpo_preset, to_dict)
-from core.runs import Run, atomic_write_json
+                         GRPOConfig, grpo_preset, to_dict)
+from core.runs import Run
+from lab.resume import claim, resume_config
+
+# What `--resume` may change (the rules of lab/resume.py, as for PPO and DPO): the length of the run, threads,
+# precision and the live knobs. The rest defines the run; changing it would mix two experiments in one metrics file.
+RESUME_FIXED = (("--preset", "preset"), ("--policy", "policy"), ("--reward", "reward"), ("--advantage", "advantage"),
+                ("--group-size", "group_size"), ("--prompts-per-iteration", "prompts_per_iteration"),
+                ("--kl-in", "kl_in"), ("--loss-averaging", "loss_averaging"), ("--epochs", "epochs"),
+                ("--minibatches", "minibatches"), ("--response-length", "response_length"), ("--profile", "profile"),
+                ("--seed", "seed"), ("--device", "device"))
+RESUME_CHANGEABLE = (("--iterations", "iterations"), ("--threads", "threads"), ("--precision", "precision"))
+RESUME_LIVE = (("--beta", "beta"), ("--clip-eps", "clip_eps"), ("--lr", "lr"), ("--temperature", "temperature"))
 
 
 def register(sub) -> None:
@@ -20,7 +29,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("grpo", help="fine-tune the policy with GRPO or RLOO (a group of responses per prompt, "
                                     "no critic) against a reward model")
-    p.add_argument("--preset", default="small", choices=tuple(PRESET_GRPO))
+    p.add_argument("--preset", default=None, choices=tuple(PRESET_GRPO), help="default small")
     p.add_argument("--policy", default=None, help="base model: shipped name, checkpoint or run folder (default small)")
     p.add_argument("--reward", default=None, help="reward model: shipped name, checkpoint or run folder "
                                                   "(default: the shipped RM)")
@@ -47,7 +56,8 @@ def register(sub) -> None:
     p.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR",
-                   help="continue a stopped GRPO run from its checkpoint (with --iterations: a new total)")
+                   help="continue a stopped GRPO run from its checkpoint (may change --iterations, a new total, "
+                        "--threads, --precision and the live knobs)")
     out_args(p)
     p.set_defaults(func=cmd_grpo)
 
@@ -57,7 +67,8 @@ def config_from_args(args) -> GRPOConfig:
     given); the config then checks G >= 2 and every other rule, naming the field."""
     from core.config import ConfigError
 
-    preset = PRESET_GRPO[args.preset]
+    preset_name = args.preset or "small"
+    preset = PRESET_GRPO[preset_name]
     preset_group = preset.get("group_size", GRPOConfig.group_size)
     group = args.group_size if args.group_size is not None else preset_group
     prompts = args.prompts_per_iteration
@@ -68,7 +79,7 @@ def config_from_args(args) -> GRPOConfig:
         if prompts is None:
             prompts = preset.get("batch_size", GRPOConfig.batch_size) // preset_group
         batch = prompts * group
-    return grpo_preset(args.preset, policy=args.policy, reward=args.reward, advantage=args.advantage,
+    return grpo_preset(preset_name, policy=args.policy, reward=args.reward, advantage=args.advantage,
                        group_size=args.group_size, batch_size=batch, beta=args.beta, kl_in=args.kl_in,
                        clip_eps=args.clip_eps, loss_averaging=args.loss_averaging, epochs=args.epochs,
                        minibatches=args.minibatches, lr=args.lr, temperature=args.temperature,
@@ -83,26 +94,22 @@ def initial_control(cfg: GRPOConfig) -> dict:
     return control_of(cfg, LIVE_KNOBS)
 
 
+def resume_rules():
+    from core.grpo import LIVE_KNOBS
+    from core.ppo_train import check_live_value
+    from lab.resume import ResumeRules
+
+    return ResumeRules("grpo", GRPOConfig, RESUME_FIXED, RESUME_CHANGEABLE, RESUME_LIVE,
+                       lambda cfg, key, value: check_live_value(cfg, key, value, knobs=LIVE_KNOBS))
+
+
 def cmd_grpo(args) -> int:
-    from core.grpo import train_grpo
-    from lab.cli import CLIError, run_stage
+    from core.grpo import resume_point, train_grpo
+    from lab.cli import run_stage
 
     if args.resume:
-        if args.out or args.runs:
-            raise CLIError("--resume continues RUN_DIR in place; do not give --out/--runs with it")
-        run = Run.open(args.resume)
-        if run.stage != "grpo":
-            raise CLIError(f"{run.path} is a {run.stage!r} run, not a GRPO run")
-        if run.status().get("state") in ("running", "paused"):
-            raise CLIError(f"{run.path} is {run.status()['state']} in another process; stop it first")
-        cfg = from_dict(GRPOConfig, run.config)
-        if args.iterations is not None:
-            cfg = dataclasses.replace(cfg, iterations=args.iterations)
-            info = run.info()
-            info["config"] = to_dict(cfg.validate())
-            atomic_write_json(run.path / "config.json", info)
-        run.write_control(stop=False)
-        done = int(run.status().get("iteration", 0) or 0)
+        run, cfg, live = resume_config(args, resume_rules())
+        done = claim(run, cfg, live, resume_point)
     else:
         cfg = config_from_args(args).validate()
         run = Run.create("grpo", to_dict(cfg), out=args.out, root=args.runs,

@@ -13,7 +13,8 @@ import dataclasses
 from core import distributed
 from core.config import (PRECISION_HELP, PRECISIONS, PPOConfig, PRESET_PPO, ConfigError, from_dict, ppo_preset,
                          resolve_device, to_dict)
-from core.runs import ACTIVE_STATES, Run, atomic_write_json
+from core.runs import ACTIVE_STATES, Run
+from lab.resume import claim, resume_config
 
 FLOW_CONTROLS = ("paused", "stop", "step")
 # the stages `rlhf-lab set` can steer: stage -> (module defining LIVE_KNOBS, config class in core.config)
@@ -25,6 +26,7 @@ TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 RESUME_FIXED = (("--preset", "preset"), ("--policy", "policy"), ("--reward", "reward"), ("--batch", "batch"),
                 ("--response-length", "response_length"), ("--value-model", "value_model"),
                 ("--profile", "profile"), ("--seed", "seed"), ("--device", "device"))
+RESUME_CHANGEABLE = (("--iterations", "iterations"), ("--threads", "threads"), ("--precision", "precision"))
 RESUME_LIVE = (("--kl-coef", "kl_coef"), ("--adaptive-kl", "adaptive_kl"), ("--target-kl", "target_kl"),
                ("--clip-eps", "clip_eps"), ("--lr", "lr"), ("--temperature", "temperature"))
 
@@ -81,33 +83,11 @@ def initial_control(cfg: PPOConfig) -> dict:
     return control_of(cfg)
 
 
-def resume_config(args) -> tuple[Run, PPOConfig, dict]:
-    """The run to resume, its config with what a resume may change, and the live knobs given as flags.
-    Refuses by name the flags a resume cannot change."""
+def resume_rules():
     from core.ppo_train import check_live_value
-    from lab.cli import CLIError
+    from lab.resume import ResumeRules
 
-    if args.out or args.runs:
-        raise CLIError("--resume continues RUN_DIR in place; do not give --out/--runs with it")
-    fixed = [flag for flag, dest in RESUME_FIXED if getattr(args, dest) is not None]
-    if fixed:
-        raise CLIError(f"{', '.join(fixed)} cannot change when resuming (they define the run); start a new run "
-                       "with --out instead. A resume may change --iterations, --threads, --precision and "
-                       f"{', '.join(flag for flag, _ in RESUME_LIVE)}")
-    run = Run.open(args.resume)
-    if run.stage != "ppo":
-        raise CLIError(f"{run.path} is a {run.stage!r} run, not a PPO run")
-    cfg = from_dict(PPOConfig, run.config)
-    changes = {k: v for k, v in (("iterations", args.iterations), ("threads", args.threads),
-                                 ("precision", args.precision)) if v is not None}
-    cfg = dataclasses.replace(cfg, **changes).validate()
-    live = {}
-    for _, key in RESUME_LIVE:
-        value = getattr(args, key)
-        if value is not None:
-            live[key] = check_live_value(cfg, key, value)
-            cfg = dataclasses.replace(cfg, **{key: live[key]})
-    return run, from_dict(PPOConfig, {**run.config, **changes}), live
+    return ResumeRules("ppo", PPOConfig, RESUME_FIXED, RESUME_CHANGEABLE, RESUME_LIVE, check_live_value)
 
 
 def cmd_ppo(args) -> int:
@@ -115,7 +95,7 @@ def cmd_ppo(args) -> int:
     from lab.cli import run_stage
 
     if args.resume:
-        run, cfg, live = resume_config(args)
+        run, cfg, live = resume_config(args, resume_rules())
     else:
         cfg = config_from_args(args).validate()
         require_reward_model(cfg.reward)  # before a run folder exists
@@ -125,14 +105,7 @@ def cmd_ppo(args) -> int:
     if not dd.is_main:
         return distributed.follow(train_ppo(cfg, None), dd)
     if args.resume:
-        run.acquire()  # exclusive: a second resume, or a trainer still alive, is refused here (RunBusy)
-        resume_point(run)  # a broken checkpoint is refused by name now, before anything is written
-        if to_dict(cfg) != run.config:
-            info = run.info()
-            info["config"] = to_dict(cfg)
-            atomic_write_json(run.path / "config.json", info)
-        run.write_control(stop=False, **live)  # live knobs from flags: applied and logged at the first iteration
-        done = int(run.status().get("iteration", 0) or 0)
+        done = claim(run, cfg, live, resume_point)
     else:
         run = Run.create("ppo", to_dict(cfg), out=args.out, root=args.runs,
                          parents={"policy": cfg.policy, "reward": cfg.reward}, control=initial_control(cfg))

@@ -191,9 +191,12 @@ def test_cli_grpo_set_and_resume(tiny_base, tiny_rm, tmp_path, capsys):  # noqa:
     assert "beta" in capsys.readouterr().err
     assert main(["set", str(out), "beta=0.2", "kl_coef=1"]) == 2      # PPO's knob is not GRPO's
     assert main(["set", str(out), "beta=0.2"]) == 0
-    assert main(["grpo", "--resume", str(out), "--iterations", "3"]) == 0
+    assert main(["grpo", "--resume", str(out), "--iterations", "3", "--temperature", "0.9"]) == 0
     df = read_metrics(out)
     assert df["step"].tolist() == [1, 2, 3] and df["params/beta"].iloc[-1] == pytest.approx(0.2)
+    assert df["params/temperature"].iloc[-1] == pytest.approx(0.9)  # a live knob given as a resume flag
+    # Adam's moments beside the shareable checkpoint, as PPO and DPO keep them
+    assert (out / "trainer_state" / "optimizer.pt").is_file() and not (out / "checkpoint" / "optimizer.pt").exists()
 
 
 @pytest.mark.slow

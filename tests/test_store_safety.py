@@ -132,15 +132,21 @@ def test_a_run_whose_owner_died_is_failed_for_every_reader(tmp_path):
 
 # ----------------------------------------------------------------------------- broken checkpoints
 
-def _ppo_run_with_checkpoint(tmp_path, iteration=3) -> Run:
-    """A PPO run folder whose checkpoint/ looks like one the trainer wrote (no training needed to refuse it)."""
-    cfg = ppo_preset("tiny", device="cpu")
-    run = Run.create("ppo", to_dict(cfg), out=tmp_path / "run")
+COUNTER = {"ppo": "iteration", "grpo": "iteration", "dpo": "step"}  # what a stage's lab.json counts
+
+
+def _run_with_checkpoint(tmp_path, stage="ppo", iteration=3) -> Run:
+    """A run folder of `stage` whose checkpoint/ looks like one its trainer wrote (no training needed to refuse it)."""
+    from core.config import dpo_preset, grpo_preset
+
+    cfg = {"ppo": lambda: ppo_preset("tiny", device="cpu"), "grpo": lambda: grpo_preset("tiny", device="cpu"),
+           "dpo": lambda: dpo_preset("tiny", preferences=str(tmp_path / "pairs.jsonl"), device="cpu")}[stage]()
+    run = Run.create(stage, to_dict(cfg), out=tmp_path / "run")
     ckpt = run.checkpoint_dir
     ckpt.mkdir()
     for name in ("config.json", "model.safetensors"):
         (ckpt / name).write_text("{}")
-    (ckpt / "lab.json").write_text(json.dumps({"stage": "ppo", "iteration": iteration, "live": {}}))
+    (ckpt / "lab.json").write_text(json.dumps({"stage": stage, COUNTER[stage]: iteration, "live": {}}))
     for i in range(1, iteration + 2):
         run.log_metrics({"step": i, "objective/scores": 0.1 * i})
     run.set_status("stopped", iteration=iteration + 1)
@@ -148,28 +154,32 @@ def _ppo_run_with_checkpoint(tmp_path, iteration=3) -> Run:
     return run
 
 
+@pytest.mark.parametrize("stage", ["ppo", "grpo", "dpo"])
 @pytest.mark.parametrize("damage, named", [
-    (lambda c: (c / "lab.json").write_text("{corrupt"), "lab.json"),
-    (lambda c: (c / "model.safetensors").unlink(), "model.safetensors"),
-    (lambda c: (c / "model.safetensors").rename(c / "pytorch_model.bin"), "pytorch_model.bin"),
-    (lambda c: (c / "lab.json").write_text('{"stage": "ppo", "iteration": "three"}'), "iteration"),
-])
-def test_a_broken_checkpoint_refuses_to_resume_by_name(tmp_path, capsys, damage, named):
+    (lambda c, s: (c / "lab.json").write_text("{corrupt"), "lab.json"),
+    (lambda c, s: (c / "model.safetensors").unlink(), "model.safetensors"),
+    (lambda c, s: (c / "model.safetensors").rename(c / "pytorch_model.bin"), "pytorch_model.bin"),
+    (lambda c, s: (c / "lab.json").write_text(json.dumps({"stage": s, COUNTER[s]: "three"})), "three"),
+    (lambda c, s: (c / "lab.json").write_text(json.dumps({"stage": "reward", COUNTER[s]: 3})), "reward"),
+], ids=["corrupt", "no-weights", "pickle", "bad-counter", "other-stage"])
+def test_a_broken_checkpoint_refuses_to_resume_by_name(tmp_path, capsys, damage, named, stage):
+    """Every trainer's --resume (GRPO's used to start afresh at iteration 0 over the run's history)."""
     from lab.cli import main
 
-    run = _ppo_run_with_checkpoint(tmp_path)
-    damage(run.checkpoint_dir)
-    before = (run.path / "metrics.jsonl").read_text()
-    assert main(["ppo", "--resume", str(run.path)]) == 2
+    run = _run_with_checkpoint(tmp_path, stage)
+    damage(run.checkpoint_dir, stage)
+    before = {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file() and p.name != ".lock"}
+    assert main([stage, "--resume", str(run.path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and named in err and "Traceback" not in err and "weights_only" not in err
-    assert (run.path / "metrics.jsonl").read_text() == before  # no silent fresh start over the old run
+    after = {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file() and p.name != ".lock"}
+    assert after == before  # no silent fresh start over the old run, and nothing written (config, control)
 
 
 def test_a_save_killed_between_its_renames_is_recovered(tmp_path):
     from core.ppo_train import resume_point
 
-    run = _ppo_run_with_checkpoint(tmp_path)
+    run = _run_with_checkpoint(tmp_path)
     run.checkpoint_dir.rename(run.path / ".checkpoint.old")  # the kill fell between the two renames
     (run.path / ".checkpoint.tmp-x1y2z3").mkdir()             # and an older save left its temp folder
     run.acquire()
@@ -346,11 +356,30 @@ def test_ppo_refuses_a_language_model_as_its_reward(tiny_base, tmp_path, capsys)
                     "not a reward model")
 
 
-def test_resume_applies_what_it_may_change_and_refuses_the_rest_by_name(tmp_path, capsys):
-    run = _ppo_run_with_checkpoint(tmp_path)
-    for flag, value in (("--batch", "8"), ("--seed", "3"), ("--device", "cpu"), ("--policy", "small")):
-        _one_line_error(capsys, ["ppo", "--resume", str(run.path), flag, value], flag, "cannot change")
-    _one_line_error(capsys, ["ppo", "--resume", str(run.path), "--lr", "5"], "lr")
+@pytest.mark.parametrize("stage, fixed, bad_live", [
+    ("ppo", ("--batch", "8"), ("--lr", "5")),
+    ("grpo", ("--group-size", "4"), ("--beta", "-1")),
+    ("dpo", ("--loss", "ipo"), ("--beta", "-1")),
+])
+def test_resume_refuses_what_defines_the_run_and_bad_live_values_by_name(tmp_path, capsys, stage, fixed, bad_live):
+    run = _run_with_checkpoint(tmp_path, stage)
+    for flag, value in (fixed, ("--seed", "3"), ("--device", "cpu"), ("--policy", "small")):
+        _one_line_error(capsys, [stage, "--resume", str(run.path), flag, value], flag, "cannot change")
+    _one_line_error(capsys, [stage, "--resume", str(run.path), *bad_live], bad_live[0][2:])
+    _one_line_error(capsys, [stage, "--resume", str(run.path), "--out", str(tmp_path / "x")], "--out")
+
+
+def test_an_interrupted_command_names_its_own_resume(tmp_path, capsys, monkeypatch):
+    import core.grpo
+    from lab.cli import main
+
+    def interrupted(cfg, run=None):
+        raise KeyboardInterrupt
+        yield
+
+    monkeypatch.setattr(core.grpo, "train_grpo", interrupted)
+    assert main(["grpo", "--preset", "tiny", "--iterations", "1", "--device", "cpu", "--out", str(tmp_path / "g")]) == 130
+    assert f"rlhf-lab grpo --resume {tmp_path / 'g'}" in capsys.readouterr().err
 
 
 def test_csv_export_escapes_formula_cells_and_import_restores_them(tmp_path):

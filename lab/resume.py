@@ -1,0 +1,66 @@
+"""`--resume RUN_DIR` of the training commands (ppo, grpo, dpo): one set of rules for all three.
+
+A resume continues a run in place. The flags that define the run (its models, data, batch shape, seed,
+device) are refused by name; its length, threads and precision may change; the live knobs given as flags go
+to control.json, where the trainer applies and logs them at its first step, as if `rlhf-lab set` had sent
+them. Nothing is written before the run is owned (its lock: a second resume, or a trainer still alive, is
+refused) and its checkpoint has passed the checks (a broken one is refused by name: never a silent fresh
+start over the run's history).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+from core.config import from_dict, to_dict
+from core.runs import Run, atomic_write_json
+
+
+@dataclass(frozen=True)
+class ResumeRules:
+    stage: str                           # the run's stage: "ppo", "grpo", "dpo"
+    config: type                         # its config dataclass
+    fixed: tuple                         # (flag, args attribute): define the run, refused
+    changeable: tuple                    # (flag, config field): may change (length, threads, precision)
+    live: tuple                          # (flag, config field): live knobs, sent to control.json
+    check_live_value: Callable           # (cfg, key, value) -> cleaned value, or ConfigError
+
+
+def resume_config(args, rules: ResumeRules):
+    """(run, config with what a resume may change, live knobs given as flags) of `args.resume`, or CLIError /
+    ConfigError naming the flag. Reads only: claim() owns the run and writes."""
+    from lab.cli import CLIError
+
+    if args.out or args.runs:
+        raise CLIError("--resume continues RUN_DIR in place; do not give --out/--runs with it")
+    fixed = [flag for flag, dest in rules.fixed if getattr(args, dest, None) is not None]
+    if fixed:
+        may = [flag for flag, _ in rules.changeable + rules.live]
+        raise CLIError(f"{', '.join(fixed)} cannot change when resuming (they define the run); start a new run "
+                       f"with --out instead. A resume may change {', '.join(may[:-1])} and {may[-1]}")
+    run = Run.open(args.resume)
+    if run.stage != rules.stage:
+        raise CLIError(f"{run.path} is a {run.stage!r} run, not a {rules.stage.upper()} run")
+    changes = {field: getattr(args, field) for _, field in rules.changeable if getattr(args, field) is not None}
+    cfg = dataclasses.replace(from_dict(rules.config, run.config), **changes).validate()
+    live, checked = {}, cfg
+    for _, key in rules.live:
+        if getattr(args, key) is not None:
+            live[key] = rules.check_live_value(checked, key, getattr(args, key))
+            checked = dataclasses.replace(checked, **{key: live[key]})  # the knobs are checked together
+    return run, cfg, live
+
+
+def claim(run: Run, cfg, live: dict, resume_point) -> int:
+    """Own the run, check its checkpoint (resume_point raises CheckpointError naming the file), then write the
+    changed config and the live knobs. Returns the iteration/step the checkpoint holds (0: none yet)."""
+    run.acquire()  # RunBusy when another live process owns it
+    point = resume_point(run)
+    if to_dict(cfg) != run.config:
+        info = run.info()
+        info["config"] = to_dict(cfg)
+        atomic_write_json(run.path / "config.json", info)
+    run.write_control(stop=False, **live)
+    return point[1] if point else 0
