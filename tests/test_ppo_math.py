@@ -170,3 +170,21 @@ def test_metrics_with_trls_names_but_masked_means_say_so():
     ours = 0.5 * (0.2 ** 2 + 0.4 ** 2 + 0.1 ** 2) / 3
     trl = 0.5 * (0.2 ** 2 + 0.4 ** 2 + 0.1 ** 2) / 6
     assert float(stats["approx_kl"]) == pytest.approx(ours) and ours != pytest.approx(trl)
+
+
+def test_token_logprob_and_its_written_out_gradient_match_autograd_log_softmax():
+    from core.rollout import _TokenLogprob
+
+    g = torch.Generator().manual_seed(0)
+    logits = (3 * torch.randn(2, 5, 7, generator=g, dtype=torch.float64)).requires_grad_()
+    tokens = torch.randint(0, 7, (2, 5), generator=g)
+    tokens[0, :3] = 4                                       # a token repeated along the row
+    ours = _TokenLogprob.apply(logits, tokens)
+    plain = torch.log_softmax(logits, -1).gather(-1, tokens[..., None])[..., 0]
+    torch.testing.assert_close(ours, plain)
+    torch.autograd.gradcheck(lambda x: _TokenLogprob.apply(x, tokens), (logits,))
+    w = torch.randn(2, 5, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(torch.autograd.grad((ours * w).sum(), logits)[0],
+                               torch.autograd.grad((plain * w).sum(), logits)[0])
+    with torch.inference_mode():                            # the rollout's use: no graph at all
+        torch.testing.assert_close(_TokenLogprob.apply(logits, tokens), plain.detach())
