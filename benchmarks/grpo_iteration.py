@@ -71,7 +71,8 @@ def main():
     from core.rollout import Models, freeze, rollout
 
     transformers.logging.set_verbosity_error()
-    torch.set_num_threads(args.threads)
+    from core import cpu
+    cpu.setup(args.threads)  # what every trainer does first (threads, heap)
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
     from core.precision import resolve_precision

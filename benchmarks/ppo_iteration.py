@@ -63,7 +63,8 @@ def main():
     ppo_update = T.ppo_update
 
     transformers.logging.set_verbosity_error()
-    torch.set_num_threads(args.threads)
+    from core import cpu
+    cpu.setup(args.threads)  # what every trainer does first (threads, heap)
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
     from core.precision import resolve_precision

@@ -30,7 +30,8 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
                         help="fp32, bf16 autocast, or auto (what the lab picks on this machine)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    from core import cpu
+    cpu.setup(args.threads)  # what every trainer does first (threads, heap)
     from core.precision import resolve_precision
     result = {"device": args.device, "threads": args.threads, "steps": args.steps, "precision_asked": args.precision,
               "precision": resolve_precision(args.precision, torch.device(args.device))}

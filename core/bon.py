@@ -24,6 +24,7 @@ import time
 
 import torch
 
+from core import cpu
 from core import gpt2_lean as lean
 from core import precision
 from core.config import BoNConfig, ConfigError, resolve_device, seed_everything
@@ -91,8 +92,7 @@ def best_of_n(cfg: BoNConfig, run: Run | None = None):
     device = resolve_device(cfg.device)
     used = precision.setup(cfg, device, run)  # fp32 | bf16: sampling and scoring matmuls
     seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    cpu.setup(cfg.threads)  # threads, and a heap that keeps freed memory for the next step
     policy, tok = load_lm(cfg.policy, device)
     reward, rm_tok = load_scorer(cfg.reward, device)
     if not same_tokenizer(tok, rm_tok):

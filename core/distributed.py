@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from core import cpu
+
 
 @dataclass
 class Dist:
@@ -179,8 +181,7 @@ def setup(cfg, what: str = "batch size") -> tuple[torch.device, Dist, int]:
 
     cfg.validate()
     seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    cpu.setup(cfg.threads)  # threads, and a heap that keeps freed memory for the next step
     device = resolve_device(cfg.device)
     d = init(device.type)
     device = rank_device(device, d)

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from core import cpu
 from core import gpt2_lean as lean
 from core import precision
 from core.config import ConfigError, DPOConfig, resolve_device, seed_everything
@@ -420,8 +421,7 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
     device = resolve_device(cfg.device)
     used = precision.setup(cfg, device, run)  # fp32 | bf16: the policy/reference forwards' matmuls
     seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    cpu.setup(cfg.threads)  # threads, and a heap that keeps freed memory for the next step
     rows, pref_info = load_preferences(cfg.preferences)
     profile = cfg.profile or pref_info.get("profile") or "positive"
     models = load_dpo_models(cfg, device, resume_from=resume[0] if resume else None)

@@ -454,8 +454,7 @@ def run_frontier(cfg, run):
     import shutil
     import time
 
-    import torch
-
+    from core import cpu
     from core.config import resolve_device
     from core.evaluate import evaluate_policy, load_judges
     from core.runs import read_json
@@ -463,8 +462,7 @@ def run_frontier(cfg, run):
     cfg.validate()
     check_methods(cfg)
     device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    cpu.setup(cfg.threads)  # threads, and a heap that keeps freed memory for the next step
     points_info = read_json(run.path / POINTS_FILE, {}) or {}
     done = set(points_info.get("done", []))
     # wall and CPU time per point (CPU: all threads, what a sweep costs whatever else loads the machine)

@@ -38,7 +38,7 @@ import time
 
 import torch
 
-from core import precision
+from core import cpu, precision
 from core.config import ConfigError, GRPOConfig
 from core.model import decode_responses, load_lm, load_scorer, no_dropout, save_checkpoint
 from core.ppo import kl_estimate, masked_mean
@@ -264,8 +264,7 @@ def train_grpo(cfg: GRPOConfig, run: Run | None = None):
 
     cfg.validate()
     seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    cpu.setup(cfg.threads)  # threads, and a heap that keeps freed memory for the next step
     device = resolve_device(cfg.device)
     bf16 = precision.setup(cfg, device, run) == "bf16"
     resume = resume_point(run)

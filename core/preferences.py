@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from core import cpu
 from core.annotators import PROFILES, BradleyTerryAnnotator, gold_utility
 from core.config import PreferenceConfig, from_preset, resolve_device, seed_everything
 from core.corpus import synthetic_reviews
@@ -318,8 +319,7 @@ def collect_preferences(cfg: PreferenceConfig, run: Run):
         yield from _import_into_run(cfg, run)
         return
     seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    cpu.setup(cfg.threads)  # threads, and a heap that keeps freed memory for the next step
     device = resolve_device(cfg.device)
     model, tokenizer = load_lm(cfg.base, device)
     no_dropout(model)

@@ -53,6 +53,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from core import cpu
 from core.config import W2S_EDITS as EDITS, ConfigError, W2SConfig, resolve_device, seed_everything
 from core.corpus import NEGATIVE, POSITIVE, default_corpus, synthetic_reviews
 from core.model import encode, load_lm, scorer_from_lm, sequence_scores
@@ -450,8 +451,7 @@ def run_w2s(cfg: W2SConfig, run: Run | None = None, texts: list[str] | None = No
     """
     cfg.validate()
     t_start = time.perf_counter()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    cpu.setup(cfg.threads)  # threads, and a heap that keeps freed memory for the next step
     device = resolve_device(cfg.device)
     used = resolve_and_record(cfg, device, run)  # fp32 | bf16
     seed_everything(cfg.seed)
