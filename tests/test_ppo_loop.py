@@ -120,6 +120,18 @@ def test_rows_sharing_a_prompt_run_it_once_with_the_same_numbers_gradients_and_s
             torch.testing.assert_close(sequence_score(scorer, full, fmask, prefix_len), expected, atol=1e-5, rtol=1e-4)
 
 
+def test_written_out_attention_equals_the_fused_kernel_a_gpu_runs():
+    """_attend on the CPU is three ops; on a GPU it hands the same additive mask to scaled_dot_product_attention.
+    Both must be one function: causal, a shared prefix with padding, fewer queries than keys."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 2, n, 8, generator=g) for n in (5, 7, 7))
+    allowed = torch.ones(7, 7, dtype=torch.bool).tril()[2:][None, None].repeat(3, 1, 1, 1)   # (3, 1, 5, 7)
+    allowed[1, :, :, :2] = False                                                             # row 1: 2 pad keys
+    bias = lean._additive(allowed, q.dtype)
+    fused = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    torch.testing.assert_close(lean._attend(q, k, v, bias), fused)
+
+
 def test_sampling_by_inverse_cdf_draws_each_token_with_its_probability():
     """The sampler generate() uses: frequencies match exp(logp) (a chi-square far below its 1e-6 quantile) and a
     token of probability 0 is never drawn, whatever the uniform (its CDF step is empty)."""
