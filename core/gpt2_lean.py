@@ -42,15 +42,15 @@ def _linear(x: torch.Tensor, conv1d) -> torch.Tensor:
     return torch.addmm(conv1d.bias, x.reshape(-1, x.shape[-1]), conv1d.weight).view(shape)
 
 
-def _attention_mask(mask: torch.Tensor | None, T: int):
-    """None (pure causal, the fast path) when there is no padding, else a (B, 1, T, T) bool mask:
-    causal AND key is real, OR the diagonal (a padding query attends to itself only, so no row of the
-    softmax is empty and no NaN can appear anywhere, even in positions nobody reads)."""
+def _attention_mask(mask: torch.Tensor | None, T: int, device) -> torch.Tensor:
+    """The bool "may attend" mask: (1, 1, T, T) causal, shared by every row, when there is no padding; else
+    (B, 1, T, T): causal AND key is real, OR the diagonal (a padding query attends to itself only, so no row of
+    the softmax is empty and no NaN can appear anywhere, even in positions nobody reads)."""
+    causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()
     if mask is None or bool(mask.all()):
-        return None
-    causal = torch.ones(T, T, dtype=torch.bool, device=mask.device).tril()
+        return causal[None, None]
     allowed = causal[None] & mask.bool()[:, None, :]                    # (B, T, T)
-    allowed |= torch.eye(T, dtype=torch.bool, device=mask.device)[None]
+    allowed |= torch.eye(T, dtype=torch.bool, device=device)[None]
     return allowed[:, None]                                              # (B, 1, T, T)
 
 
@@ -108,9 +108,7 @@ def hidden_states(transformer, input_ids: torch.Tensor, mask: torch.Tensor | Non
             return _hidden_states_shared(transformer, input_ids, mask, keep_from, prefix_len, *shared)
     n_head, eps = transformer.config.n_head, transformer.config.layer_norm_epsilon
     positions = position_ids_of(mask) if mask is not None else torch.arange(T, device=input_ids.device)[None]
-    allowed = _attention_mask(mask, T)
-    if allowed is None:                                                  # no padding: causal only, shared by rows
-        allowed = torch.ones(T, T, dtype=torch.bool, device=input_ids.device).tril()[None, None]
+    allowed = _attention_mask(mask, T, input_ids.device)
     x = transformer.wte(input_ids) + transformer.wpe(positions)
     bias = _additive(allowed, x.dtype)                                   # (B or 1, 1, T, T)
     last = len(transformer.h) - 1
@@ -149,9 +147,7 @@ def _hidden_states_shared(transformer, input_ids, mask, keep_from: int, P: int, 
     positions = position_ids_of(mask) if mask is not None else torch.arange(T, device=device)[None].expand(B, T)
     xp = transformer.wte(input_ids[first, :P]) + transformer.wpe(positions[first, :P])   # (U, P, D)
     xs = transformer.wte(input_ids[:, P:]) + transformer.wpe(positions[:, P:])           # (B, S, D)
-    prefix_mask = _attention_mask(None if mask is None else mask[first, :P], P)          # None = plain causal
-    if prefix_mask is None:
-        prefix_mask = torch.ones(P, P, dtype=torch.bool, device=device).tril()[None, None]
+    prefix_mask = _attention_mask(None if mask is None else mask[first, :P], P, device)
     causal = torch.ones(S, S, dtype=torch.bool, device=device).tril()
     if mask is None:                                                                     # (1, 1, S, T)
         suffix_mask = torch.cat([torch.ones(S, P, dtype=torch.bool, device=device), causal], 1)[None, None]
@@ -234,9 +230,7 @@ def _generate(lm, prompt_ids, prompt_mask, max_new_tokens, eos_token_id, pad_tok
     # (a GRPO group, best-of-n's n samples), the cache then filled for every row through the index
     shared = _shared_prefix(prompt_ids, prompt_mask, P)
     first, index = shared if shared is not None else (torch.arange(B, device=device), None)
-    allowed = _attention_mask(prompt_mask[first], P)
-    if allowed is None:
-        allowed = torch.ones(P, P, dtype=torch.bool, device=device).tril()[None, None]
+    allowed = _attention_mask(prompt_mask[first], P, device)
     x = t.wte(prompt_ids[first]) + t.wpe(position[first])               # (U, P, D)
     bias = _additive(allowed, x.dtype)
     for i, block in enumerate(t.h):
