@@ -10,10 +10,16 @@
         at all (a CUDA GPU older than Ampere, an Apple GPU) is a ConfigError that says to use auto or fp32.
   auto  bf16 where it is faster, fp32 elsewhere:
         - CUDA: bf16 when torch.cuda.is_bf16_supported().
-        - CPU: bf16 when a one-off micro-benchmark says its bf16 matmuls are measurably faster than fp32
-          (a 512x512 matmul, median of 3 reps each, bf16 at least BF16_MIN_SPEEDUP times faster). The
-          verdict is cached per machine in ~/.cache/rlhf-lab/precision.json, keyed by the CPU model, the
-          torch version and the thread count; RLHF_LAB_PRECISION_CACHE names another file.
+        - CPU: bf16 when the CPU has native bf16 matmuls. On x86 its own flags decide (AVX512-BF16 or AMX-BF16,
+          as torch's cpuinfo reads them): the same answer for every process of a run (ranks, workers) and every
+          run of a command, however loaded the machine is. Where the flags cannot tell (ARM, where oneDNN's bf16
+          speed depends on the core, not on one flag) a one-off micro-benchmark decides: 512x512 matmuls on one
+          thread, fp32 and bf16 interleaved (a load that slows one slows the other), median of 5 each, bf16 at
+          least BF16_MIN_SPEEDUP times faster. That verdict is measured once per machine under a file lock and
+          cached in ~/.cache/rlhf-lab/precision.json, keyed by the CPU model and torch version only (not the
+          thread count, which differs between ranks); RLHF_LAB_PRECISION_CACHE names another file.
+        - RLHF_LAB_CPU_BF16=1 (or 0) overrides the CPU verdict: auto then resolves as on a CPU with (without)
+          fast bf16. The test suite's bf16 pass (.ci/run) uses it to run on any machine as a bf16 one would.
         - anything else (mps): fp32.
 """
 
@@ -29,14 +35,16 @@ import warnings
 from pathlib import Path
 
 import torch
+from filelock import FileLock, Timeout
 
 from core.config import PRECISIONS, ConfigError
 
 CACHE_ENV = "RLHF_LAB_PRECISION_CACHE"
+FORCE_ENV = "RLHF_LAB_CPU_BF16"
 BF16_MIN_SPEEDUP = 1.3
 """bf16 must be at least this much faster than fp32 on the micro-benchmark for auto to choose it."""
 BENCH_N = 512
-BENCH_REPS = 3
+BENCH_REPS = 5
 
 
 def cache_path() -> Path:
@@ -55,15 +63,30 @@ def cpu_model() -> str:
 
 
 def machine_key() -> str:
-    return f"{cpu_model()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+    return f"{cpu_model()} | torch {torch.__version__}"
+
+
+def cpu_bf16_flags() -> bool | None:
+    """Whether this CPU's own flags say it has native bf16 matmuls; None where the flags cannot tell (not x86)."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return None
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(callable(c) for c in checks):
+        return any(c() for c in checks)
+    try:  # an older torch without those helpers: the kernel's flags on Linux
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return None
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def cpu_matmul_speedup(n: int = BENCH_N, reps: int = BENCH_REPS) -> float:
-    """fp32 time / bf16 time of an n x n matmul on this CPU (> 1: bf16 is faster).
+    """fp32 time / bf16 time of an n x n matmul on this CPU, on one thread (> 1: bf16 is faster).
 
-    Each dtype gets one warm-up (oneDNN builds its kernel on first use) and `reps` timed runs; bf16 stops
-    early once one run is already slower than fp32's median (no gain possible: on a CPU without native
-    bf16 a single run is tens of times slower, and more reps would only waste the student's time)."""
+    One thread, so the verdict does not depend on how many threads the measuring process had; fp32 and bf16
+    runs alternate, so a load that comes and goes slows both alike. Each dtype gets one warm-up (oneDNN builds
+    its kernel on first use). bf16 stops early once a run is already 4x slower than fp32's (no gain possible:
+    on a CPU without native bf16 a single run is tens of times slower, and more reps would only waste time)."""
     def one(a, b):
         t = time.perf_counter()
         torch.mm(a, b)
@@ -72,15 +95,19 @@ def cpu_matmul_speedup(n: int = BENCH_N, reps: int = BENCH_REPS) -> float:
     g = torch.Generator().manual_seed(0)
     a32, b32 = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
     a16, b16 = a32.bfloat16(), b32.bfloat16()
-    one(a32, b32)
-    fp32 = statistics.median(one(a32, b32) for _ in range(reps))
-    one(a16, b16)
-    times = []
-    for _ in range(reps):
-        times.append(one(a16, b16))
-        if times[-1] > fp32:
-            break
-    return fp32 / statistics.median(times)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one(a32, b32), one(a16, b16)
+        fp32, bf16 = [], []
+        for _ in range(reps):
+            fp32.append(one(a32, b32))
+            bf16.append(one(a16, b16))
+            if bf16[-1] > 4 * fp32[-1]:
+                break
+    finally:
+        torch.set_num_threads(threads)
+    return statistics.median(fp32) / statistics.median(bf16)
 
 
 def _read_cache() -> dict:
@@ -91,25 +118,58 @@ def _read_cache() -> dict:
         return {}
 
 
-def cpu_bf16_is_faster() -> bool:
-    """The cached verdict for this machine, measured (cpu_matmul_speedup) and stored the first time."""
-    key = machine_key()
-    entry = _read_cache().get(key)
-    if isinstance(entry, dict) and isinstance(entry.get("speedup"), (int, float)):
-        return entry["speedup"] >= BF16_MIN_SPEEDUP
-    speedup = float(cpu_matmul_speedup())
-    data = _read_cache()
-    data[key] = {"speedup": round(speedup, 3), "n": BENCH_N, "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                           time.gmtime())}
-    try:  # a read-only home must not stop training: the verdict is then measured again next time
-        path = cache_path()
+def _cached_speedup() -> float | None:
+    entry = _read_cache().get(machine_key())
+    ok = isinstance(entry, dict) and isinstance(entry.get("speedup"), (int, float))
+    return float(entry["speedup"]) if ok else None
+
+
+def measured_speedup() -> float:
+    """The cached micro-benchmark verdict for this machine, measured (cpu_matmul_speedup) and stored the first
+    time. The lock makes processes that start together (torchrun ranks, a class's workers) measure once and
+    all read that one figure; without a writable cache folder each measures for itself."""
+    cached = _cached_speedup()
+    if cached is not None:
+        return cached
+    path = cache_path()
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
-    except OSError:
-        pass
-    return speedup >= BF16_MIN_SPEEDUP
+        lock = FileLock(str(path) + ".lock", timeout=120)
+        lock.acquire()
+    except (OSError, Timeout):
+        return float(cpu_matmul_speedup())
+    try:
+        cached = _cached_speedup()  # another process measured while this one waited
+        if cached is not None:
+            return cached
+        speedup = float(cpu_matmul_speedup())
+        data = _read_cache()
+        data[machine_key()] = {"speedup": round(speedup, 3), "n": BENCH_N, "threads": 1,
+                               "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        try:  # a read-only home must not stop training: the verdict is then measured again next time
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data, indent=1))
+            os.replace(tmp, path)
+        except OSError:
+            pass
+        return round(speedup, 3)
+    finally:
+        lock.release()
+
+
+def cpu_bf16_is_faster() -> bool:
+    """Whether auto takes bf16 on this CPU: RLHF_LAB_CPU_BF16 when set, else the CPU's flags, else the cached
+    micro-benchmark (see the module doc)."""
+    forced = os.environ.get(FORCE_ENV, "").strip()
+    if forced:
+        if forced not in ("0", "1"):
+            raise ConfigError(f"{FORCE_ENV} must be 1 (treat this CPU as having fast bf16) or 0 (as not), "
+                              f"got {forced!r}; unset it to let the CPU's flags decide")
+        return forced == "1"
+    flags = cpu_bf16_flags()
+    if flags is not None:
+        return flags
+    return measured_speedup() >= BF16_MIN_SPEEDUP
 
 
 def resolve_precision(precision: str, device) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,14 +27,17 @@ def cache(tmp_path, monkeypatch):
     return path
 
 
-def fake_benchmark(monkeypatch, speedup):
+def fake_benchmark(monkeypatch, speedup, flags=None):
+    """The CPU as auto sees it: its flags (None: they cannot tell, as on ARM) and its measured bf16 speedup."""
     calls = []
+    monkeypatch.delenv(precision.FORCE_ENV, raising=False)
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: flags)
     monkeypatch.setattr(precision, "cpu_matmul_speedup", lambda *a, **k: calls.append(1) or speedup)
     return calls
 
 
 @pytest.mark.parametrize("speedup,expected", [(0.06, "fp32"), (1.1, "fp32"), (2.0, "bf16")])
-def test_auto_on_cpu_follows_the_benchmark_and_caches_it(cache, monkeypatch, speedup, expected):
+def test_where_flags_cannot_tell_auto_follows_the_benchmark_and_caches_it(cache, monkeypatch, speedup, expected):
     calls = fake_benchmark(monkeypatch, speedup)
     assert precision.resolve_precision("auto", "cpu") == expected
     assert precision.resolve_precision("auto", "cpu") == expected
@@ -42,17 +46,62 @@ def test_auto_on_cpu_follows_the_benchmark_and_caches_it(cache, monkeypatch, spe
     assert entry["speedup"] == speedup
 
 
+@pytest.mark.parametrize("flags,expected", [(True, "bf16"), (False, "fp32")])
+def test_where_the_cpu_flags_tell_auto_never_measures(cache, monkeypatch, flags, expected):
+    """Issue 28: a verdict measured under load, or per thread count, differed between runs and between ranks."""
+    calls = fake_benchmark(monkeypatch, 2.0 if not flags else 0.06, flags=flags)
+    assert precision.resolve_precision("auto", "cpu") == expected
+    assert calls == [] and not cache.exists()
+
+
+def test_the_verdict_is_one_for_every_thread_count(cache, monkeypatch):
+    """torchrun ranks and workers run with other thread counts than the process that measured first."""
+    calls = fake_benchmark(monkeypatch, 2.0)
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            assert precision.resolve_precision("auto", "cpu") == "bf16"
+    finally:
+        torch.set_num_threads(threads)
+    assert len(calls) == 1 and len(json.loads(cache.read_text())) == 1
+
+
+@pytest.mark.parametrize("forced,expected", [("1", "bf16"), ("0", "fp32")])
+def test_the_environment_makes_auto_resolve_as_on_another_cpu(cache, monkeypatch, forced, expected):
+    """RLHF_LAB_CPU_BF16 is how the suite runs as a machine with (without) fast bf16 would: .ci/run's bf16 pass."""
+    calls = fake_benchmark(monkeypatch, 1.0, flags=not int(forced))
+    monkeypatch.setenv(precision.FORCE_ENV, forced)
+    assert precision.resolve_precision("auto", "cpu") == expected
+    assert calls == []
+    monkeypatch.setenv(precision.FORCE_ENV, "yes")
+    with pytest.raises(ConfigError, match="RLHF_LAB_CPU_BF16 must be 1 .* or 0"):
+        precision.resolve_precision("auto", "cpu")
+
+
+def test_this_machines_flags_agree_with_its_kernel():
+    """cpu_bf16_flags reads torch's cpuinfo; on Linux x86 the kernel's own flags must say the same."""
+    flags = precision.cpu_bf16_flags()
+    cpuinfo = Path("/proc/cpuinfo")
+    if flags is None or not cpuinfo.exists():
+        pytest.skip("not an x86 Linux machine")
+    words = cpuinfo.read_text().split()
+    assert flags == ("avx512_bf16" in words or "amx_bf16" in words)
+
+
 def test_fp32_never_measures_and_bf16_on_a_slow_cpu_warns_but_runs(cache, monkeypatch):
-    calls = fake_benchmark(monkeypatch, 0.06)
+    calls = fake_benchmark(monkeypatch, 0.06, flags=False)
     assert precision.resolve_precision("fp32", "cpu") == "fp32"
     assert calls == []
     with pytest.warns(UserWarning, match="slower"):
         assert precision.resolve_precision("bf16", "cpu") == "bf16"
 
 
-def test_the_real_benchmark_returns_a_ratio(cache):
+def test_the_real_benchmark_returns_a_ratio_and_restores_the_threads(cache):
+    threads = torch.get_num_threads()
     speedup = precision.cpu_matmul_speedup(n=64, reps=2)
     assert speedup > 0 and speedup == speedup
+    assert torch.get_num_threads() == threads
 
 
 def test_gpu_without_bf16_and_apple_gpu_refuse_bf16(monkeypatch):
@@ -146,7 +195,7 @@ def test_the_cli_flag_reaches_the_config_and_the_run_records_what_it_used(tmp_pa
     with pytest.raises(SystemExit):
         build_parser().parse_args(["pretrain", "--precision", "fp16"])
 
-    fake_benchmark(monkeypatch, 0.5)  # auto -> fp32 on this "CPU"
+    fake_benchmark(monkeypatch, 0.5, flags=False)  # auto -> fp32 on this "CPU"
     out = tmp_path / "pre"
     assert main(["pretrain", "--preset", "tiny", "--steps", "2", "--device", "cpu", "--out", str(out)]) == 0
     info = json.loads((out / "config.json").read_text())
@@ -183,3 +232,17 @@ def test_the_page_caption_says_what_a_run_used(tmp_path):
     atomic_write_json(tmp_path / "config.json", {"stage": "ppo", "config": {"precision": "bf16"}})
     assert "decided when the run starts" in precision.caption(tmp_path)
     assert "before runs chose" in precision.caption(tmp_path / "missing")
+
+
+@pytest.mark.precision
+def test_a_precision_test_runs_as_on_a_bf16_cpu_in_every_process_it_starts():
+    """The marker's promise (tests/conftest.py): auto is bf16 here and in a subprocess, as on a CPU with fast bf16;
+    what a test pins stays pinned."""
+    import subprocess
+    import sys
+
+    assert precision.resolve_precision("auto", "cpu") == "bf16"
+    assert precision.resolve_precision("fp32", "cpu") == "fp32"
+    code = "from core.precision import resolve_precision as r; print(r('auto', 'cpu'), r('fp32', 'cpu'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["bf16", "fp32"]
