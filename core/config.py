@@ -30,6 +30,21 @@ class ConfigError(ValueError):
     """An impossible configuration value. The message names the field and the allowed range."""
 
 
+# ----------------------------------------------------------------------------- live knobs
+# A live knob is a field the trainer re-reads from control.json before every iteration (core/session.py). It is
+# marked here, on the field, and nowhere else: the session, `rlhf-lab set`, the resume flags and the pages all
+# ask live_knobs() for the list.
+
+def live(default):
+    """A config field the student may change while the stage runs (a live knob)."""
+    return field(default=default, metadata={"live": True})
+
+
+def live_knobs(cfg) -> tuple[str, ...]:
+    """The live knobs of a stage config (class or instance), in field order."""
+    return tuple(f.name for f in fields(cfg) if f.metadata.get("live"))
+
+
 # ----------------------------------------------------------------------------- small checks
 # One line per rule so that every validate() reads as a list of constraints.
 
@@ -610,7 +625,7 @@ class DPOConfig:
     """The proxy reward model, for objective/scores at the evaluation points only (DPO never trains on it)."""
     profile: str | None = None
     """Gold profile for objective/gold (None = the preference run's profile, else positive)."""
-    beta: float = 0.1
+    beta: float = live(0.1)
     """beta of the loss: how far from pi_ref the implicit reward lets the policy go (live control)."""
     loss_type: str = "sigmoid"
     """sigmoid: DPO's -log sigmoid(beta * margin); ipo: IPO's (margin - 1/(2 beta))^2 (Azar et al. 2023)."""
@@ -618,7 +633,7 @@ class DPOConfig:
     """Passes over the training pairs."""
     batch_size: int = 32
     """Pairs per optimizer step."""
-    lr: float = 1e-4
+    lr: float = live(1e-4)
     """AdamW learning rate of the policy (live control)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
@@ -645,6 +660,7 @@ class DPOConfig:
     """torch CPU threads (0 = torch's default)."""
 
     def validate(self) -> "DPOConfig":
+        check_limits(self)  # the limits every stage shares (lr, batch_size, seed, threads, ...)
         check_choice(self, "preset", tuple(PRESET_DPO))
         if not isinstance(self.preferences, str) or not self.preferences:
             raise ConfigError("DPOConfig.preferences: DPO trains on preference pairs and none were given; name a "
@@ -724,6 +740,7 @@ class BoNConfig:
     """torch CPU threads (0 = torch's default)."""
 
     def validate(self) -> "BoNConfig":
+        check_limits(self)  # the limits every stage shares (lr, batch_size, seed, threads, ...)
         check_choice(self, "preset", tuple(PRESET_BON))
         for name in ("policy", "reward"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
@@ -796,20 +813,20 @@ class PPOConfig:
     """Passes over each rollout batch."""
     minibatches: int = 4
     """Minibatches per pass (batch_size must be divisible by it); ppo_epochs * minibatches optimizer steps."""
-    lr: float = 5e-5
+    lr: float = live(5e-5)
     """AdamW learning rate of the policy and the value model (live control)."""
-    kl_coef: float = 0.05
+    kl_coef: float = live(0.05)
     """lambda in reward = score - lambda * KL (live control; the start value when adaptive_kl is on)."""
     kl_estimator: str = "k1"
     """Per-token KL estimator: k1 = log pi - log pi_ref, or k3 (non-negative, lower variance)."""
-    adaptive_kl: bool = False
+    adaptive_kl: bool = live(False)
     """Adapt kl_coef toward target_kl (Ziegler et al. 2019) instead of keeping it fixed (live control)."""
-    target_kl: float = 3.0
+    target_kl: float = live(3.0)
     """Target of the adaptive controller: KL per response, summed over its tokens (live control)."""
     kl_horizon: int = 128
     """Horizon of the adaptive controller, in samples: kl_coef moves by at most 20% * batch_size / kl_horizon
     per iteration (10% at the defaults: fast enough to matter within a short classroom run)."""
-    clip_eps: float = 0.2
+    clip_eps: float = live(0.2)
     """PPO's clip range epsilon on the policy ratio: the ratio is clipped to [1-eps, 1+eps] (live control)."""
     clip_value: float = 0.2
     """Clip range of the value update around the rollout's values."""
@@ -819,7 +836,7 @@ class PPOConfig:
     """Discount factor of GAE (1.0: no discount inside a short response)."""
     lam: float = 0.95
     """GAE lambda (bias/variance trade-off of the advantage)."""
-    temperature: float = 1.0
+    temperature: float = live(1.0)
     """Sampling temperature; log-probs of policy and reference use the same scaled logits (live control)."""
     whiten_rewards: bool = False
     """Whiten the shaped rewards before GAE (advantages are always whitened)."""
@@ -1071,21 +1088,21 @@ class GRPOConfig:
     minibatches: int = 2
     """Optimizer steps per pass (must divide batch_size). After the first step the policy has moved, so the
     ratio and the clip have something to do; with 1 the ratio is exactly 1 and the loss is plain REINFORCE."""
-    lr: float = 5e-5
+    lr: float = live(5e-5)
     """AdamW learning rate (live control)."""
-    beta: float = 0.04
+    beta: float = live(0.04)
     """KL coefficient to the reference (live control); 0 = no KL term."""
     kl_in: str = "loss"
     """loss: + beta * KL_t in the loss on every token (GRPO); reward: score - beta * sum_t KL_t before the
     advantages (PPO's form)."""
     kl_estimator: str = "k3"
     """Per-token KL estimator of the KL term (k3 as in GRPO; k1 = log pi - log pi_ref)."""
-    clip_eps: float = 0.2
+    clip_eps: float = live(0.2)
     """Clip range epsilon on the policy ratio (live control)."""
     loss_averaging: str = "token"
     """token: mean over every real token of the batch (DAPO, TRL's default); sequence: mean over responses of
     each response's token mean (the GRPO paper's 1/|o_i|, which weighs a long response's tokens less)."""
-    temperature: float = 1.0
+    temperature: float = live(1.0)
     """Sampling temperature; policy and reference log-probs use the same scaled logits (live control)."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value (0 = off)."""
@@ -1108,6 +1125,7 @@ class GRPOConfig:
     """torch CPU threads (0 = torch's default)."""
 
     def validate(self, n_positions: int | None = None) -> "GRPOConfig":
+        check_limits(self)  # the limits every stage shares (lr, batch_size, seed, threads, ...)
         check_choice(self, "preset", tuple(PRESET_GRPO))
         for name in ("policy", "reward"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):

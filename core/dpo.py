@@ -29,7 +29,6 @@ responses lose probability, the rejected one faster), and that mass goes to resp
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import random
@@ -42,22 +41,22 @@ import torch.nn.functional as F
 from core import cpu
 from core import gpt2_lean as lean
 from core import precision
-from core.config import ConfigError, DPOConfig, resolve_device, seed_everything
+from core.config import ConfigError, DPOConfig, live_knobs, resolve_device, seed_everything
 # the evaluation prompts' stream, sampling seed and prompt cut of `rlhf-lab eval`: DPO's evaluation points and
 # best-of-n are scored on the same prompts, with the same draws, as every other method
 from core.evaluate import EVAL_PROMPT_SEED, EVAL_SAMPLE_SEED, PROMPT_LENGTH
 from core.model import (CheckpointError, decode_responses, join_text, load_lm, load_scorer, no_dropout,
                         resolve_checkpoint, save_checkpoint)
-from core.ppo_train import (check_checkpoint, encode_prompts, flow_action, flow_events, freeze,
-                            gold_of, load_optimizer_state, make_optimizer, ppo_prompts, read_flow, response_hidden,
-                            save_trainer_state, sequence_score, token_logprobs)
+from core.ppo_train import load_optimizer_state, make_optimizer, save_trainer_state
+from core.rollout import (encode_prompts, freeze, gold_of, ppo_prompts, response_hidden, sequence_score,
+                          token_logprobs)
 from core.preferences import PreferenceError, load_preferences
 from core.reward import split_by_prompt
 from core.precision import autocast
-from core.runs import Run, append_jsonl
+from core.runs import Run
+from core.session import Session
 from core.tokenizer import TokenizerError, load_tokenizer, same_tokenizer
 
-LIVE_KNOBS = ("beta", "lr")
 SAMPLES_LOGGED = 4          # evaluation responses written to samples.jsonl per evaluation point
 
 
@@ -288,44 +287,6 @@ def validation_stats(policy, pairs: PairTokens, ref_c, ref_r, beta, loss_type, p
             "eval/logps/chosen": stats["logps/chosen"].item(), "eval/logps/rejected": stats["logps/rejected"].item()}
 
 
-# ----------------------------------------------------------------------------- live controls
-
-def check_live_value(cfg: DPOConfig, key: str, value):
-    """A live knob's new value as a float, or ConfigError saying why it is refused (the config's own limits)."""
-    if key not in LIVE_KNOBS:
-        raise ConfigError(f"unknown live control {key!r}; DPO's live controls are {list(LIVE_KNOBS)}")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{key} must be a finite number, got {value!r}")
-    value = float(value)
-    dataclasses.replace(cfg, **{key: value}).validate()
-    return value
-
-
-def apply_controls(cfg: DPOConfig, control: dict, seen: dict, step: int, run) -> tuple[DPOConfig, list[str]]:
-    """Apply the knobs of control.json that changed since `seen`. A bad value is refused (recorded in
-    control_log.jsonl) and the run keeps its current one. Returns (new cfg, refusal messages)."""
-    messages = []
-    for key in LIVE_KNOBS:
-        if key not in control or (key in seen and seen[key] == control[key]):
-            continue
-        value = seen[key] = control[key]
-        try:
-            value = check_live_value(cfg, key, value)
-        except ConfigError as e:
-            messages.append(f"refused {key}={value!r}: {e}")
-            if run is not None:
-                append_jsonl(run.path / "control_log.jsonl", {"iteration": step, "time": time.time(), "key": key,
-                                                              "value": value, "accepted": False,
-                                                              "control/rejected": messages[-1]})
-            continue
-        if getattr(cfg, key) != value and run is not None:
-            append_jsonl(run.path / "control_log.jsonl", {"iteration": step, "time": time.time(), "key": key,
-                                                          "value": value, "accepted": True,
-                                                          "previous": getattr(cfg, key)})
-        cfg = dataclasses.replace(cfg, **{key: value})
-    return cfg, messages
-
-
 # ----------------------------------------------------------------------------- the loop
 
 @dataclass
@@ -386,24 +347,11 @@ def save_dpo_checkpoint(run: Run, models: DPOModels, optimizer, cfg: DPOConfig, 
                         metrics: dict | None) -> None:
     extra = {"stage": "dpo", "step": step, "policy": cfg.policy, "ref": cfg.ref or cfg.policy, "reward": cfg.reward,
              "preferences": cfg.preferences, "beta": cfg.beta, "loss_type": cfg.loss_type, "lr": cfg.lr,
-             "live": {k: getattr(cfg, k) for k in LIVE_KNOBS},  # the knobs in force, restored on resume
+             "live": {k: getattr(cfg, k) for k in live_knobs(cfg)},  # the knobs in force, restored on resume
              "objective/gold": (metrics or {}).get("objective/gold"),
              "objective/kl": (metrics or {}).get("objective/kl")}
     run.save_checkpoint(lambda d: save_checkpoint(models.policy, models.tokenizer, d, extra=extra))
     save_trainer_state(run, optimizer, step)
-
-
-def resume_point(run: Run | None):
-    """(checkpoint folder, step, live knobs) of a DPO run that already has a checkpoint, else None. A checkpoint
-    killed half-way is repaired first; one that cannot be trusted raises CheckpointError naming the file (never a
-    silent fresh start over a run's history)."""
-    if run is None:
-        return None
-    run.recover_checkpoint()
-    if not run.checkpoint_dir.exists():
-        return None
-    info = check_checkpoint(run.checkpoint_dir, "dpo", counter="step")
-    return run.checkpoint_dir, info["step"], info.get("live") or {}
 
 
 def train_dpo(cfg: DPOConfig, run: Run | None = None):
@@ -414,17 +362,15 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
     A run that holds a DPO checkpoint resumes from it: its weights, Adam's moments, live knobs, and the same seeded
     order of batches from the next step on (the reference log-probs are recomputed: the reference never moves)."""
     cfg.validate()
-    resume = resume_point(run)
-    start = resume[1] if resume else 0
-    if resume:  # the live values in force when the run stopped
-        cfg = dataclasses.replace(cfg, **{k: v for k, v in resume[2].items() if k in LIVE_KNOBS}).validate()
+    session = Session(run, "dpo", cfg, counter="step")
+    cfg, checkpoint, start = session.resume(cfg)
     device = resolve_device(cfg.device)
     used = precision.setup(cfg, device, run)  # fp32 | bf16: the policy/reference forwards' matmuls
     seed_everything(cfg.seed)
     cpu.setup(cfg.threads)  # threads, and a heap that keeps freed memory for the next step
     rows, pref_info = load_preferences(cfg.preferences)
     profile = cfg.profile or pref_info.get("profile") or "positive"
-    models = load_dpo_models(cfg, device, resume_from=resume[0] if resume else None)
+    models = load_dpo_models(cfg, device, resume_from=checkpoint)
     tok, pad = models.tokenizer, models.tokenizer.pad_token_id
     n_ctx = models.policy.config.n_positions
     if cfg.val_fraction > 0:
@@ -443,8 +389,8 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
         ref_c, ref_r = reference_logps(models.ref, train, pad, device)              # (N,), (N,)
         val_ref_c, val_ref_r = reference_logps(models.ref, val, pad, device)
     optimizer = make_optimizer(models.policy.parameters(), cfg.lr, cfg.weight_decay)
-    if resume:
-        load_optimizer_state(optimizer, resume[0], start)
+    if checkpoint is not None:
+        load_optimizer_state(optimizer, checkpoint, start)
     rng = random.Random(cfg.seed)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
@@ -468,19 +414,8 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
         ev.update(val_stats)
         return ev
 
-    control_seen: dict = {}
-    flow = {"paused": False, "stop": False, "step": 0}  # the last good flow controls (read_flow checks them)
-    step_seen = 0
-    if run is not None:
-        first, _ = read_flow(run.read_control(), dict(flow))
-        step_seen = first["step"]
-        if resume:
-            run.rewind(start)  # rows of steps after the checkpoint (a kill before the next save) train again
-            if first["stop"]:
-                run.write_control(stop=False)
-    if resume:
-        yield {"_status": "running", "step": start, "message": f"resumed from the checkpoint of step {start}"}
-    else:
+    yield from session.begin()
+    if checkpoint is None:
         base = evaluate(0, "base")
         yield {"step": 0, **base, "params/beta": cfg.beta, "params/lr": cfg.lr, "data/train_pairs": len(train),
                "data/val_pairs": len(val), "data/truncated": train.truncated + val.truncated}
@@ -488,27 +423,12 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
     last_metrics = None
     step = start
     while step < total:
-        # ---- live controls, applied before the step (the same protocol as PPO's control.json)
-        messages, action, paused = [], "run", False
-        if run is not None:
-            control = run.read_control()
-            old_lr = cfg.lr
-            cfg, messages = apply_controls(cfg, control, control_seen, step + 1, run)
-            if cfg.lr != old_lr:
-                for group in optimizer.param_groups:
-                    group["lr"] = cfg.lr
-            flow, flow_messages = read_flow(control, flow)
-            messages += flow_messages
-            paused = flow["paused"]
-            action, step_seen = flow_action(flow, step_seen)
-            yield from flow_events(run, messages, action, paused, step,
-                                   lambda: save_dpo_checkpoint(run, models, optimizer, cfg, step, last_metrics),
-                                   unit="step")
-            if action == "stop":
-                return
-            if action == "wait":
-                time.sleep(0.2)
-                continue
+        cfg, action = yield from session.controls(cfg, step, lambda: save_dpo_checkpoint(
+            run, models, optimizer, cfg, step, last_metrics), optimizer)
+        if action == "stop":
+            return
+        if action == "wait":
+            continue
 
         idx = batches[step]
         step += 1
@@ -517,20 +437,20 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
         loss, stats, grad_norm = dpo_step(models.policy, optimizer, batch, ref_c[idx], ref_r[idx], cfg.beta,
                                           cfg.loss_type, cfg.grad_clip, precision=used)
         if not math.isfinite(loss):
-            raise FloatingPointError(f"step {step}: the DPO loss became {loss}; lower lr or beta")
+            raise session.non_finite(f"the DPO loss became {loss}", step, cfg,
+                                     f"lower the learning rate (lr={cfg.lr:g}) or beta (={cfg.beta:g}); resume with "
+                                     "e.g. --lr")
         metrics = {"step": step, "epoch": (step - 1) // steps_per_epoch + 1, "loss/dpo": loss, **stats,
                    "params/beta": cfg.beta, "params/lr": cfg.lr, "time/step_s": time.perf_counter() - t0}
         if grad_norm is not None:
             metrics["policy/grad_norm"] = grad_norm
-        if messages:
-            metrics["control/rejected"] = "; ".join(messages)
         last = step == total
         if step % cfg.eval_every == 0 or last:
             metrics.update(evaluate(step, "policy"))
-        if run is not None and (step % cfg.checkpoint_every == 0 or last):
-            save_dpo_checkpoint(run, models, optimizer, cfg, step, metrics)
         if last:
             metrics["final"] = True
         last_metrics = metrics
-        yield metrics
+        due = run is not None and (step % cfg.checkpoint_every == 0 or last)
+        yield from session.row(metrics, cfg, (lambda: save_dpo_checkpoint(
+            run, models, optimizer, cfg, step, metrics)) if due else None)
     train_dpo.last_models = models  # notebooks: the trained policy without reloading

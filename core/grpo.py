@@ -32,25 +32,21 @@ as save_pretrained folders, resume from the run's checkpoint. Single process (no
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import time
 
 import torch
 
 from core import cpu, precision
-from core.config import ConfigError, GRPOConfig
+from core.config import ConfigError, GRPOConfig, live_knobs
 from core.model import decode_responses, load_lm, load_scorer, no_dropout, save_checkpoint
 from core.ppo import kl_estimate, masked_mean
-from core.ppo_train import (RATIO_EDGES, NonFiniteLoss, apply_controls, check_checkpoint, flow_action, flow_events,
-                            load_optimizer_state, make_optimizer, read_flow, save_trainer_state)
+from core.ppo_train import RATIO_EDGES, load_optimizer_state, make_optimizer, save_trainer_state
 from core.rollout import (Models, Rollout, autocast, encode_prompts, evaluation_samples, freeze, gold_of,
                           ppo_prompts, response_hidden, rollout, token_logprobs, trim_left_padding)
 from core.runs import Run
+from core.session import NonFiniteLoss, Session
 from core.tokenizer import same_tokenizer
-
-LIVE_KNOBS = ("beta", "clip_eps", "lr", "temperature")
-
 
 # ----------------------------------------------------------------------------- advantages
 
@@ -224,25 +220,12 @@ def load_models(cfg: GRPOConfig, device, resume_from=None) -> Models:
 def save_grpo_checkpoint(run: Run, models: Models, optimizer, cfg: GRPOConfig, iteration: int,
                          metrics: dict | None):
     extra = {"stage": "grpo", "iteration": iteration, "advantage": cfg.advantage, "policy": cfg.policy,
-             "reward": cfg.reward, "live": {k: getattr(cfg, k) for k in LIVE_KNOBS},
+             "reward": cfg.reward, "live": {k: getattr(cfg, k) for k in live_knobs(cfg)},
              "objective/scores": (metrics or {}).get("objective/scores"),
              "objective/kl": (metrics or {}).get("objective/kl")}
 
     run.save_checkpoint(lambda d: save_checkpoint(models.policy, models.tokenizer, d, extra=extra))
     save_trainer_state(run, optimizer, iteration)
-
-
-def resume_point(run: Run | None):
-    """(checkpoint folder, iteration, live knobs) of a GRPO run that already has a checkpoint, else None. A save
-    killed half-way is repaired first; a checkpoint that cannot be trusted raises CheckpointError naming the file
-    (never a silent fresh start over the run's history), as for PPO and DPO."""
-    if run is None:
-        return None
-    run.recover_checkpoint()
-    if not run.checkpoint_dir.exists():
-        return None
-    info = check_checkpoint(run.checkpoint_dir, "grpo")
-    return run.checkpoint_dir, info["iteration"], info.get("live") or {}
 
 
 def group_sample(prompt: str, texts: list[str], scores, used_scores, advantages, gold, kl_seq,
@@ -267,16 +250,14 @@ def train_grpo(cfg: GRPOConfig, run: Run | None = None):
     cpu.setup(cfg.threads)  # threads, and a heap that keeps freed memory for the next step
     device = resolve_device(cfg.device)
     bf16 = precision.setup(cfg, device, run) == "bf16"
-    resume = resume_point(run)
-    start_iteration = resume[1] if resume else 0
-    if resume:  # the live values in force when the run stopped
-        cfg = dataclasses.replace(cfg, **{k: v for k, v in resume[2].items() if k in LIVE_KNOBS}).validate()
-    models = load_models(cfg, device, resume_from=resume[0] if resume else None)
+    session = Session(run, "grpo", cfg)
+    cfg, checkpoint, start_iteration = session.resume(cfg)
+    models = load_models(cfg, device, resume_from=checkpoint)
     cfg.validate(n_positions=models.policy.config.n_positions)
     tok = models.tokenizer
     optimizer = make_optimizer(list(models.policy.parameters()), cfg.lr, cfg.weight_decay)
-    if resume:  # from trainer_state/, or an older run's checkpoint/optimizer.pt
-        load_optimizer_state(optimizer, resume[0], start_iteration)
+    if checkpoint is not None:  # from trainer_state/, or an older run's checkpoint/optimizer.pt
+        load_optimizer_state(optimizer, checkpoint, start_iteration)
     gen = torch.Generator(device=device).manual_seed(cfg.seed + start_iteration)
     cpu_gen = torch.Generator().manual_seed(cfg.seed + 1 + start_iteration)
     rng = random.Random(cfg.seed + start_iteration)
@@ -286,43 +267,20 @@ def train_grpo(cfg: GRPOConfig, run: Run | None = None):
                                                      cfg.prompt_length, device, owner="GRPOConfig")
     G, n_prompts = cfg.group_size, cfg.batch_size // cfg.group_size
 
-    control_seen: dict = {}
-    step_seen = 0
-    flow = {"paused": False, "stop": False, "step": 0}  # the last good flow controls (read_flow checks them)
-    if run is not None:
-        if resume:
-            run.rewind(start_iteration)
-        first, _ = read_flow(run.read_control(), dict(flow))
-        step_seen = first["step"]
-        if resume and first["stop"]:
-            run.write_control(stop=False)
-        if not resume:
-            for row in evaluation_samples(models, cfg, eval_texts, eval_ids, eval_mask, 0, "base", device):
-                run.log_sample(row)
+    yield from session.begin()
+    if run is not None and checkpoint is None:
+        for row in evaluation_samples(models, cfg, eval_texts, eval_ids, eval_mask, 0, "base", device):
+            run.log_sample(row)
 
     last_metrics = None
     iteration = start_iteration
     while iteration < cfg.iterations:
-        # ---- live controls (the same protocol as train_ppo): applied before the iteration
-        messages, action, paused = [], "run", False
-        old = cfg
-        if run is not None:
-            control = run.read_control()
-            cfg, messages = apply_controls(cfg, control, control_seen, iteration + 1, run, knobs=LIVE_KNOBS)
-            flow, flow_messages = read_flow(control, flow)
-            messages += flow_messages
-            paused = flow["paused"]
-            action, step_seen = flow_action(flow, step_seen)
-            if cfg.lr != old.lr:
-                for group in optimizer.param_groups:
-                    group["lr"] = cfg.lr
-            yield from flow_events(run, messages, action, paused, iteration,
-                                   lambda: save_grpo_checkpoint(run, models, optimizer, cfg, iteration, last_metrics))
-            if action == "stop":
-                return
-            if action == "wait":
-                time.sleep(0.2)
-                continue
+        cfg, action = yield from session.controls(cfg, iteration, lambda: save_grpo_checkpoint(
+            run, models, optimizer, cfg, iteration, last_metrics), optimizer)
+        if action == "stop":
+            return
+        if action == "wait":
+            continue
 
         iteration += 1
         t0 = time.perf_counter()
@@ -339,9 +297,8 @@ def train_grpo(cfg: GRPOConfig, run: Run | None = None):
                               temperature=cfg.temperature, epochs=cfg.epochs, minibatches=cfg.minibatches,
                               grad_clip=cfg.grad_clip, generator=cpu_gen, bf16=bf16)
         except NonFiniteLoss as e:
-            kept = resume_point(run)
-            raise NonFiniteLoss(f"iteration {iteration}: {e}; the last good checkpoint (iteration "
-                                f"{kept[1] if kept else 'none'}) is kept") from None
+            raise session.non_finite(e, iteration, cfg, f"lower the learning rate (lr={cfg.lr:g}) or beta "
+                                     f"(={cfg.beta:g}); resume with e.g. --lr") from None
         t2 = time.perf_counter()
         kl_seq = ((ro.logprobs - ro.ref_logprobs) * ro.mask).sum(1)          # (B,) summed k1, as objective/kl
         kl_cost = (kl_estimate(ro.logprobs, ro.ref_logprobs, cfg.kl_estimator) * ro.mask).sum(1)   # (B,)
@@ -378,8 +335,6 @@ def train_grpo(cfg: GRPOConfig, run: Run | None = None):
             "hist/ratio_edges": upd["ratio_edges"],
             "hist/ratio_counts": upd["ratio_counts"],
         }
-        if messages:
-            metrics["control/rejected"] = "; ".join(messages)
         last = iteration == cfg.iterations
         if run is not None:
             g = slice(0, G)  # the first group of the batch (its prompt was drawn at random)
@@ -389,10 +344,10 @@ def train_grpo(cfg: GRPOConfig, run: Run | None = None):
                 for row in evaluation_samples(models, cfg, eval_texts, eval_ids, eval_mask, iteration, "policy",
                                               device):
                     run.log_sample(row)
-            if iteration % cfg.checkpoint_every == 0 or last:
-                save_grpo_checkpoint(run, models, optimizer, cfg, iteration, metrics)
         if last:
             metrics["final"] = True
         last_metrics = metrics
-        yield metrics
+        due = run is not None and (iteration % cfg.checkpoint_every == 0 or last)
+        yield from session.row(metrics, cfg, (lambda: save_grpo_checkpoint(
+            run, models, optimizer, cfg, iteration, metrics)) if due else None)
     train_grpo.last_models = models  # for notebooks: the trained policy without reloading

@@ -18,9 +18,7 @@ policy forward in the rollout, inference_mode for everything that needs no gradi
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import os
 import random
 import time
@@ -29,7 +27,7 @@ from pathlib import Path
 import torch
 
 from core import distributed, precision
-from core.config import ConfigError, PPOConfig
+from core.config import ConfigError, PPOConfig, live_knobs
 from core.model import (CheckpointError, decode_responses, load_lm, load_scorer, no_dropout,
                         resolve_checkpoint, save_checkpoint)
 from core.ppo import (AdaptiveKLController, FixedKLController, gae, masked_mean, policy_loss, shaped_rewards,
@@ -38,10 +36,10 @@ from core.ppo import (AdaptiveKLController, FixedKLController, gae, masked_mean,
 from core.rollout import (PROMPT_SEED, Models, Rollout, autocast, encode_prompts, evaluation_samples,  # noqa: F401
                           freeze, gold_of, ppo_prompts, response_hidden, rollout, sequence_score, token_logprobs,
                           token_values, trim_left_padding)
-from core.runs import Run, append_jsonl
+from core.runs import Run
+from core.session import NonFiniteLoss, Session
 from core.tokenizer import same_tokenizer
 
-LIVE_KNOBS = ("kl_coef", "adaptive_kl", "target_kl", "clip_eps", "lr", "temperature")
 # fixed bins over [0, 2]: wide enough that the clip band [1-ε, 1+ε] (ε < 1) always has bins outside it; ratios
 # beyond 2 go to the last bin (and so still count as outside the band)
 RATIO_EDGES = [round(0.025 * i, 3) for i in range(81)]
@@ -53,10 +51,6 @@ INSPECT_ROWS = 2
 REPLICATED_ROLLOUT_ENV = "RLHF_LAB_DDP_REPLICATED_ROLLOUT"
 RANK_SEED_STRIDE = 1_000_003
 TRAINER_STATE = "trainer_state"  # <run>/trainer_state/: optimizer state beside checkpoint/, not in it
-
-
-class NonFiniteLoss(FloatingPointError):
-    """A NaN or inf in the PPO loss: the run stops as failed and keeps its last good checkpoint."""
 
 
 def make_optimizer(params, lr: float, weight_decay: float):
@@ -252,131 +246,6 @@ def global_whiten(x: torch.Tensor, mask: torch.Tensor, dd: distributed.Dist | No
     return whitened * mask
 
 
-# ----------------------------------------------------------------------------- live controls
-
-def check_live_value(cfg: PPOConfig, key: str, value, knobs=LIVE_KNOBS):
-    """A live knob's new value, cleaned (numbers as float), or ConfigError saying why it is refused.
-    The check is PPOConfig.validate() on a copy of the config, so live limits = config limits.
-    knobs: the stage's live knobs (GRPO passes its own, with its own config)."""
-    if key not in knobs:
-        raise ConfigError(f"unknown live control {key!r}; live controls are {list(knobs)}")
-    if key == "adaptive_kl":
-        if not isinstance(value, bool):
-            raise ConfigError(f"adaptive_kl must be true or false, got {value!r}")
-    else:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{key} must be a finite number, got {value!r}")
-        value = float(value)
-    dataclasses.replace(cfg, **{key: value}).validate()
-    return value
-
-
-def read_flow(control: dict, last: dict) -> tuple[dict, list[str]]:
-    """The flow controls of control.json (paused, stop: true/false; step: an integer >= 0), checked as strictly
-    as `rlhf-lab set` checks them. A bad value (a hand-edited "false" string, "abc") is refused with a message
-    and the last good value stays in force. `last` ({paused, stop, step}) is updated in place and returned."""
-    messages = []
-    for key in ("paused", "stop", "step"):
-        if key not in control:
-            continue
-        value = control[key]
-        if key == "step":
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-            need = "an integer >= 0"
-        else:
-            ok = isinstance(value, bool)
-            need = "true or false (JSON, not a string)"
-        if ok:
-            last[key] = value
-        elif last.get(f"refused/{key}") != value:  # say it once per bad value, not every 0.2 s while paused
-            messages.append(f"refused {key}={value!r}: {key} must be {need}; keeping {key}={last[key]!r}")
-        last[f"refused/{key}"] = None if ok else value
-    return last, messages
-
-
-def apply_controls(cfg: PPOConfig, control: dict, seen: dict, iteration: int, run,
-                   knobs=LIVE_KNOBS) -> tuple[PPOConfig, list]:
-    """Apply the live knobs of control.json that changed since `seen` (all of them on the first read).
-
-    A bad value is refused: recorded in control_log.jsonl, and the run keeps its current value.
-    Returns (new cfg, refusal messages)."""
-    messages = []
-    for key in knobs:
-        if key not in control or (key in seen and seen[key] == control[key]):
-            continue
-        value = seen[key] = control[key]
-        try:
-            value = check_live_value(cfg, key, value, knobs)
-        except ConfigError as e:
-            message = f"refused {key}={value!r}: {e}"
-            messages.append(message)
-            if run is not None:
-                append_jsonl(run.path / "control_log.jsonl", {"iteration": iteration, "time": time.time(),
-                                                              "key": key, "value": value, "accepted": False,
-                                                              "control/rejected": message})
-            continue
-        if getattr(cfg, key) != value and run is not None:
-            append_jsonl(run.path / "control_log.jsonl", {"iteration": iteration, "time": time.time(), "key": key,
-                                                          "value": value, "accepted": True,
-                                                          "previous": getattr(cfg, key)})
-        cfg = dataclasses.replace(cfg, **{key: value})
-    return cfg, messages
-
-
-def initial_control(cfg, knobs=LIVE_KNOBS) -> dict:
-    """control.json for a new run of any live stage (PPO, GRPO, DPO): the config's live knobs, so widgets and
-    trainer agree from the first iteration, and the flow controls at rest."""
-    return {**{k: getattr(cfg, k) for k in knobs}, "paused": False, "stop": False, "step": 0}
-
-
-def flow_action(flow: dict, step_seen: int) -> tuple[str, int]:
-    """What the checked flow controls ask of the next iteration: "stop", "wait" (paused) or "run", and the new
-    count of `step` increments consumed. A paused run takes exactly one iteration per increment of "step";
-    increments made while running do not count. Shared by PPO, GRPO and DPO so they obey control.json alike."""
-    if flow["stop"]:
-        return "stop", step_seen
-    if flow["paused"]:
-        return ("run", step_seen + 1) if flow["step"] > step_seen else ("wait", step_seen)
-    return "run", flow["step"]
-
-
-def flow_events(run, messages: list[str], action: str, paused: bool, step: int, save, unit: str = "iteration"):
-    """The status rows a live loop yields before its next step, the same for PPO, GRPO and DPO: the refused
-    controls, then "stopped" (after `save()`, the stage's checkpoint) or "paused" (once) or "resumed". The caller
-    then returns on "stop" and sleeps and re-reads on "wait"."""
-    if messages:
-        yield {"_status": "running", "step": step, "message": "; ".join(messages)}
-    if action == "stop":
-        save()
-        yield {"_status": "stopped", "step": step, "message": f"stopped after {unit} {step}"}
-    elif action == "wait":
-        if run.status().get("state") != "paused":
-            yield {"_status": "paused", "step": step, "message": "paused"}
-    elif not paused and run.status().get("state") == "paused":
-        yield {"_status": "running", "step": step, "message": "resumed"}
-
-
-def non_finite_advice(error, iteration: int, cfg: PPOConfig, saved: dict, run) -> str:
-    """The message of a run that failed on a NaN/inf loss: where, with which knobs, and what to change.
-
-    Live knobs changed since the last checkpoint are the likely cause; control.json is set back to the
-    checkpoint's values, so `--resume` continues from the checkpoint instead of dying on the same value again
-    (a resume flag such as --lr chooses a new one)."""
-    changed = {k: (getattr(cfg, k), saved["live"][k]) for k in LIVE_KNOBS if getattr(cfg, k) != saved["live"][k]}
-    kept = (f"the last good checkpoint (iteration {saved['iteration']}) is kept" if saved["iteration"] is not None
-            else "no checkpoint was saved yet")
-    if changed:
-        what = ", ".join(f"{k}={new!r} (was {old!r})" for k, (new, old) in changed.items())
-        if run is not None:
-            run.write_control(**{k: old for k, (_, old) in changed.items()})
-        advice = (f"it ran with live changes {what}; control.json is set back to the checkpoint's values, so "
-                  "`rlhf-lab ppo --resume` continues safely (pass e.g. --lr to try another value)")
-    else:
-        advice = (f"lower the learning rate (lr={cfg.lr:g}) or raise the temperature (={cfg.temperature:g}); "
-                  "resume with e.g. --lr")
-    return f"iteration {iteration}: {error}; {kept}; {advice}"
-
-
 # ----------------------------------------------------------------------------- samples and inspection
 
 def inspect_payload(models, ro: Rollout, prompts, texts, rewards, kl, advantages, returns, upd, iteration,
@@ -402,7 +271,7 @@ def inspect_payload(models, ro: Rollout, prompts, texts, rewards, kl, advantages
 def save_ppo_checkpoint(run: Run, models: Models, optimizer, cfg: PPOConfig, iteration: int, kl_coef: float,
                         metrics: dict | None):
     extra = {"stage": "ppo", "iteration": iteration, "kl_coef": kl_coef, "policy": cfg.policy, "reward": cfg.reward,
-             "live": {k: getattr(cfg, k) for k in LIVE_KNOBS},  # the knobs in force, restored on resume
+             "live": {k: getattr(cfg, k) for k in live_knobs(cfg)},  # the knobs in force, restored on resume
              "objective/scores": (metrics or {}).get("objective/scores"),
              "objective/kl": (metrics or {}).get("objective/kl")}
 
@@ -448,60 +317,6 @@ def load_optimizer_state(optimizer, checkpoint: Path, iteration: int) -> bool:
     return True
 
 
-def resume_point(run: Run | None):
-    """(checkpoint folder, iteration, kl_coef, live knobs) of a PPO run that already has a checkpoint, else None.
-
-    Never a silent fresh start over a broken checkpoint: a save killed half-way is first repaired (the
-    previous checkpoint comes back from .checkpoint.old, stale temp folders go); then a checkpoint that is
-    there but cannot be trusted raises CheckpointError naming the file. Only a run with no checkpoint at all
-    starts from iteration 0."""
-    if run is None:
-        return None
-    run.recover_checkpoint()
-    ckpt = run.checkpoint_dir
-    if not ckpt.exists():
-        return None
-    info = check_ppo_checkpoint(ckpt)
-    return ckpt, info["iteration"], info.get("kl_coef"), info.get("live") or {}
-
-
-def check_ppo_checkpoint(ckpt) -> dict:
-    """lab.json of a PPO checkpoint folder, after checking that everything a resume loads is there and is
-    what the lab writes (safetensors; never a pickle). CheckpointError names the first bad file."""
-    return check_checkpoint(ckpt, "ppo")
-
-
-def check_checkpoint(ckpt, stage: str, counter: str = "iteration") -> dict:
-    """lab.json of a `stage` checkpoint folder whose position is lab.json[counter] (PPO and GRPO count
-    iterations, DPO steps), after the checks of check_ppo_checkpoint."""
-    from pathlib import Path
-
-    ckpt = Path(ckpt)
-    hint = "; it cannot be resumed (move the folder away to start the run again from iteration 0)"
-    pickles = sorted(p.relative_to(ckpt.parent) for p in ckpt.rglob("*.bin"))
-    if pickles:
-        raise CheckpointError(f"{pickles[0]} holds pickled PyTorch weights; the lab loads model.safetensors only "
-                              f"and never unpickles a file{hint}")
-    for name in ("config.json", "model.safetensors", "lab.json"):
-        if not (ckpt / name).is_file():
-            raise CheckpointError(f"{ckpt / name} is missing{hint}")
-    try:
-        info = json.loads((ckpt / "lab.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise CheckpointError(f"{ckpt / 'lab.json'} is corrupt ({type(e).__name__}){hint}") from None
-    if not isinstance(info, dict) or info.get("stage") != stage:
-        raise CheckpointError(f"{ckpt / 'lab.json'} is not a {stage.upper()} checkpoint's (stage "
-                              f"{info.get('stage') if isinstance(info, dict) else info!r}){hint}")
-    it = info.get(counter)
-    if not isinstance(it, int) or isinstance(it, bool) or it < 0:
-        raise CheckpointError(f"{ckpt / 'lab.json'}: {counter} must be an integer >= 0, got {it!r}{hint}")
-    if not isinstance(info.get("live", {}), dict):
-        raise CheckpointError(f"{ckpt / 'lab.json'}: 'live' is not an object{hint}")
-    if (ckpt / "value").exists() and not (ckpt / "value" / "model.safetensors").is_file():
-        raise CheckpointError(f"{ckpt / 'value' / 'model.safetensors'} is missing{hint}")
-    return info
-
-
 # ----------------------------------------------------------------------------- the loop
 
 def train_ppo(cfg: PPOConfig, run: Run | None = None):
@@ -517,18 +332,15 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
     device, dd, per_rank = distributed.setup(cfg, "PPOConfig.batch_size")
     bf16 = distributed.broadcast_object(precision.setup(cfg, device, run) == "bf16", dd)  # rank 0's verdict
     replicated = dd.enabled and os.environ.get(REPLICATED_ROLLOUT_ENV) == "1"
-    resume = distributed.broadcast_object(resume_point(run), dd)  # ranks > 0 have no run: rank 0 decides
-    start_iteration = resume[1] if resume else 0
-    if resume:  # the live values in force when the run stopped, not the ones it started with
-        live = {k: v for k, v in resume[3].items() if k in LIVE_KNOBS}
-        cfg = dataclasses.replace(cfg, **live).validate()
-    models = load_models(cfg, device, resume_from=resume[0] if resume else None)
+    session = Session(run, "ppo", cfg, dd=dd)  # ranks > 0 have no run: rank 0 decides
+    cfg, checkpoint, start_iteration = session.resume(cfg)
+    models = load_models(cfg, device, resume_from=checkpoint)
     cfg.validate(n_positions=models.policy.config.n_positions)
     tok = models.tokenizer
 
     optimizer = make_optimizer(models.trainable(), cfg.lr, cfg.weight_decay)
-    if resume:
-        load_optimizer_state(optimizer, resume[0], start_iteration)
+    if checkpoint is not None:
+        load_optimizer_state(optimizer, checkpoint, start_iteration)
     rank_seed = 0 if replicated else RANK_SEED_STRIDE * dd.rank  # rank 0 (and one process) draws as before
     gen = torch.Generator(device=device).manual_seed(cfg.seed + start_iteration + rank_seed)
     cpu_gen = torch.Generator().manual_seed(cfg.seed + 1 + start_iteration)
@@ -538,60 +350,29 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
     eval_texts, eval_ids, eval_mask = encode_prompts(tok, ppo_prompts(cfg.eval_prompts, cfg.seed + 777),
                                                      cfg.prompt_length, device)
 
-    control_seen: dict = {}
-    flow = {"paused": False, "stop": False, "step": 0}
-    step_seen = 0
-    base_logged = False
-    if run is not None:
-        # iterations after the checkpoint (all of them, with none) are trained again: their old rows move aside
-        if run.rewind(start_iteration) and not resume:
-            yield {"_status": "running", "step": 0,
-                   "message": "no checkpoint was saved before the run ended: starting again from iteration 0"}
-        base_logged = any(r.get("kind") == "base" for r in run.samples())
-        first, _ = read_flow(run.read_control(), dict(flow))  # a copy: the loop reports refusals itself
-        step_seen = first["step"]
-        if resume and first["stop"]:
-            run.write_control(stop=False)  # the stop that ended the last session must not end this one
-    kl_coef = resume[2] if resume and resume[2] is not None else cfg.kl_coef
+    yield from session.begin()
+    kl_coef = session.checkpoint_info.get("kl_coef")
+    kl_coef = cfg.kl_coef if kl_coef is None else kl_coef
     controller = (AdaptiveKLController(kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
                   else FixedKLController(kl_coef))
-
-    if run is not None and not resume and not base_logged:
+    if run is not None and not any(r.get("kind") == "base" for r in run.samples()):
         for row in evaluation_samples(models, cfg, eval_texts, eval_ids, eval_mask, 0, "base", device):
             run.log_sample(row)
 
     last_metrics = None
     iteration = start_iteration
-    saved = {"iteration": start_iteration if resume else None, "live": {k: getattr(cfg, k) for k in LIVE_KNOBS}}
     while iteration < cfg.iterations:
         # ---- live controls: applied before the iteration, visible in its params/* metrics
-        # (rank 0 decides "run" | "wait" (paused) | "stop" and broadcasts it with the knobs, so all ranks act alike)
-        messages, action, paused = [], "run", False
         old = cfg
-        if run is not None:
-            control = run.read_control()
-            cfg, messages = apply_controls(cfg, control, control_seen, iteration + 1, run)
-            flow, flow_messages = read_flow(control, flow)
-            messages += flow_messages
-            paused = flow["paused"]
-            action, step_seen = flow_action(flow, step_seen)
-        if dd.enabled:
-            live, action = distributed.broadcast_object(({k: getattr(cfg, k) for k in LIVE_KNOBS}, action), dd)
-            cfg = dataclasses.replace(cfg, **live)
+        cfg, action = yield from session.controls(cfg, iteration, lambda: save_ppo_checkpoint(
+            run, models, optimizer, cfg, iteration, controller.value, last_metrics), optimizer)
         if cfg.kl_coef != old.kl_coef or cfg.adaptive_kl != old.adaptive_kl or cfg.target_kl != old.target_kl:
             kl_coef = cfg.kl_coef if cfg.kl_coef != old.kl_coef else controller.value
             controller = (AdaptiveKLController(kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
                           else FixedKLController(kl_coef))
-        if cfg.lr != old.lr:
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr
-        if run is not None:
-            yield from flow_events(run, messages, action, paused, iteration, lambda: save_ppo_checkpoint(
-                run, models, optimizer, cfg, iteration, controller.value, last_metrics))
         if action == "stop":
             return
         if action == "wait":
-            time.sleep(0.2)
             continue
 
         iteration += 1
@@ -618,7 +399,8 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
                              generator=cpu_gen, bf16=bf16, inspect_rows=INSPECT_ROWS if run is not None else 0,
                              dd=dd)
         except NonFiniteLoss as e:
-            raise NonFiniteLoss(non_finite_advice(e, iteration, cfg, saved, run)) from None
+            raise session.non_finite(e, iteration, cfg, f"lower the learning rate (lr={cfg.lr:g}) or raise the "
+                                     f"temperature (={cfg.temperature:g}); resume with e.g. --lr") from None
         t2 = time.perf_counter()
         kl_per_seq = kl.sum(1)                                                    # (B,)
         texts = decode_responses(tok, ro.responses, ro.mask.long())
@@ -662,8 +444,6 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
             "hist/ratio_edges": upd["ratio_edges"],
             "hist/ratio_counts": upd["ratio_counts"],
         }
-        if messages:
-            metrics["control/rejected"] = "; ".join(messages)
         last = iteration == cfg.iterations
         if run is not None:
             run.write_json("inspect.json", inspect_payload(models, ro, batch_prompts, texts, rewards, kl, advantages,
@@ -675,10 +455,7 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
         if last:
             metrics["final"] = True
         last_metrics = metrics
-        yield metrics
-        # saved after the yield, once drive() has logged the row: a kill between the two then leaves a checkpoint
-        # older than the last row (the resume trains that iteration again), never a row missing behind it
-        if run is not None and (iteration % cfg.checkpoint_every == 0 or last):
-            save_ppo_checkpoint(run, models, optimizer, cfg, iteration, controller.value, metrics)
-            saved = {"iteration": iteration, "live": {k: getattr(cfg, k) for k in LIVE_KNOBS}}
+        due = run is not None and (iteration % cfg.checkpoint_every == 0 or last)
+        yield from session.row(metrics, cfg, (lambda: save_ppo_checkpoint(
+            run, models, optimizer, cfg, iteration, controller.value, metrics)) if due else None)
     train_ppo.last_models = models  # for notebooks: the trained policy without reloading

@@ -31,6 +31,7 @@ STAGE_COMMANDS = (
     "lab.cli_grpo",
     "lab.cli_eval",
     "lab.cli_frontier",
+    "lab.cli_set",
 )
 
 
@@ -49,10 +50,28 @@ def progress(total: int, desc: str):
     return tqdm(total=total, desc=desc, dynamic_ncols=True, leave=True, file=sys.stderr)
 
 
+def watch(run: Run) -> Run:
+    """Name `run` as the one this command drives: an unexpected traceback goes to its folder, and Ctrl-C prints
+    how to continue it (resume_hint). Every command that drives a run calls it (run_stage does)."""
+    _current_run[:] = [run]
+    return run
+
+
+def resume_hint(run: Run | None) -> str:
+    """What Ctrl-C prints after "interrupted": the command that continues `run`, or where it is kept."""
+    if run is None:
+        return ""
+    if run.stage in RESUMABLE:
+        return f"; resume it with rlhf-lab {run.stage} --resume {run.path}"
+    if run.stage == "frontier":
+        return f"; resume it with rlhf-lab frontier --resume --out {run.path}"
+    return f"; what it wrote is kept in {run.path} (a {run.stage} run has no --resume: start it again)"
+
+
 def run_stage(run: Run, steps, total: int, desc: str, postfix) -> dict | None:
     """Drive a stage generator with a progress bar; `postfix(metrics)` -> dict shown on the bar."""
     bar = progress(total, desc)
-    _current_run[:] = [run]
+    watch(run)
 
     def tick(m):
         bar.update(1)
@@ -228,8 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args.command, f"{e.strerror or e}{where}; choose a writable location with free space", e)
     except KeyboardInterrupt as e:
         run = _current_run[0] if _current_run else None
-        run = f"; resume it with rlhf-lab {run.stage} --resume {run.path}" if run and run.stage in RESUMABLE else ""
-        print(f"rlhf-lab {args.command}: {e or 'interrupted'}{run}", file=sys.stderr)
+        print(f"rlhf-lab {args.command}: {e or 'interrupted'}{resume_hint(run)}", file=sys.stderr)
         return 130
     except RecursionError as e:
         return _fail(args.command, f"input nested too deeply to read ({e})", e)

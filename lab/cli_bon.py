@@ -36,15 +36,15 @@ def parse_n(text: str | None) -> list[int] | None:
 
     if text is None:
         return None
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
+    try:  # an empty entry ("1,,2") is a typo, not a list of two: refused like any other bad entry
+        return [int(x) for x in text.split(",")]
     except ValueError:
         raise CLIError(f"--n must be comma-separated integers such as 1,2,4,8,16,32, got {text!r}") from None
 
 
 def cmd_bon(args) -> int:
     from core.bon import best_of_n, check_inputs
-    from lab.cli import progress
+    from lab.cli import progress, watch
 
     cfg = bon_preset(args.preset, n=parse_n(args.n), prompts=args.prompts, policy=args.policy, reward=args.reward,
                      profile=args.profile, response_length=args.response_length, temperature=args.temperature,
@@ -66,7 +66,7 @@ def cmd_bon(args) -> int:
             yield m
 
     try:
-        drive(run, with_progress(best_of_n(cfg, run)), on_metrics=rows.append)
+        drive(watch(run), with_progress(best_of_n(cfg, run)), on_metrics=rows.append)
     finally:
         bar.close()
     if not rows:

@@ -12,11 +12,11 @@ DPO needs pairs, and there is no silent default: without --preferences the comma
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
-from core.config import PRECISION_HELP, PRECISIONS, PRESET_DPO, DPOConfig, ConfigError, dpo_preset, from_dict, to_dict
-from core.runs import FINAL_STATES, Run, drive, read_jsonl
+from core.config import PRECISION_HELP, PRECISIONS, PRESET_DPO, DPOConfig, dpo_preset, to_dict
+from core.runs import Run, drive, read_jsonl
+from core.session import check_live_value, initial_control
 from lab.resume import claim, resume_config
 
 FLOW_CONTROLS = ("paused", "stop", "step")
@@ -70,15 +70,7 @@ def config_from_args(args) -> DPOConfig:
                       threads=args.threads)
 
 
-def initial_control(cfg: DPOConfig) -> dict:
-    from core.dpo import LIVE_KNOBS
-    from core.ppo_train import initial_control as control_of
-
-    return control_of(cfg, LIVE_KNOBS)
-
-
 def resume_rules():
-    from core.dpo import check_live_value
     from lab.resume import ResumeRules
 
     return ResumeRules("dpo", DPOConfig, RESUME_FIXED, RESUME_CHANGEABLE, RESUME_LIVE, check_live_value)
@@ -86,14 +78,12 @@ def resume_rules():
 
 def cmd_dpo(args) -> int:
     from core.dpo import check_inputs, train_dpo
-    from lab.cli import progress
+    from lab.cli import progress, watch
 
     first: dict = {}
     if args.resume:
-        from core.dpo import resume_point
-
         run, cfg, live = resume_config(args, resume_rules())
-        done = claim(run, cfg, live, resume_point)
+        done = claim(run, cfg, live, "dpo", counter="step")
         check_inputs(cfg)  # the pairs file may have moved or changed since
         first.update(next((r for r in read_jsonl(run.path / "metrics.jsonl") if r.get("step") == 0), {}))
     else:
@@ -120,7 +110,7 @@ def cmd_dpo(args) -> int:
                          "logp_c": f"{m['logps/chosen']:.1f}"}, refresh=False)
 
     try:
-        last = drive(run, train_dpo(cfg, run), on_metrics=tick)
+        last = drive(watch(run), train_dpo(cfg, run), on_metrics=tick)
     finally:
         bar.close()
     state = run.status().get("state")
@@ -132,53 +122,4 @@ def cmd_dpo(args) -> int:
              f"KL {last['objective/kl']:.3f}, " if gold is not None else "")
     print(f"{state} at step {last['step']}: {shown}train accuracy {last['rewards/accuracies']:.2f}, "
           f"margin {last['rewards/margins']:+.3f}, checkpoint {run.checkpoint_dir}")
-    return 0
-
-
-def parse_controls(run: Run, pairs: list[str]) -> dict:
-    """key=value strings -> a control.json update for a DPO run, each value checked like the trainer checks it."""
-    from core.dpo import LIVE_KNOBS, check_live_value
-    from lab.cli import CLIError
-    from lab.cli_ppo import parse_bool, parse_pair
-
-    cfg = from_dict(DPOConfig, run.config)
-    control = run.read_control()
-    update = {}
-    for pair in pairs:
-        key, text = parse_pair(pair)
-        if key in ("paused", "stop"):
-            value = parse_bool(key, text)
-        elif key == "step":
-            current = int(control.get("step", 0) or 0)
-            try:
-                value = current + int(text[1:]) if text.startswith("+") else int(text)
-            except ValueError:
-                raise CLIError(f"step must be an integer or +N, got {text!r}") from None
-            if value < current:
-                raise CLIError(f"step counts up: it is {current}, got {value}")
-        elif key in LIVE_KNOBS:
-            try:
-                value = check_live_value(cfg, key, float(text))
-            except ValueError as e:  # ConfigError is a ValueError
-                raise CLIError(str(e) if isinstance(e, ConfigError) else f"{key} must be a number, got {text!r}") \
-                    from None
-            cfg = dataclasses.replace(cfg, **{key: value})
-        else:
-            raise CLIError(f"unknown control {key!r} for a DPO run; controls are "
-                           f"{list(LIVE_KNOBS) + list(FLOW_CONTROLS)}")
-        update[key] = value
-    return update
-
-
-def set_dpo(run: Run, pairs: list[str]) -> int:
-    """`rlhf-lab set` on a DPO run."""
-    from lab.cli import CLIError
-
-    state = run.status().get("state")
-    if state in FINAL_STATES:
-        raise CLIError(f"{run.path} is {state}; there is no training to steer")
-    update = parse_controls(run, pairs)
-    control = run.write_control(**update)
-    shown = ", ".join(f"{k}={control[k]}" for k in update)
-    print(f"{run.path}: {shown} (state {state}; applied before the next step)")
     return 0

@@ -69,7 +69,7 @@ def config_from_args(args) -> FrontierConfig:
 def cmd_frontier(args) -> int:
     from core.frontier import check_methods, run_frontier, sweep_points, work_units
     from core.runs import drive
-    from lab.cli import CLIError, progress
+    from lab.cli import CLIError, progress, watch
 
     if args.resume:
         if not args.out:
@@ -100,7 +100,7 @@ def cmd_frontier(args) -> int:
         bar.update(m["step"] - bar.n)
 
     try:
-        last = drive(run, run_frontier(cfg, run), on_metrics=tick)
+        last = drive(watch(run), run_frontier(cfg, run), on_metrics=tick)
     finally:
         bar.close()
     import json

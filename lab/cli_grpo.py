@@ -11,6 +11,7 @@ from __future__ import annotations
 from core.config import (GRPO_ADVANTAGES, KL_PLACES, LOSS_AVERAGING, PRECISION_HELP, PRECISIONS, PRESET_GRPO,
                          GRPOConfig, grpo_preset, to_dict)
 from core.runs import Run
+from core.session import check_live_value, initial_control
 from lab.resume import claim, resume_config
 
 # What `--resume` may change (the rules of lab/resume.py, as for PPO and DPO): the length of the run, threads,
@@ -87,29 +88,19 @@ def config_from_args(args) -> GRPOConfig:
                        seed=args.seed, device=args.device, precision=args.precision, threads=args.threads)
 
 
-def initial_control(cfg: GRPOConfig) -> dict:
-    from core.grpo import LIVE_KNOBS
-    from core.ppo_train import initial_control as control_of
-
-    return control_of(cfg, LIVE_KNOBS)
-
-
 def resume_rules():
-    from core.grpo import LIVE_KNOBS
-    from core.ppo_train import check_live_value
     from lab.resume import ResumeRules
 
-    return ResumeRules("grpo", GRPOConfig, RESUME_FIXED, RESUME_CHANGEABLE, RESUME_LIVE,
-                       lambda cfg, key, value: check_live_value(cfg, key, value, knobs=LIVE_KNOBS))
+    return ResumeRules("grpo", GRPOConfig, RESUME_FIXED, RESUME_CHANGEABLE, RESUME_LIVE, check_live_value)
 
 
 def cmd_grpo(args) -> int:
-    from core.grpo import resume_point, train_grpo
+    from core.grpo import train_grpo
     from lab.cli import run_stage
 
     if args.resume:
         run, cfg, live = resume_config(args, resume_rules())
-        done = claim(run, cfg, live, resume_point)
+        done = claim(run, cfg, live, "grpo")
     else:
         cfg = config_from_args(args).validate()
         run = Run.create("grpo", to_dict(cfg), out=args.out, root=args.runs,

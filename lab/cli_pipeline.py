@@ -59,7 +59,7 @@ def _ppo(opts: PipelineOptions, folders: dict[str, Path], out: Path) -> Path:
     from core.config import PPOConfig, PRESET_PPO, from_dict, ppo_preset
     from core.ppo_train import train_ppo
     from lab.cli import run_stage
-    from lab.cli_ppo import initial_control
+    from core.session import initial_control
 
     if (out / "config.json").exists():  # a stopped or interrupted PPO stage continues from its checkpoint
         run = Run.open(out)

@@ -15,12 +15,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.config import ConfigError, DPOConfig, dpo_preset, from_dict
+from core.config import ConfigError, DPOConfig, dpo_preset, from_dict, live_knobs
 from core.runs import Run, read_jsonl
 from lab.charts import COLORS, _empty, _has, _layout, _line
 from lab.ppo_view import pause, resume, step_once, stop  # noqa: F401 - the same control.json protocol as PPO
 
-KNOBS = ("beta", "lr")
+KNOBS = live_knobs(DPOConfig)  # the fields core/config.py marks live
 STEP = "DPO step (optimizer steps)"
 CAPTIONS = {
     "logps": "Summed log-probability of the chosen and the rejected responses under the policy: training batches "
@@ -53,7 +53,7 @@ def dpo_config(preferences: str, policy: str = "small", reward: str = "reward", 
 
 
 def initial_control(cfg: DPOConfig) -> dict:
-    from lab.cli_dpo import initial_control as control_of
+    from core.session import initial_control as control_of
 
     return control_of(cfg)
 
@@ -69,7 +69,7 @@ def current_knobs(run: Run) -> dict:
 def set_knobs(run: Run, actor: str | None = None, teacher: bool = False, **knobs) -> dict:
     """Validate (as the trainer will) and write live knobs to control.json; ConfigError names a bad one. Only the
     run's owner or the teacher may write (jobs.check_control raises JobError; actor=None is the local caller)."""
-    from core.dpo import check_live_value
+    from core.session import check_live_value
 
     cfg = from_dict(DPOConfig, run.config)
     cfg = dataclasses.replace(cfg, **{k: v for k, v in current_knobs(run).items() if v is not None})

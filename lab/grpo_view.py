@@ -12,11 +12,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.config import ConfigError, GRPOConfig, from_dict, grpo_preset, to_dict
+from core.config import ConfigError, GRPOConfig, from_dict, grpo_preset, live_knobs, to_dict
 from core.runs import Run
 from lab import charts_ppo as C
 
-KNOBS = ("beta", "clip_eps", "lr", "temperature")  # = core.grpo.LIVE_KNOBS (checked in the tests)
+KNOBS = live_knobs(GRPOConfig)  # the fields core/config.py marks live
 ITERATION = "GRPO/RLOO iteration (count)"
 CPU_THREADS = 1  # as PPO's page: one torch thread per job started from the browser (a shared CPU)
 POS_COLOR, NEG_COLOR, BETA_COLOR = "#2ca02c", "#d62728", "#ff7f0e"
@@ -37,9 +37,9 @@ def grpo_job(**values):
     """(cfg, parents, control) for a new GRPO/RLOO job: a validated config on the small preset, its parent
     artifacts, and a control.json that starts with the config's knobs."""
     cfg = grpo_preset("small", **values).validate()
-    from core.ppo_train import initial_control
+    from core.session import initial_control
 
-    control = initial_control(cfg, KNOBS)
+    control = initial_control(cfg)
     return cfg, {"policy": cfg.policy, "reward": cfg.reward}, control
 
 

@@ -14,13 +14,13 @@ import math
 from functools import lru_cache
 from pathlib import Path
 
-from core.config import ConfigError
+from core.config import ConfigError, PPOConfig, live_knobs
 from core.runs import Run, RunError, list_runs, read_json, read_jsonl
 
 # Live knobs (CONTEXT.md, "PPO live controls") that are also PPOConfig fields: a new value is
 # checked by PPOConfig.validate() on a copy of the run's config, so the page refuses exactly what
 # the trainer would refuse.
-KNOBS = ("kl_coef", "adaptive_kl", "target_kl", "clip_eps", "lr", "temperature")
+KNOBS = live_knobs(PPOConfig)  # the fields core/config.py marks live
 
 # The "quick start" run: visible learning in well under a minute on a laptop CPU (small policy,
 # shipped reward model, small batches, short responses), long enough to play with the controls.
@@ -376,12 +376,11 @@ def ppo_job(**values):
     """(cfg, parents, control) for a new PPO job: a validated PPOConfig, its parent artifacts, and a
     control.json that starts with the config's knob values so the page's widgets and the trainer
     agree from iteration 1."""
-    from core.config import to_dict
 
     cfg = make_ppo_config(**values)
-    from core.ppo_train import initial_control
+    from core.session import initial_control
 
-    control = initial_control(cfg, [k for k in to_dict(cfg) if k in KNOBS])
+    control = initial_control(cfg)
     parents = {k: getattr(cfg, k) for k in ("policy", "reward") if hasattr(cfg, k)}
     return cfg, parents, control
 

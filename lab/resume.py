@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
-from core.config import from_dict, to_dict
+from core.config import ConfigError, from_dict, to_dict
 from core.runs import Run, atomic_write_json
 
 
@@ -53,11 +53,17 @@ def resume_config(args, rules: ResumeRules):
     return run, cfg, live
 
 
-def claim(run: Run, cfg, live: dict, resume_point) -> int:
+def claim(run: Run, cfg, live: dict, stage: str, counter: str = "iteration") -> int:
     """Own the run, check its checkpoint (resume_point raises CheckpointError naming the file), then write the
     changed config and the live knobs. Returns the iteration/step the checkpoint holds (0: none yet)."""
+    from core.session import resume_point
+
     run.acquire()  # RunBusy when another live process owns it
-    point = resume_point(run)
+    point = resume_point(run, stage, counter)
+    total = getattr(cfg, "iterations", None) if counter == "iteration" else None
+    if point and total is not None and point[1] > total:  # a resume continues a run: it never rewrites its history
+        raise ConfigError(f"--iterations {total} is fewer than the {point[1]} iterations {run.path} has already "
+                          f"trained; a resume cannot shorten a run (give --iterations {point[1] + 1} or more)")
     if to_dict(cfg) != run.config:
         info = run.info()
         info["config"] = to_dict(cfg)

@@ -8,24 +8,10 @@ import pytest
 import torch
 
 from core.config import ConfigError, dpo_preset, preset_model, to_dict
-from core.corpus import NEGATIVE, POSITIVE, synthetic_reviews
 from core.dpo import collate, dpo_loss, response_ids, sequence_logps, tokenize_pairs, train_dpo
 from core.model import build_lm, load_lm, save_checkpoint
 from core.preferences import PreferenceError
 from core.runs import Run, drive, read_jsonl, read_metrics
-
-
-@pytest.fixture(scope="module")
-def pair_file(tmp_path_factory):
-    """32 pairs on 32 prompts: the chosen response praises, the rejected one pans (words the tiny tokenizer knows)."""
-    rows = []
-    for i, review in enumerate(synthetic_reviews(32, seed=5)):
-        prompt = " ".join(review.split()[:2])
-        rows.append({"prompt": prompt, "chosen": f"was {POSITIVE[i % len(POSITIVE)]} and i liked it.",
-                     "rejected": f"was {NEGATIVE[i % len(NEGATIVE)]}, a waste."})
-    path = tmp_path_factory.mktemp("dpo_pairs") / "pairs.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def tiny_cfg(tiny_base, pair_file, **kw):
@@ -218,9 +204,12 @@ def test_cli_dpo_and_set(tiny_base, pair_file, tmp_path, capsys):
                      "--preferences", str(source), "--out", str(tmp_path / "bad_run")]) == 2
         assert message in capsys.readouterr().err
         assert not (tmp_path / "bad_run").exists()
-    # set: a finished run is refused; a paused one takes beta/lr/step, refuses bad values
-    assert main(["set", str(out), "beta=0.2"]) == 2
-    Run.open(out).set_status("paused", iteration=2)
+    # set: a finished run takes a knob for its --resume (the one rule of lab/cli_set.py) but not step; a paused one
+    # takes beta/lr/step, refuses bad values
+    assert main(["set", str(out), "beta=0.3"]) == 0 and "--resume" in capsys.readouterr().out
+    assert main(["set", str(out), "step=+1"]) == 2
+    trainer = Run.open(out).acquire()  # a live trainer, paused (set reads the one liveness rule)
+    trainer.set_status("paused", iteration=2)
     assert main(["set", str(out), "beta=0.2", "lr=1e-4", "step=+1"]) == 0
     control = Run.open(out).read_control()
     assert (control["beta"], control["lr"], control["step"]) == (0.2, 1e-4, 1)
@@ -229,6 +218,7 @@ def test_cli_dpo_and_set(tiny_base, pair_file, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "DPOConfig.beta" in err and "kl_coef" in err
     assert Run.open(out).read_control()["beta"] == 0.2
+    trainer.release()
 
 
 def test_hand_edited_flow_controls_are_refused_not_obeyed(tiny_base, pair_file, tmp_path):
@@ -243,12 +233,13 @@ def test_hand_edited_flow_controls_are_refused_not_obeyed(tiny_base, pair_file, 
     assert next(steps)["step"] == 1  # trained: neither paused nor dead
 
 
+@pytest.mark.precision  # two runs weight for weight: fp32, pinned (bf16 would need its own measured tolerance)
 def test_a_stopped_dpo_run_resumes_to_the_weights_of_an_unbroken_run(tiny_base, pair_file, tmp_path, capsys):
     """`dpo --resume`: the checkpoint's weights, Adam's moments, the live knobs and the seeded batch order carry
     on from the stop, so the resumed run ends where a run that never stopped ends; each step is logged once."""
     from lab.cli import main
 
-    cfg = tiny_cfg(tiny_base, pair_file, epochs=2, eval_every=100, checkpoint_every=100)
+    cfg = tiny_cfg(tiny_base, pair_file, epochs=2, eval_every=100, checkpoint_every=100, precision="fp32")
     control = {"paused": False, "stop": False, "step": 0, "beta": cfg.beta, "lr": cfg.lr}
     straight = Run.create("dpo", to_dict(cfg), out=tmp_path / "straight", control=control)
     total = drive(straight, train_dpo(cfg, straight))["step"]

@@ -13,25 +13,8 @@ import torch
 from core import gpt2_lean as lean
 from core.config import ConfigError, from_dict, ppo_preset, preset_model, to_dict
 from core.model import build_lm, left_pad, load_lm, save_checkpoint, scorer_from_lm
-from core.ppo_train import Models, freeze, rollout, train_ppo
+from core.ppo_train import train_ppo
 from core.runs import Run, drive, read_jsonl, read_metrics
-
-
-@pytest.fixture(scope="module")
-def tiny_rm(tiny_base, tmp_path_factory):
-    """A proxy reward model on the tiny base: the base backbone and a fixed random score head, scaled so that
-    base samples score with std ~1 (like the lab's normalised RMs). PPO can raise it; what it likes is arbitrary."""
-    torch.manual_seed(0)
-    lm, tok = load_lm(tiny_base)
-    rm = scorer_from_lm(lm).eval()
-    ids, mask = left_pad(tok, ["the acting was", "the battery", "i bought this", "the plot"] * 8)
-    models = Models(lm.eval(), freeze(lm), freeze(rm), None, torch.nn.Linear(lm.config.n_embd, 1), tok)
-    ro = rollout(models, ids, mask, 12, 1.0, torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        rm.score.weight /= ro.raw_scores.std().clamp(min=1e-3)
-    path = tmp_path_factory.mktemp("tiny_rm") / "rm"
-    save_checkpoint(rm, tok, path)
-    return path
 
 
 def tiny_cfg(tiny_base, tiny_rm, **kw):

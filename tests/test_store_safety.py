@@ -18,7 +18,7 @@ import pytest
 from core.config import ppo_preset, to_dict
 from core.runs import Run, drive, list_runs, read_jsonl, read_metrics
 from tests.store_race_workers import create_run, write_keys
-from tests.test_ppo_loop import next_within, statused, tiny_cfg, tiny_rm  # noqa: F401 (tiny_rm is a fixture)
+from tests.test_ppo_loop import next_within, statused, tiny_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -179,13 +179,13 @@ def test_a_broken_checkpoint_refuses_to_resume_by_name(tmp_path, capsys, damage,
 
 
 def test_a_save_killed_between_its_renames_is_recovered(tmp_path):
-    from core.ppo_train import resume_point
+    from core.session import resume_point
 
     run = _run_with_checkpoint(tmp_path)
     run.checkpoint_dir.rename(run.path / ".checkpoint.old")  # the kill fell between the two renames
     (run.path / ".checkpoint.tmp-x1y2z3").mkdir()             # and an older save left its temp folder
     run.acquire()
-    ckpt, iteration, _, _ = resume_point(run)
+    ckpt, iteration, _ = resume_point(run, "ppo")
     assert ckpt == run.checkpoint_dir and iteration == 3
     assert sorted(p.name for p in run.path.iterdir() if p.name.startswith(".checkpoint")) == []
 

@@ -1,0 +1,208 @@
+"""The trainer session (core/session.py): the protocol every live stage runs under, tested once per stage.
+
+Each test is parametrised over STAGES, so a new method is covered by adding it there. These are the drift bugs of
+issue 22: the copies of PPO's protocol in GRPO and DPO disagreed with it (a restart before the first checkpoint
+logged every step twice, a checkpoint was saved before its row, a NaN named no knob), and `set` had two parsers
+with opposite rules. Tiny presets, a few iterations each."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.config import ConfigError, bon_preset, dpo_preset, grpo_preset, ppo_preset, to_dict
+from core.runs import Run, drive, read_metrics
+from core.session import NonFiniteLoss, initial_control
+
+STAGES = ("ppo", "grpo", "dpo")
+
+
+def stage_config(stage, tiny_base, tiny_rm, pair_file, **kw):
+    """(config, trainer) of a tiny run of `stage` with at least 4 iterations/steps."""
+    if stage == "ppo":
+        from core.ppo_train import train_ppo
+
+        return ppo_preset("tiny", policy=str(tiny_base), reward=str(tiny_rm), device="cpu", **{"iterations": 4, **kw}),\
+            train_ppo
+    if stage == "grpo":
+        from core.grpo import train_grpo
+
+        return grpo_preset("tiny", policy=str(tiny_base), reward=str(tiny_rm), device="cpu",
+                           **{"iterations": 4, **kw}), train_grpo
+    from core.dpo import train_dpo
+
+    return dpo_preset("tiny", preferences=str(pair_file), policy=str(tiny_base), reward=str(tiny_rm), device="cpu",
+                      epochs=2, **kw), train_dpo  # 28 training pairs, 16 a step: 2 steps an epoch
+
+
+def new_run(stage, cfg, path) -> Run:
+    return Run.create(stage, to_dict(cfg), out=path, control=initial_control(cfg))
+
+
+def checkpoint_position(run: Run):
+    path = run.checkpoint_dir / "lab.json"
+    if not path.exists():
+        return None
+    info = json.loads(path.read_text())
+    return info.get("iteration", info.get("step"))
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_restart_before_the_first_checkpoint_logs_no_step_twice(stage, tiny_base, tiny_rm, pair_file, tmp_path):
+    """GRPO rewound only when a checkpoint existed: killed before its first one, a restart logged [1, 2, 1, 2]."""
+    cfg, train = stage_config(stage, tiny_base, tiny_rm, pair_file, checkpoint_every=100)
+    run = new_run(stage, cfg, tmp_path / "run")
+    steps = train(cfg, run)
+    for item in steps:  # the first attempt: two rows logged, then the process dies (no checkpoint yet)
+        if "_status" not in item:
+            run.log_metrics(item)
+            if item["step"] == 2:
+                break
+    steps.close()
+    assert not run.checkpoint_dir.exists()
+    drive(run, train(cfg, run))
+    logged = read_metrics(run.path)["step"].tolist()
+    assert logged == sorted(set(logged)) and logged[-1] == 4, logged
+    assert (run.path / "metrics.rewound.jsonl").exists()  # the first attempt's rows are kept aside, not lost
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_checkpoint_is_saved_only_after_its_row(stage, tiny_base, tiny_rm, pair_file, tmp_path):
+    """GRPO and DPO saved before yielding the row: a kill between the two left a checkpoint with no row."""
+    cfg, train = stage_config(stage, tiny_base, tiny_rm, pair_file, checkpoint_every=1)
+    run = new_run(stage, cfg, tmp_path / "run")
+    seen = []
+    for item in train(cfg, run):
+        if "_status" in item or item["step"] == 0:
+            continue
+        at_yield = checkpoint_position(run)  # what a kill right now would leave behind
+        assert at_yield is None or at_yield < item["step"], (item["step"], at_yield)
+        seen.append(item["step"])
+    assert seen == [1, 2, 3, 4] and checkpoint_position(run) == 4
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_nan_after_a_live_change_names_the_knob_and_does_not_poison_the_resume(
+        stage, tiny_base, tiny_rm, pair_file, tmp_path, monkeypatch):
+    """DPO raised a bare FloatingPointError and GRPO named no knob; PPO named the changed knob and reset it."""
+    import core.dpo
+    import core.grpo
+    import core.ppo_train
+
+    cfg, train = stage_config(stage, tiny_base, tiny_rm, pair_file, checkpoint_every=1)
+    run = new_run(stage, cfg, tmp_path / "run")
+    poisoned = lambda: run.read_control().get("lr") == 0.9  # noqa: E731 - what lr=0.9 would do to a real model
+    if stage == "ppo":
+        real = core.ppo_train.policy_loss
+        monkeypatch.setattr(core.ppo_train, "policy_loss", lambda *a, **k: (
+            lambda loss, stats: (loss * float("nan") if poisoned() else loss, stats))(*real(*a, **k)))
+    elif stage == "grpo":
+        real = core.grpo.grpo_update
+
+        def update(*a, **k):
+            if poisoned():
+                raise NonFiniteLoss("the GRPO loss became NaN or inf in 2 minibatch(es) of this update")
+            return real(*a, **k)
+        monkeypatch.setattr(core.grpo, "grpo_update", update)
+    else:
+        real = core.dpo.dpo_step
+        monkeypatch.setattr(core.dpo, "dpo_step", lambda *a, **k: (
+            lambda loss, stats, norm: (float("nan") if poisoned() else loss, stats, norm))(*real(*a, **k)))
+
+    def set_lr_after_first(m):
+        if m["step"] == 1:
+            run.write_control(lr=0.9)
+
+    with pytest.raises(FloatingPointError):
+        drive(run, train(cfg, run), on_metrics=set_lr_after_first)
+    st = run.live_status()
+    assert st["state"] == "failed" and "lr=0.9" in st["error"] and f"was {cfg.lr!r}" in st["error"], st
+    assert f"rlhf-lab {stage} --resume" in st["error"] and "checkpoint" in st["error"]
+    assert run.read_control()["lr"] == cfg.lr  # set back to the checkpoint's value
+    drive(run, train(cfg, run))  # the resume is not poisoned
+    logged = read_metrics(run.path)["step"].tolist()
+    assert logged == sorted(set(logged)) and logged[-1] == 4
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_one_set_for_every_stage_with_one_rule_for_a_stopped_run(stage, tiny_base, tiny_rm, pair_file, tmp_path,
+                                                                 capsys):
+    """Two parsers disagreed: a stopped GRPO run took beta= for its resume, a stopped DPO run refused it; DPO's
+    read `int(control["step"])` unchecked. Now: knobs on any run (a stopped one takes them at --resume), stop and
+    step on a live run only, every value under the limits of its flag."""
+    from lab.cli import main
+
+    cfg, _ = stage_config(stage, tiny_base, tiny_rm, pair_file)
+    run = new_run(stage, cfg, tmp_path / "run")
+    run.set_status("stopped", iteration=2, message="stopped after iteration 2")
+    knob = "kl_coef" if stage == "ppo" else "beta"
+    assert main(["set", str(run.path), f"{knob}=0.2"]) == 0
+    assert run.read_control()[knob] == 0.2 and "--resume" in capsys.readouterr().out
+    assert main(["set", str(run.path), "step=+1"]) == 2
+    assert "steers a live run" in capsys.readouterr().err
+    assert main(["set", str(run.path), "lr=2"]) == 2  # accepted by GRPO and DPO before: the next step went NaN
+    err = capsys.readouterr().err
+    assert "lr must be in (0, 1]" in err and len(err.strip().splitlines()) == 1
+    assert run.read_control()["lr"] == cfg.lr
+
+
+@pytest.mark.parametrize("make", [lambda: grpo_preset("tiny", lr=1e30), lambda: dpo_preset("tiny", preferences="x",
+                                  batch_size=2_000_000), lambda: bon_preset("tiny", seed=2**70)])
+def test_the_shared_limits_hold_for_grpo_dpo_and_best_of_n(make):
+    with pytest.raises(ConfigError, match="must be in"):
+        make().validate()
+
+
+@pytest.mark.parametrize("stage", ["dpo", "bon", "frontier"])
+def test_ctrl_c_names_how_to_continue_every_command(stage, tiny_base, tiny_rm, pair_file, tmp_path, capsys,
+                                                    monkeypatch):
+    """dpo, bon and frontier printed "rlhf-lab dpo: " and nothing else: they drove their run without naming it."""
+    import core.bon
+    import core.dpo
+    import core.frontier
+    from lab.cli import main
+
+    def interrupted(cfg, run=None):
+        raise KeyboardInterrupt
+        yield
+
+    out = tmp_path / "run"
+    models = ["--policy", str(tiny_base), "--reward", str(tiny_rm), "--device", "cpu", "--out", str(out)]
+    if stage == "dpo":
+        monkeypatch.setattr(core.dpo, "train_dpo", interrupted)
+        argv = ["dpo", "--preset", "tiny", "--preferences", str(pair_file), *models]
+        hint = f"resume it with rlhf-lab dpo --resume {out}"
+    elif stage == "bon":
+        monkeypatch.setattr(core.bon, "best_of_n", interrupted)
+        argv = ["bon", "--preset", "tiny", *models]
+        hint = f"kept in {out}"
+    else:
+        monkeypatch.setattr(core.frontier, "run_frontier", interrupted)
+        argv = ["frontier", "--preset", "tiny", "--methods", "bon", *models]
+        hint = f"resume it with rlhf-lab frontier --resume --out {out}"
+    assert main(argv) == 130
+    assert hint in capsys.readouterr().err
+
+
+def test_best_of_n_refuses_an_empty_entry_in_n(capsys):
+    from lab.cli import main
+
+    assert main(["bon", "--preset", "tiny", "--n", "1,,2"]) == 2
+    assert "--n must be comma-separated integers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stage", ["ppo", "grpo"])
+def test_a_resume_never_shortens_a_run_below_its_checkpoint(stage, tiny_base, tiny_rm, pair_file, tmp_path, capsys):
+    """`ppo --resume RUN --iterations 12` on a checkpoint at 81 said "done: no iteration ran" and rewrote config.json
+    to 12 iterations: a resume rewrote the run's history into something it was not."""
+    from lab.cli import main
+
+    cfg, train = stage_config(stage, tiny_base, tiny_rm, pair_file, iterations=3, checkpoint_every=1)
+    run = new_run(stage, cfg, tmp_path / "run")
+    drive(run, train(cfg, run))
+    before = (run.path / "config.json").read_bytes()
+    assert main([stage, "--resume", str(run.path), "--iterations", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "fewer than the 3 iterations" in err and "--iterations 4 or more" in err and len(err.splitlines()) == 1
+    assert (run.path / "config.json").read_bytes() == before
