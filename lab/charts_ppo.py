@@ -502,12 +502,6 @@ W2S_BARS = (("weak", "weak supervisor"), ("xent", "student, cross-entropy"),
             ("confidence", "student, + confidence loss"), ("ceiling", "strong ceiling (gold labels)"))
 
 
-def pgr(weak: float, student: float, ceiling: float) -> float:
-    """Performance gap recovered (Burns et al. 2023): (student − weak) / (ceiling − weak)."""
-    gap = ceiling - weak
-    return float("nan") if abs(gap) < 1e-12 else (student - weak) / gap
-
-
 def w2s_chart(accuracy: dict, pgrs: dict | None = None, metric: str = "accuracy",
               spread: dict | None = None) -> go.Figure:
     """Bars weak / student (xent) / student (confidence) / ceiling, test accuracy in %, with each
@@ -519,11 +513,13 @@ def w2s_chart(accuracy: dict, pgrs: dict | None = None, metric: str = "accuracy"
     present = [(k, label) for k, label in W2S_BARS if accuracy.get(k) is not None]
     if not present:
         return _empty(title, "model", y_label, note="no results yet")
+    from core.w2s import pgr  # the one PGR (torch is imported only when the bars are drawn)
+
     pgrs = dict(pgrs or {})
     weak, ceiling = accuracy.get("weak"), accuracy.get("ceiling")
     for k in ("xent", "confidence"):
         if k not in pgrs and accuracy.get(k) is not None and weak is not None and ceiling is not None:
-            pgrs[k] = pgr(weak, accuracy[k], ceiling)
+            pgrs[k] = pgr(weak, accuracy[k], ceiling)  # core.w2s's: nan when the ceiling does not beat weak
     colors = {"weak": "#7f7f7f", "xent": PROXY_COLOR, "confidence": "#ff7f0e", "ceiling": "#2ca02c"}
     xs = [label for _, label in present]
     ys = [100 * float(accuracy[k]) for k, _ in present]
