@@ -8,7 +8,7 @@ for every live stage lives here, never in a loop:
                 force restored; the rows after it moved aside (all of them when no checkpoint was saved, so a
                 restart never logs a step twice); the stop that ended the last session cleared.
   control.json  read before every iteration; each live value checked by the stage config's own validate()
-                (the live knobs are the fields core/config.py marks live; live limits = flag limits); the flow
+                (the live knobs are the fields core/config/ marks live; live limits = flag limits); the flow
                 controls (paused, step, stop) checked; refusals logged to control_log.jsonl and shown once;
                 a new lr applied to the optimizer. Under torchrun rank 0 reads and broadcasts the decision.
   pause/step/stop  waiting while paused (one iteration per `step` increment), the status rows of each.

@@ -3,7 +3,7 @@
     rlhf-lab set runs/ppo1 kl_coef=0.2 clip_eps=0.1      # applied before the next iteration
     rlhf-lab set runs/grpo1 paused=true ; rlhf-lab set runs/grpo1 step=+1 ; rlhf-lab set runs/grpo1 stop=true
 
-The rule, the same for every stage: a live knob (the fields core/config.py marks live) may be set on any run of a
+The rule, the same for every stage: a live knob (the fields core/config/ marks live) may be set on any run of a
 stage that can resume; on a running or paused run it applies before the next iteration, on a stopped, failed or
 finished one at its next `--resume`. `paused` may be set on any such run too (a resume then starts paused);
 `stop` and `step` steer a live run only. Every value is checked as the trainer checks it (core/session.py), so

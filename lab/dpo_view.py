@@ -20,7 +20,7 @@ from core.runs import Run, read_jsonl
 from lab.charts import COLORS, _empty, _has, _layout, _line
 from lab.ppo_view import pause, resume, step_once, stop  # noqa: F401 - the same control.json protocol as PPO
 
-KNOBS = live_knobs(DPOConfig)  # the fields core/config.py marks live
+KNOBS = live_knobs(DPOConfig)  # the fields core/config/ marks live
 STEP = "DPO step (optimizer steps)"
 CAPTIONS = {
     "logps": "Summed log-probability of the chosen and the rejected responses under the policy: training batches "

@@ -16,7 +16,7 @@ from core.config import ConfigError, GRPOConfig, from_dict, grpo_preset, live_kn
 from core.runs import Run
 from lab import charts_ppo as C
 
-KNOBS = live_knobs(GRPOConfig)  # the fields core/config.py marks live
+KNOBS = live_knobs(GRPOConfig)  # the fields core/config/ marks live
 ITERATION = "GRPO/RLOO iteration (count)"
 CPU_THREADS = 1  # as PPO's page: one torch thread per job started from the browser (a shared CPU)
 POS_COLOR, NEG_COLOR, BETA_COLOR = "#2ca02c", "#d62728", "#ff7f0e"

@@ -6,7 +6,7 @@ to its run folder; the app owns nothing but widgets. It writes control.json and 
 files, so a browser refresh, a second tab or a page switch loses nothing (see DESIGN.md, "Jobs").
 
 The job contract (CONTEXT.md): each stage is a generator `fn(cfg, run)` yielding one metrics dict
-per step, with a config dataclass in core/config.py. The worker rebuilds the config from the run's
+per step, with a config dataclass in core/config/. The worker rebuilds the config from the run's
 config.json and drives the generator with core.runs.drive.
 
 A note on spawn and Streamlit: Streamlit installs the entry script (lab/app.py) as `__main__`, and a

@@ -20,7 +20,7 @@ from core.runs import Run, RunError, list_runs, read_json, read_jsonl
 # Live knobs (CONTEXT.md, "PPO live controls") that are also PPOConfig fields: a new value is
 # checked by PPOConfig.validate() on a copy of the run's config, so the page refuses exactly what
 # the trainer would refuse.
-KNOBS = live_knobs(PPOConfig)  # the fields core/config.py marks live
+KNOBS = live_knobs(PPOConfig)  # the fields core/config/ marks live
 
 # The "quick start" run: visible learning in well under a minute on a laptop CPU (small policy,
 # shipped reward model, small batches, short responses), long enough to play with the controls.

@@ -1,0 +1,142 @@
+"""The config of GRPO and RLOO: its dataclass, presets and checks (the shared fields and limits: base.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.config.base import (
+    ConfigError,
+    TrainingConfig,
+    check_choice,
+    check_int,
+    check_non_negative,
+    check_positive,
+    check_range,
+    from_preset,
+    live,
+)
+from core.config.ppo import KL_ESTIMATORS
+
+GRPO_ADVANTAGES = ("grpo", "rloo")
+
+
+KL_PLACES = ("loss", "reward")
+
+
+LOSS_AVERAGING = ("token", "sequence")
+
+
+@dataclass
+class GRPOConfig(TrainingConfig):
+    """GRPO or RLOO fine-tuning: a group of responses per prompt, no critic (core/grpo.py)."""
+
+    preset: str = "small"
+    """Size preset: tiny (tests), small (the CPU default) or gpu."""
+    policy: str = "small"
+    """The starting policy and the frozen reference: a shipped name, a checkpoint folder or a run folder."""
+    reward: str = "reward"
+    """The reward model (proxy): a shipped name, a checkpoint folder or a reward run folder."""
+    profile: str = "positive"
+    """Gold annotator profile for objective/gold."""
+    advantage: str = "grpo"
+    """grpo: (score - group mean) / group std; rloo: score - mean of the OTHER responses of the group."""
+    scale_advantages: bool = True
+    """GRPO only: divide by the group's std (False = Dr. GRPO's unscaled advantage)."""
+    iterations: int = 30
+    """Iterations (one batch of groups + its updates each)."""
+    batch_size: int = 64
+    """Responses per iteration = prompts per iteration x group_size."""
+    group_size: int = 8
+    """G: responses sampled per prompt; must be >= 2 and divide batch_size."""
+    prompt_length: int = 8
+    """Longest prompt in tokens (<bos> counts)."""
+    response_length: int = 24
+    """Most tokens generated per response."""
+    stop_at_eos: bool = True
+    """Stop a response at <eos> (False: always generate response_length tokens, as TRL's benchmark does)."""
+    epochs: int = 1
+    """Passes over each batch (GRPO's mu)."""
+    minibatches: int = 2
+    """Optimizer steps per pass (must divide batch_size). After the first step the policy has moved, so the
+    ratio and the clip have something to do; with 1 the ratio is exactly 1 and the loss is plain REINFORCE."""
+    lr: float = live(5e-5)
+    """AdamW learning rate (live control)."""
+    beta: float = live(0.04)
+    """KL coefficient to the reference (live control); 0 = no KL term."""
+    kl_in: str = "loss"
+    """loss: + beta * KL_t in the loss on every token (GRPO); reward: score - beta * sum_t KL_t before the
+    advantages (PPO's form)."""
+    kl_estimator: str = "k3"
+    """Per-token KL estimator of the KL term (k3 as in GRPO; k1 = log pi - log pi_ref)."""
+    clip_eps: float = live(0.2)
+    """Clip range epsilon on the policy ratio (live control)."""
+    loss_averaging: str = "token"
+    """token: mean over every real token of the batch (DAPO, TRL's default); sequence: mean over responses of
+    each response's token mean (the GRPO paper's 1/|o_i|, which weighs a long response's tokens less)."""
+    temperature: float = live(1.0)
+    """Sampling temperature; policy and reference log-probs use the same scaled logits (live control)."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0 = off)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    sample_every: int = 5
+    """Iterations between policy samples on the fixed evaluation prompts (samples.jsonl)."""
+    eval_prompts: int = 6
+    """Number of fixed evaluation prompts for the side-by-side samples."""
+    checkpoint_every: int = 10
+    """Iterations between checkpoints (one is always written at the end or on stop)."""
+
+    def check(self, n_positions: int | None = None) -> None:
+        check_choice(self, "preset", tuple(PRESET_GRPO))
+        for name in ("policy", "reward"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(f"GRPOConfig.{name} must be a checkpoint spec (shipped name, checkpoint folder "
+                                  f"or run folder), got {getattr(self, name)!r}")
+        check_choice(self, "profile", ("positive", "negative", "concise"))
+        check_choice(self, "advantage", GRPO_ADVANTAGES)
+        check_choice(self, "kl_in", KL_PLACES)
+        check_choice(self, "kl_estimator", KL_ESTIMATORS)
+        check_choice(self, "loss_averaging", LOSS_AVERAGING)
+        check_int(self, "group_size", 2)  # one response has no group to be compared with
+        for name in ("iterations", "batch_size", "response_length", "epochs", "minibatches", "sample_every",
+                     "eval_prompts", "checkpoint_every"):
+            check_int(self, name, 1)
+        check_int(self, "prompt_length", 2)
+        if self.batch_size % self.group_size:
+            raise ConfigError(f"GRPOConfig.group_size must divide batch_size: {self.batch_size} responses cannot "
+                              f"be split into groups of {self.group_size}")
+        if self.batch_size % self.minibatches:
+            raise ConfigError(f"GRPOConfig.minibatches must divide batch_size: {self.batch_size} responses cannot "
+                              f"be split into {self.minibatches} equal minibatches")
+        for name in ("beta", "clip_eps", "lr", "temperature", "grad_clip", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+                raise ConfigError(f"GRPOConfig.{name} must be a finite number, got {value!r}")
+        check_non_negative(self, "beta")
+        check_range(self, "clip_eps", 0.0, 1.0, low_open=True, high_open=True)
+        check_positive(self, "lr")
+        check_positive(self, "temperature")
+        check_non_negative(self, "grad_clip")
+        check_non_negative(self, "weight_decay")
+        for name in ("scale_advantages", "stop_at_eos"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"GRPOConfig.{name} must be true or false, got {getattr(self, name)!r}")
+        limit = n_positions if n_positions is not None else 1024
+        if self.prompt_length + self.response_length > limit:
+            where = "the policy's context" if n_positions is not None else "the largest supported context"
+            raise ConfigError(f"GRPOConfig.response_length: prompt_length + response_length = "
+                              f"{self.prompt_length} + {self.response_length} exceeds {where} of {limit} tokens")
+        return self
+
+
+PRESET_GRPO = {
+    "tiny": dict(iterations=6, batch_size=32, group_size=4, response_length=12, lr=2e-3, sample_every=2,
+                 eval_prompts=3, checkpoint_every=3),
+    "small": dict(),
+    "gpu": dict(batch_size=256, response_length=32, minibatches=4, lr=1e-5),
+}
+
+
+def grpo_preset(preset: str = "small", **overrides) -> GRPOConfig:
+    """A GRPOConfig for a preset with optional field overrides (None values are ignored)."""
+    return from_preset(GRPOConfig, PRESET_GRPO, preset, overrides)
