@@ -11,7 +11,8 @@ from core.config import to_dict
 from core.runs import Run
 from lab import classroom, jobs, url_settings as U
 from lab import ppo_view as V
-from lab.cli import CLIError, build_parser, server_settings
+from lab.cli import build_parser, server_settings
+from lab.cli.common import CLIError
 
 ROOT = Path(__file__).resolve().parents[1]
 PPO_PAGE = "4_PPO.py"

@@ -332,7 +332,7 @@ def test_cli_ppo_set_and_resume(tiny_base, tiny_rm, tmp_path, capsys):
 
 
 def test_pipeline_ppo_stage(tiny_base, tiny_rm, tmp_path):
-    from lab.cli_pipeline import STAGES, PipelineOptions, _ppo
+    from lab.cli.pipeline import STAGES, PipelineOptions, _ppo
 
     assert [name for name, _ in STAGES].index("ppo") == [name for name, _ in STAGES].index("reward") + 1
     folder = _ppo(PipelineOptions("tiny", 0, "cpu"), {"pretrain": tiny_base, "reward": tiny_rm}, tmp_path / "ppo")

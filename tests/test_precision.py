@@ -187,7 +187,7 @@ def test_a_bf16_ppo_step_keeps_weights_optimizer_state_and_logprobs_fp32():
 
 def test_the_cli_flag_reaches_the_config_and_the_run_records_what_it_used(tmp_path, cache, monkeypatch):
     from lab.cli import build_parser, main
-    from lab.cli_ppo import config_from_args
+    from lab.cli.ppo import config_from_args
 
     args = build_parser().parse_args(["ppo", "--preset", "tiny", "--precision", "bf16"])
     assert config_from_args(args).precision == "bf16"

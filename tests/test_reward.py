@@ -210,7 +210,7 @@ def test_cli_bad_input_is_one_line(tiny_base, tmp_path, capsys):
 
 def test_cli_pipeline_runs_stages_in_order_and_resumes(tmp_path, capsys):
     from lab.cli import main
-    from lab.cli_pipeline import STAGES
+    from lab.cli.pipeline import STAGES
 
     assert [name for name, _ in STAGES][:3] == ["pretrain", "preferences", "reward"]
     out = tmp_path / "pipe"

@@ -1,92 +1,31 @@
 """`rlhf-lab`: the command line. With no arguments it launches the app.
 
-Each stage lives in its own module that defines `register(subparsers)`; this file lists them.
+Each command lives in its own module of this package that defines `register(subparsers)` (pretrain, reward,
+pipeline, w2s, ppo, dpo, bon, grpo, eval, frontier, set); what they share is lab/cli/common.py; this file lists
+them, and holds `app` and `runs`.
 Every command runs through the same `core` generators as the app and the tests.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
-import tempfile
 import threading
-import traceback
 from pathlib import Path
 
 from core.config import ConfigError
-from core.runs import DEFAULT_ROOT, Run, RunError, drive, list_runs, stop_on_signals
+from core.runs import DEFAULT_ROOT, RunError, list_runs, stop_on_signals
 from lab.classroom import CLASSROOM_ENV, TEACHER_CODE_ENV
+from lab.cli import bon, dpo, frontier, grpo, pipeline, ppo, pretrain, reward, w2s
+from lab.cli import eval as eval_command
+from lab.cli import set as set_command
+from lab.cli.common import _current_run, _fail, resume_hint
+from lab.cli.common import CLIError  # noqa: F401 - the error every command raises, importable with main
 
-# Stage modules, each with register(subparsers). Later stages add their module here.
-STAGE_COMMANDS = (
-    "lab.cli_pretrain",
-    "lab.cli_reward",
-    "lab.cli_pipeline",
-    "lab.cli_w2s",
-    "lab.cli_ppo",
-    "lab.cli_dpo",
-    "lab.cli_bon",
-    "lab.cli_grpo",
-    "lab.cli_eval",
-    "lab.cli_frontier",
-    "lab.cli_set",
-)
-
-
-class CLIError(Exception):
-    """A user error: printed as one line, exit code 2, no traceback."""
-
-
-ERROR_LOG = "error.log"  # a run's full traceback, when its command failed (the same name the app's jobs use)
-RESUMABLE = ("ppo", "grpo", "dpo")  # the stages with --resume RUN_DIR (lab/resume.py)
-_current_run: list[Run] = []  # the run the running command drives: where an unexpected traceback goes
-
-
-def progress(total: int, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, dynamic_ncols=True, leave=True, file=sys.stderr)
-
-
-def watch(run: Run) -> Run:
-    """Name `run` as the one this command drives: an unexpected traceback goes to its folder, and Ctrl-C prints
-    how to continue it (resume_hint). Every command that drives a run calls it (run_stage does)."""
-    _current_run[:] = [run]
-    return run
-
-
-def resume_hint(run: Run | None) -> str:
-    """What Ctrl-C prints after "interrupted": the command that continues `run`, or where it is kept."""
-    if run is None:
-        return ""
-    if run.stage in RESUMABLE:
-        return f"; resume it with rlhf-lab {run.stage} --resume {run.path}"
-    if run.stage == "frontier":
-        return f"; resume it with rlhf-lab frontier --resume --out {run.path}"
-    return f"; what it wrote is kept in {run.path} (a {run.stage} run has no --resume: start it again)"
-
-
-def run_stage(run: Run, steps, total: int, desc: str, postfix) -> dict | None:
-    """Drive a stage generator with a progress bar; `postfix(metrics)` -> dict shown on the bar."""
-    bar = progress(total, desc)
-    watch(run)
-
-    def tick(m):
-        bar.update(1)
-        bar.set_postfix(postfix(m), refresh=False)
-
-    try:
-        return drive(run, steps, on_metrics=tick)
-    finally:
-        bar.close()
-
-
-def out_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--out", help="run folder to create (must not hold another run)")
-    group.add_argument("--runs", default=None, help=f"root folder for a new run id (default ./{DEFAULT_ROOT})")
+# One module per command, each with register(subparsers): imported here by name, so the command modules depend on
+# lab.cli.common only and nothing imports this package back (no cycle, no importlib).
+STAGE_COMMANDS = (pretrain, reward, pipeline, w2s, ppo, dpo, bon, grpo, eval_command, frontier, set_command)
 
 
 def cmd_runs(args) -> int:
@@ -107,7 +46,7 @@ def cmd_runs(args) -> int:
 
 
 def cmd_app(args) -> int:
-    app = Path(__file__).resolve().parent / "app.py"
+    app = Path(__file__).resolve().parent.parent / "app.py"
     if not app.exists():
         raise CLIError("the browser app is not part of this version yet; use the CLI stages "
                        "(rlhf-lab --help)")
@@ -221,8 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default=None, help=f"runs root (default ./{DEFAULT_ROOT})")
     p.set_defaults(func=cmd_runs)
 
-    for name in STAGE_COMMANDS:
-        importlib.import_module(name).register(sub)
+    for module in STAGE_COMMANDS:
+        module.register(sub)
     return parser
 
 
@@ -253,41 +192,3 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args.command, f"input nested too deeply to read ({e})", e)
     except Exception as e:  # noqa: BLE001 - a bug or an unforeseen input: one line here, the traceback in a file
         return _fail(args.command, f"{type(e).__name__}: {e}", e)
-
-
-def _fail(command: str, message, exc: BaseException | None = None) -> int:
-    """Print the one-line error; an unexpected exception's traceback goes to the run's error.log (or, with no
-    run yet, to a temp file), named in the line, never onto the terminal."""
-    text = " ".join(str(message).split()) or type(exc).__name__
-    line = f"rlhf-lab {command}: error: {text}"
-    if exc is not None and not isinstance(exc, (CLIError, ConfigError, RunError)):
-        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        log = _write_log(trace)
-        if log:
-            line += f" (details: {log})"
-    print(line, file=sys.stderr)
-    return 2
-
-
-def _write_log(trace: str) -> str | None:
-    candidates = [_current_run[0].path / ERROR_LOG] if _current_run else []
-    try:
-        fd, tmp = tempfile.mkstemp(prefix="rlhf-lab-error-", suffix=".log")
-        os.close(fd)
-        candidates.append(Path(tmp))
-    except OSError:
-        pass
-    for path in candidates:
-        try:
-            Path(path).write_text(trace, encoding="utf-8")
-        except OSError:
-            continue
-        for other in candidates:
-            if other != path and other.name.startswith("rlhf-lab-error-"):
-                Path(other).unlink(missing_ok=True)
-        return str(path)
-    return None
-
-
-if __name__ == "__main__":
-    sys.exit(main())

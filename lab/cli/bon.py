@@ -12,7 +12,7 @@ from core.runs import Run, drive
 
 
 def register(sub) -> None:
-    from lab.cli import out_args
+    from lab.cli.common import out_args
 
     p = sub.add_parser("bon", help="best-of-n: keep the RM's favourite of n base-model samples, for several n")
     p.add_argument("--n", default=None, help="increasing comma-separated list of n (default 1,2,4,8,16,32)")
@@ -32,7 +32,7 @@ def register(sub) -> None:
 
 
 def parse_n(text: str | None) -> list[int] | None:
-    from lab.cli import CLIError
+    from lab.cli.common import CLIError
 
     if text is None:
         return None
@@ -44,7 +44,7 @@ def parse_n(text: str | None) -> list[int] | None:
 
 def cmd_bon(args) -> int:
     from core.bon import best_of_n, check_inputs
-    from lab.cli import progress, watch
+    from lab.cli.common import progress, watch
 
     cfg = bon_preset(args.preset, n=parse_n(args.n), prompts=args.prompts, policy=args.policy, reward=args.reward,
                      profile=args.profile, response_length=args.response_length, temperature=args.temperature,

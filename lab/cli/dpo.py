@@ -17,7 +17,7 @@ import math
 from core.config import PRECISION_HELP, PRECISIONS, PRESET_DPO, DPOConfig, dpo_preset, to_dict
 from core.runs import Run, drive, read_jsonl
 from core.session import check_live_value, initial_control
-from lab.resume import claim, resume_config
+from lab.cli.resume import claim, resume_config
 
 FLOW_CONTROLS = ("paused", "stop", "step")
 # What `--resume` may change (as for PPO, lab/cli_ppo.py): the length of the run, threads, precision and the live
@@ -31,7 +31,7 @@ RESUME_LIVE = (("--beta", "beta"), ("--lr", "lr"))
 
 
 def register(sub) -> None:
-    from lab.cli import out_args
+    from lab.cli.common import out_args
 
     p = sub.add_parser("dpo", help="fine-tune the policy on preference pairs with DPO (no reward model, no RL)")
     p.add_argument("--preferences", default=None, metavar="RUN|FILE",
@@ -71,14 +71,14 @@ def config_from_args(args) -> DPOConfig:
 
 
 def resume_rules():
-    from lab.resume import ResumeRules
+    from lab.cli.resume import ResumeRules
 
     return ResumeRules("dpo", DPOConfig, RESUME_FIXED, RESUME_CHANGEABLE, RESUME_LIVE, check_live_value)
 
 
 def cmd_dpo(args) -> int:
     from core.dpo import check_inputs, train_dpo
-    from lab.cli import progress, watch
+    from lab.cli.common import progress, watch
 
     first: dict = {}
     if args.resume:

@@ -33,7 +33,7 @@ def cmd_eval(args) -> int:
 
     from core.config import resolve_device
     from core.evaluate import evaluate
-    from lab.cli import CLIError
+    from lab.cli.common import CLIError
 
     if args.prompts < 1:
         raise CLIError(f"--prompts must be >= 1, got {args.prompts}")

@@ -16,7 +16,7 @@ from core.runs import Run
 
 
 def register(sub) -> None:
-    from lab.cli import out_args
+    from lab.cli.common import out_args
 
     p = sub.add_parser("frontier", help="sweep every method's KL knob; gold and proxy against sqrt(KL), Gao fits")
     p.add_argument("--preset", default="default", choices=tuple(PRESET_FRONTIER),
@@ -41,7 +41,7 @@ def register(sub) -> None:
 
 
 def parse_values(method: str, text: str) -> list:
-    from lab.cli import CLIError
+    from lab.cli.common import CLIError
 
     parts = [x.strip() for x in text.split(",") if x.strip()]
     if not parts:
@@ -69,7 +69,7 @@ def config_from_args(args) -> FrontierConfig:
 def cmd_frontier(args) -> int:
     from core.frontier import check_methods, run_frontier, sweep_points, work_units
     from core.runs import drive
-    from lab.cli import CLIError, progress, watch
+    from lab.cli.common import CLIError, progress, watch
 
     if args.resume:
         if not args.out:

@@ -12,7 +12,7 @@ from core.config import (GRPO_ADVANTAGES, KL_PLACES, LOSS_AVERAGING, PRECISION_H
                          GRPOConfig, grpo_preset, to_dict)
 from core.runs import Run
 from core.session import check_live_value, initial_control
-from lab.resume import claim, resume_config
+from lab.cli.resume import claim, resume_config
 
 # What `--resume` may change (the rules of lab/resume.py, as for PPO and DPO): the length of the run, threads,
 # precision and the live knobs. The rest defines the run; changing it would mix two experiments in one metrics file.
@@ -26,7 +26,7 @@ RESUME_LIVE = (("--beta", "beta"), ("--clip-eps", "clip_eps"), ("--lr", "lr"), (
 
 
 def register(sub) -> None:
-    from lab.cli import out_args
+    from lab.cli.common import out_args
 
     p = sub.add_parser("grpo", help="fine-tune the policy with GRPO or RLOO (a group of responses per prompt, "
                                     "no critic) against a reward model")
@@ -89,14 +89,14 @@ def config_from_args(args) -> GRPOConfig:
 
 
 def resume_rules():
-    from lab.resume import ResumeRules
+    from lab.cli.resume import ResumeRules
 
     return ResumeRules("grpo", GRPOConfig, RESUME_FIXED, RESUME_CHANGEABLE, RESUME_LIVE, check_live_value)
 
 
 def cmd_grpo(args) -> int:
     from core.grpo import train_grpo
-    from lab.cli import run_stage
+    from lab.cli.common import run_stage
 
     if args.resume:
         run, cfg, live = resume_config(args, resume_rules())

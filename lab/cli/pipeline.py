@@ -29,7 +29,7 @@ class PipelineOptions:
 
 def _pretrain(opts: PipelineOptions, folders: dict[str, Path], out: Path) -> Path:
     from core.pretrain import pretrain
-    from lab.cli import run_stage
+    from lab.cli.common import run_stage
 
     cfg = pretrain_preset(opts.preset, seed=opts.seed, device=opts.device).validate()
     run = Run.create("pretrain", to_dict(cfg), out=out)
@@ -39,7 +39,7 @@ def _pretrain(opts: PipelineOptions, folders: dict[str, Path], out: Path) -> Pat
 
 def _preferences(opts: PipelineOptions, folders: dict[str, Path], out: Path) -> Path:
     from core.preferences import preference_preset
-    from lab.cli_reward import run_preferences
+    from lab.cli.reward import run_preferences
 
     cfg = preference_preset(opts.preset, base=str(folders["pretrain"]), seed=opts.seed,
                             device=opts.device).validate()
@@ -48,7 +48,7 @@ def _preferences(opts: PipelineOptions, folders: dict[str, Path], out: Path) -> 
 
 def _reward(opts: PipelineOptions, folders: dict[str, Path], out: Path) -> Path:
     from core.reward import reward_preset
-    from lab.cli_reward import run_reward
+    from lab.cli.reward import run_reward
 
     cfg = reward_preset(opts.preset, preferences=str(folders["preferences"]), base=str(folders["pretrain"]),
                         seed=opts.seed, device=opts.device).validate()
@@ -58,7 +58,7 @@ def _reward(opts: PipelineOptions, folders: dict[str, Path], out: Path) -> Path:
 def _ppo(opts: PipelineOptions, folders: dict[str, Path], out: Path) -> Path:
     from core.config import PPOConfig, PRESET_PPO, from_dict, ppo_preset
     from core.ppo_train import train_ppo
-    from lab.cli import run_stage
+    from lab.cli.common import run_stage
     from core.session import initial_control
 
     if (out / "config.json").exists():  # a stopped or interrupted PPO stage continues from its checkpoint
@@ -77,7 +77,7 @@ def _ppo(opts: PipelineOptions, folders: dict[str, Path], out: Path) -> Path:
 
 def _w2s(opts: PipelineOptions, folders: dict[str, Path], out: Path) -> Path:
     from core.config import w2s_preset
-    from lab.cli_w2s import format_results, run_w2s_cli
+    from lab.cli.w2s import format_results, run_w2s_cli
 
     # The strong student is this pipeline's base model when it is bigger than the shipped weak
     # supervisor (small, gpu); the tiny and weak bases are not, so those use the shipped pair.

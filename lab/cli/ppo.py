@@ -14,7 +14,7 @@ from core.config import (PRECISION_HELP, PRECISIONS, PPOConfig, PRESET_PPO, ppo_
                          resolve_device, to_dict)
 from core.runs import Run
 from core.session import check_live_value, initial_control
-from lab.resume import claim, resume_config
+from lab.cli.resume import claim, resume_config
 
 # What `--resume` may change: the length of the run, the CPU threads, and the live knobs (which `set` may change
 # anyway). Everything else defines the run (its models, data, batch, seed, device); changing it would mix two
@@ -28,7 +28,7 @@ RESUME_LIVE = (("--kl-coef", "kl_coef"), ("--adaptive-kl", "adaptive_kl"), ("--t
 
 
 def register(sub) -> None:
-    from lab.cli import out_args
+    from lab.cli.common import out_args
 
     p = sub.add_parser("ppo", help="fine-tune the policy with PPO against a reward model, with a KL penalty")
     p.add_argument("--preset", default=None, choices=tuple(PRESET_PPO), help="default small")
@@ -67,14 +67,14 @@ def config_from_args(args) -> PPOConfig:
 
 
 def resume_rules():
-    from lab.resume import ResumeRules
+    from lab.cli.resume import ResumeRules
 
     return ResumeRules("ppo", PPOConfig, RESUME_FIXED, RESUME_CHANGEABLE, RESUME_LIVE, check_live_value)
 
 
 def cmd_ppo(args) -> int:
     from core.ppo_train import require_reward_model, train_ppo
-    from lab.cli import run_stage
+    from lab.cli.common import run_stage
 
     if args.resume:
         run, cfg, live = resume_config(args, resume_rules())

@@ -10,7 +10,7 @@ from core.runs import Run
 
 
 def register(sub) -> None:
-    from lab.cli import out_args
+    from lab.cli.common import out_args
 
     p = sub.add_parser("pretrain", help="pretrain a small GPT on the corpus")
     p.add_argument("--preset", default="small", choices=PRESETS)
@@ -27,7 +27,7 @@ def register(sub) -> None:
 
 
 def cmd_pretrain(args) -> int:
-    from lab.cli import run_stage
+    from lab.cli.common import run_stage
 
     cfg = pretrain_preset(args.preset, steps=args.steps, batch_size=args.batch, lr=args.lr, seed=args.seed,
                           device=args.device, precision=args.precision, corpus_file=args.corpus, threads=args.threads)

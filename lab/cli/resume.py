@@ -31,7 +31,7 @@ class ResumeRules:
 def resume_config(args, rules: ResumeRules):
     """(run, config with what a resume may change, live knobs given as flags) of `args.resume`, or CLIError /
     ConfigError naming the flag. Reads only: claim() owns the run and writes."""
-    from lab.cli import CLIError
+    from lab.cli.common import CLIError
 
     if args.out or args.runs:
         raise CLIError("--resume continues RUN_DIR in place; do not give --out/--runs with it")

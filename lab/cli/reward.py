@@ -11,7 +11,7 @@ from core.runs import Run
 
 
 def register(sub) -> None:
-    from lab.cli import out_args
+    from lab.cli.common import out_args
 
     p = sub.add_parser("preferences", help="sample responses from a base model and label pairs of them")
     p.add_argument("--base", default="small", help="base model: shipped name, checkpoint folder or run folder "
@@ -66,7 +66,7 @@ def reward_config(args):
 
 
 def run_preferences(cfg, out=None, root=None) -> tuple[Run, dict]:
-    from lab.cli import run_stage
+    from lab.cli.common import run_stage
 
     if cfg.import_file:  # fail on a bad file before a run folder exists
         from core.preferences import import_preferences
@@ -82,7 +82,7 @@ def run_preferences(cfg, out=None, root=None) -> tuple[Run, dict]:
 
 
 def run_reward(cfg, out=None, root=None) -> tuple[Run, dict]:
-    from lab.cli import run_stage
+    from lab.cli.common import run_stage
     from core.preferences import load_preferences
 
     rows, _ = load_preferences(cfg.preferences)  # a bad file is an error before a run folder exists

@@ -35,7 +35,7 @@ def register(sub) -> None:
 
 
 def parse_pair(pair: str) -> tuple[str, str]:
-    from lab.cli import CLIError
+    from lab.cli.common import CLIError
 
     if "=" not in pair:
         raise CLIError(f"expected key=value, got {pair!r}")
@@ -44,7 +44,7 @@ def parse_pair(pair: str) -> tuple[str, str]:
 
 
 def parse_bool(key: str, text: str) -> bool:
-    from lab.cli import CLIError
+    from lab.cli.common import CLIError
 
     if text.lower() in TRUE:
         return True
@@ -62,7 +62,7 @@ def describe_state(run: Run) -> str:
 
 def parse_controls(run: Run, pairs: list[str]) -> dict:
     """key=value strings -> a control.json update, each value checked like the trainer checks it."""
-    from lab.cli import CLIError
+    from lab.cli.common import CLIError
 
     cfg = from_dict(getattr(core.config, LIVE_STAGES[run.stage]), run.config)
     knobs = live_knobs(cfg)
@@ -104,7 +104,7 @@ def parse_controls(run: Run, pairs: list[str]) -> dict:
 
 
 def cmd_set(args) -> int:
-    from lab.cli import CLIError
+    from lab.cli.common import CLIError
 
     run = Run.open(args.run_dir)
     if run.stage not in LIVE_STAGES:

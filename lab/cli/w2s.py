@@ -7,7 +7,7 @@ from core.runs import Run
 
 
 def register(sub) -> None:
-    from lab.cli import out_args
+    from lab.cli.common import out_args
 
     p = sub.add_parser("w2s", help="weak-to-strong: a small model's labels train a bigger one; measure PGR")
     p.add_argument("--preset", default="default", choices=W2S_PRESETS,
@@ -35,7 +35,7 @@ def register(sub) -> None:
 def run_w2s_cli(cfg, out=None, root=None, parents=None) -> tuple[Run, dict]:
     """Validate, create the run, drive it with a progress bar; returns (run, results)."""
     from core.w2s import check_config, planned_steps, run_w2s
-    from lab.cli import run_stage
+    from lab.cli.common import run_stage
 
     check_config(cfg)  # refuse bad settings and a weak model larger than the strong one before a run exists
     run = Run.create("w2s", to_dict(cfg), out=out, root=root, parents=parents)
