@@ -1,4 +1,7 @@
-"""What the Compare-runs page reads: several runs' metrics, samples and the settings that differ."""
+"""What the Compare-runs page reads: several runs' metrics, samples and the settings that differ.
+
+A run's settings are what it really used: its config plus the live changes of its control log (core.settings),
+so a run whose λ went 0.05 → 0.3 half-way is never labelled "λ = 0.05"."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from core import settings
 from core.runs import Run, RunError, list_runs, read_jsonl
 
 
@@ -34,38 +38,56 @@ def default_selection(runs_root, n: int = 2, first: str | None = None) -> list[s
     return [rows[0]["run_id"]] if rows else []
 
 
-def _flat(config: dict, prefix: str = "") -> dict:
+CHANGED = "changed mid-run"  # the column that says which settings a run changed while it trained
+
+
+def run_settings(run_dirs: list[Path]) -> dict[str, tuple[dict, dict]]:
+    """run id -> (the settings it started with, stage included; what changed mid-run), both from
+    core.settings, the one reader of what a run used. A folder that is not a readable run is left out."""
     out = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
+    for path in run_dirs:
+        try:
+            run = Run.open(path)
+            out[path.name] = ({"stage": run.stage, **settings.flat_config(run.config)}, settings.changed_mid_run(path))
+        except RunError:
+            continue
+    return out
+
+
+def _differing(runs: dict[str, tuple[dict, dict]]) -> list[str]:
+    """The settings worth a row: those whose value differs between the runs, and those that changed mid-run
+    in any run (a run that turned ε from 0.2 to 0.1 half-way did not use "ε = 0.2", even if the other did)."""
+    keys = sorted(set().union(*(set(start) | set(history) for start, history in runs.values())))
+    out = []
+    for key in keys:
+        changed = any(key in history for _, history in runs.values())
+        if changed or len({repr(start.get(key)) for start, _ in runs.values()}) > 1:
+            out.append(key)
     return out
 
 
 def config_diff(run_dirs: list[Path]) -> pd.DataFrame:
-    """The settings that differ between the runs (one row per setting, one column per run):
-    what makes their curves differ. Identical settings are left out."""
-    configs = {}
-    for path in run_dirs:
-        try:
-            run = Run.open(path)
-            configs[path.name] = {"stage": run.stage, **_flat(run.config)}
-        except RunError:
-            continue
-    if not configs:
+    """The settings that differ between the runs or changed during one (one row per setting, one column per
+    run): what makes their curves differ. A setting that changed mid-run reads "0.2 → 0.1 (from iteration 4)"
+    in that run's column and "changed mid-run" in the last one. Settings all runs share unchanged are left out."""
+    runs = run_settings(run_dirs)
+    if not runs:
         return pd.DataFrame()
-    keys = sorted(set().union(*configs.values()))
     rows = []
-    for key in keys:
-        values = [configs[name].get(key) for name in configs]
-        if len({repr(v) for v in values}) > 1:
-            rows.append({"setting": key, **{name: "" if v is None else str(v) for name, v in zip(configs, values)}})
-    return pd.DataFrame(rows, columns=["setting", *configs])
+    for key in _differing(runs):
+        row = {"setting": key}
+        for run_id, (start, history) in runs.items():
+            if key in history:
+                row[run_id] = settings.history_text(history[key])
+            else:
+                row[run_id] = "" if start.get(key) is None else str(start[key])
+        row[CHANGED] = "changed mid-run" if any(key in history for _, history in runs.values()) else ""
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["setting", *runs, CHANGED])
 
 
-SYMBOLS = {"kl_coef": "λ", "clip_eps": "ε", "tau": "τ", "lr": "lr", "adaptive_kl": "adaptive λ",
+# The knobs students turn, in the order a legend names them (λ first: the lab's first experiment)
+SYMBOLS = {"kl_coef": "λ", "beta": "β", "clip_eps": "ε", "tau": "τ", "lr": "lr", "adaptive_kl": "adaptive λ",
            "target_kl": "target KL", "temperature": "T"}
 # What one "step" of each stage is, for the shared x axis
 STEP_UNITS = {"pretrain": "optimizer step", "reward": "optimizer step", "preferences": "batch of prompts",
@@ -81,20 +103,30 @@ def x_title(stages: set[str]) -> str:
                                          for u in units)
 
 
+def legend_part(key: str, start, history: list[tuple[int, object]] | None) -> str:
+    """One setting in a legend: "λ = 0.05" when it held all run, "λ 0.05→0.3" when it changed mid-run."""
+    name = SYMBOLS.get(key.split(".")[-1], key)
+    if history:
+        return f"{name} " + "→".join(settings.show(value) for _, value in history)
+    return f"{name} = {settings.show(start)}"
+
+
 def legend_labels(run_dirs: list[Path], names: dict[str, str] | None = None, most: int = 2) -> dict[str, str]:
     """run id -> what a legend should say: the run's name if it has one, else the settings in which
-    it differs from the other runs ("λ = 0.05"), else its id. Two runs never get the same label."""
-    diff = config_diff(run_dirs)
+    it differs from the other runs or that it changed mid-run ("λ = 0", "λ 0.05→0.3"), else its id. Two runs
+    never get the same label."""
+    runs = run_settings(run_dirs)
+    keys = [k for k in _differing(runs) if k != "stage"] if runs else []
+    # the knobs students turn first, in SYMBOLS order; then the rest alphabetically
+    order = list(SYMBOLS)
+    keys.sort(key=lambda k: order.index(k.split(".")[-1]) if k.split(".")[-1] in order else len(order))
     out = {}
     for path in run_dirs:
         run_id = path.name
         label = (names or {}).get(run_id)
-        if not label and not diff.empty and run_id in diff.columns:
-            rows = [r for _, r in diff.iterrows() if r["setting"] != "stage"]
-            rows.sort(key=lambda r: r["setting"].split(".")[-1] not in SYMBOLS)  # the knobs students turn first
-            parts = [f"{SYMBOLS.get(r['setting'].split('.')[-1], r['setting'])} = {r[run_id] or '–'}"
-                     for r in rows][:most]
-            label = ", ".join(parts)
+        if not label and run_id in runs:
+            start, history = runs[run_id]
+            label = ", ".join(legend_part(k, start.get(k), history.get(k)) for k in keys[:most])
         out[run_id] = label or run_id
     seen: dict[str, int] = {}
     for label in out.values():

@@ -2,13 +2,13 @@
 
 import streamlit as st
 
-from lab import charts, charts_ppo, jobs, stages, ui
+from lab import charts, charts_ppo, jobs, runs_view, stages, ui
 from lab import compare_view as view
-from lab import runs_view
 
 st.title(stages.BY_TITLE["Compare runs"].page_title)
 st.markdown("Pick runs (e.g. PPO with λ = 0 and λ = 0.1) and put them on the same axes. The table of "
-            "settings that differ says what caused the difference.")
+            "settings that differ says what caused the difference: a knob turned while a run trained is shown "
+            "with each value and the iteration it took effect, marked *changed mid-run*.")
 
 options = view.choices(ui.runs_root())
 if not options:
@@ -20,27 +20,29 @@ if not picked:
     st.info("Pick at least one run.")
     st.stop()
 run_dirs = [ui.runs_root() / run_id for run_id in picked]
-diff = view.config_diff(run_dirs)
-st.markdown("**Settings that differ**")
-if diff.empty:
-    st.caption("The chosen runs have the same settings (or only one is chosen).")
-else:
-    st.dataframe(diff, hide_index=True, width="stretch")
-
 live = any(ui.is_active(jobs.status(d)) for d in run_dirs if d.is_dir())
-labels = view.legend_labels(run_dirs, names={d.name: runs_view.read_meta(d)["name"] for d in run_dirs})  # legends say the setting that differs (λ = 0 vs λ = 0.05), not run ids
+names = {d.name: runs_view.read_meta(d)["name"] for d in run_dirs}
 stages_shown = view.stages(run_dirs)
 
 
 @st.fragment(run_every=ui.live_every() if live else None)
 def curves(run_dirs):
+    # redrawn with the curves: a knob turned in a live run shows in the table and the legend at once
+    diff = view.config_diff(run_dirs)
+    st.markdown("**Settings that differ**")
+    if diff.empty:
+        st.caption("The chosen runs have the same settings, and none changed one while it trained.")
+    else:
+        st.dataframe(diff, hide_index=True, width="stretch")
+    labels = view.legend_labels(run_dirs, names=names)  # what differs (λ = 0 vs λ 0.05→0.3), not run ids
     frames = {labels[name]: df for name, df in view.metrics(run_dirs).items()}
-    names = charts.common_metrics(frames)
-    if not names:
+    metrics = charts.common_metrics(frames)
+    if not metrics:
         st.caption("The chosen runs have not logged any metric yet.")
         return
-    default = next((m for m in ("objective/scores", "rm/val_accuracy", "lm/val_loss", "lm/loss") if m in names), names[0])
-    metric = st.selectbox("Metric", names, index=names.index(default), key="compare_metric")
+    default = next((m for m in ("objective/scores", "rm/val_accuracy", "lm/val_loss", "lm/loss") if m in metrics),
+                   metrics[0])
+    metric = st.selectbox("Metric", metrics, index=metrics.index(default), key="compare_metric")
     ui.chart(charts.compare_chart(frames, metric, x_title=view.x_title(stages_shown)), charts.CAPTIONS["compare"],
              key="compare_chart")
     if "ppo" in stages_shown:
@@ -51,6 +53,7 @@ def curves(run_dirs):
 curves(run_dirs)
 
 st.subheader("Generations side by side")
+labels = view.legend_labels(run_dirs, names=names)
 samples = {labels[name]: rows for name, rows in view.samples(run_dirs).items()}
 table = charts.side_by_side(samples, text_key="response" if "ppo" in stages_shown else "text")
 if table.empty:
