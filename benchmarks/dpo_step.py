@@ -58,7 +58,8 @@ def main():
 
     from core.dpo import PairTokens, dpo_step, pair_batch, reference_logps, sequence_logps
     from core.model import no_dropout
-    from core.ppo_train import autocast, freeze, make_optimizer
+    from core.ppo_train import make_optimizer
+    from core.rollout import autocast, freeze
 
     transformers.logging.set_verbosity_error()
     from core import cpu

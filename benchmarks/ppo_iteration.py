@@ -59,7 +59,8 @@ def main():
 
     from core.model import no_dropout
     import core.ppo_train as T
-    from core.ppo_train import Models, advantages_and_returns, freeze, make_optimizer, rollout
+    from core.ppo_train import advantages_and_returns, make_optimizer
+    from core.rollout import Models, freeze, rollout
     ppo_update = T.ppo_update
 
     transformers.logging.set_verbosity_error()

@@ -24,13 +24,12 @@ import time
 
 import torch
 
-from core import cpu
+from core import cpu, precision
 from core import gpt2_lean as lean
-from core import precision
 from core.config import BoNConfig, ConfigError, resolve_device, seed_everything
-from core.dpo import EVAL_SAMPLE_SEED, evaluation_prompts
-from core.model import decode_responses, load_lm, load_scorer
-from core.ppo_train import freeze, gold_of, sequence_score, trim_left_padding
+from core.evaluate import EVAL_SAMPLE_SEED, evaluation_prompts
+from core.model import decode_responses, load_lm, load_scorer, require_model
+from core.rollout import freeze, gold_of, sequence_score, trim_left_padding
 from core.runs import Run
 from core.tokenizer import same_tokenizer
 
@@ -79,6 +78,8 @@ def check_inputs(cfg: BoNConfig) -> None:
     from core.dpo import _tokenizer_of
 
     cfg.validate()
+    require_model(cfg.policy, "lm", "BoNConfig.policy")
+    require_model(cfg.reward, "reward", "BoNConfig.reward")
     if not same_tokenizer(_tokenizer_of(cfg.policy, "BoNConfig.policy"), _tokenizer_of(cfg.reward, "BoNConfig.reward")):
         raise ConfigError(f"BoNConfig.reward: the base model {cfg.policy!r} and the reward model {cfg.reward!r} use "
                           "different tokenizers; the RM scores the base model's token ids, so train it from the same "

@@ -38,21 +38,34 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from core import cpu
+from core import cpu, precision
 from core import gpt2_lean as lean
-from core import precision
-from core.config import ConfigError, DPOConfig, live_knobs, resolve_device, seed_everything
+from core.config import (
+    ConfigError,
+    DPOConfig,
+    live_knobs,
+    resolve_device,
+    seed_everything,
+)
+
 # the evaluation prompts' stream, sampling seed and prompt cut of `rlhf-lab eval`: DPO's evaluation points and
 # best-of-n are scored on the same prompts, with the same draws, as every other method
-from core.evaluate import EVAL_PROMPT_SEED, EVAL_SAMPLE_SEED, PROMPT_LENGTH
-from core.model import (CheckpointError, decode_responses, join_text, load_lm, load_scorer, no_dropout,
-                        resolve_checkpoint, save_checkpoint)
+from core.evaluate import PROMPT_LENGTH, Judges, evaluate_policy, evaluation_prompts
+from core.model import (
+    CheckpointError,
+    join_text,
+    load_lm,
+    load_scorer,
+    no_dropout,
+    require_model,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from core.ppo_train import load_optimizer_state, make_optimizer, save_trainer_state
-from core.rollout import (encode_prompts, freeze, gold_of, ppo_prompts, response_hidden, sequence_score,
-                          token_logprobs)
+from core.precision import autocast
 from core.preferences import PreferenceError, load_preferences
 from core.reward import split_by_prompt
-from core.precision import autocast
+from core.rollout import freeze, token_logprobs
 from core.runs import Run
 from core.session import Session
 from core.tokenizer import TokenizerError, load_tokenizer, same_tokenizer
@@ -227,48 +240,6 @@ def dpo_step(policy, optimizer, batch, ref_chosen: torch.Tensor, ref_rejected: t
 
 # ----------------------------------------------------------------------------- evaluation on the online axes
 
-def evaluation_prompts(tokenizer, n: int, device, field: str = "DPOConfig.eval_prompts"):
-    """The first n fixed evaluation prompts (their own stream: neither the preference pairs nor PPO's training
-    prompts) that fit PROMPT_LENGTH tokens with this tokenizer, as `rlhf-lab eval` takes them. When none of the
-    first n fits (a tokenizer with short tokens, a tiny n), the first n prompts of the stream that do fit.
-    Returns (texts, ids, mask); ConfigError naming `field` when even a longer draw has none."""
-    try:
-        return encode_prompts(tokenizer, ppo_prompts(n, seed=EVAL_PROMPT_SEED), PROMPT_LENGTH, device)
-    except ConfigError:
-        pass
-    fits = [p for p in ppo_prompts(16 * n + 64, seed=EVAL_PROMPT_SEED)
-            if len(tokenizer(p)["input_ids"]) <= PROMPT_LENGTH][:n]
-    if not fits:
-        raise ConfigError(f"{field}: no evaluation prompt fits in {PROMPT_LENGTH} tokens with this model's "
-                          "tokenizer") from None
-    return encode_prompts(tokenizer, fits, PROMPT_LENGTH, device)
-
-
-@torch.no_grad()
-def evaluate_policy(policy, ref, reward, tokenizer, prompts, ids, mask, response_length: int, profile: str,
-                    seed: int = 0) -> dict:
-    """Sample one response per evaluation prompt (fixed generator) and score it like the online methods:
-    objective/kl = mean over responses of the summed k1 log pi - log pi_ref of the sampled tokens, objective/scores
-    = the proxy RM, objective/gold = the hidden annotator. Also returns the per-sample rows for samples.jsonl."""
-    gen = torch.Generator(device=ids.device).manual_seed(EVAL_SAMPLE_SEED + seed)
-    max_new = max(1, min(response_length, policy.config.n_positions - ids.shape[1]))
-    responses, rmask, logprobs = lean.generate(policy, ids, mask, max_new, tokenizer.eos_token_id,
-                                               tokenizer.pad_token_id, 1.0, gen, True)
-    P = ids.shape[1]
-    full_ids, full_mask = torch.cat([ids, responses], 1), torch.cat([mask, rmask], 1)
-    with torch.inference_mode():
-        ref_logprobs = token_logprobs(ref, response_hidden(ref, full_ids, full_mask, P), responses, 1.0)
-        scores = sequence_score(reward, full_ids, full_mask)                          # (B,)
-    m = rmask.float()
-    kl = ((logprobs - ref_logprobs) * m).sum(1)                                       # (B,) summed k1
-    texts = decode_responses(tokenizer, responses, rmask)
-    gold = gold_of(prompts, texts, profile)
-    rows = [{"prompt": prompts[i], "response": texts[i], "score": float(scores[i]), "gold": gold[i],
-             "kl": float(kl[i])} for i in range(len(prompts))]
-    return {"objective/gold": sum(gold) / len(gold), "objective/scores": scores.mean().item(),
-            "objective/kl": kl.mean().item(), "objective/response_length": m.sum(1).mean().item(), "rows": rows}
-
-
 @torch.inference_mode()
 def validation_stats(policy, pairs: PairTokens, ref_c, ref_r, beta, loss_type, pad_id, device, batch_size=64) -> dict:
     """The loss and the implicit reward's accuracy and margin on held-out pairs (prompts never trained on)."""
@@ -333,6 +304,9 @@ def check_inputs(cfg: DPOConfig) -> dict:
         rows, info = load_preferences(cfg.preferences)
     except PreferenceError as e:
         raise PreferenceError(f"DPOConfig.preferences: {e}") from None
+    for field, spec, kind in (("policy", cfg.policy, "lm"), ("ref", cfg.ref, "lm"), ("reward", cfg.reward, "reward")):
+        if spec is not None:
+            require_model(spec, kind, f"DPOConfig.{field}")
     tok = _tokenizer_of(cfg.policy, "DPOConfig.policy")
     for field, spec in (("ref", cfg.ref), ("reward", cfg.reward)):
         if spec is not None and not same_tokenizer(tok, _tokenizer_of(spec, f"DPOConfig.{field}")):
@@ -379,7 +353,7 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
         train_rows, val_rows = rows, []
     train = tokenize_pairs(tok, train_rows, n_ctx)
     val = tokenize_pairs(tok, val_rows, n_ctx)
-    eval_texts, eval_ids, eval_mask = evaluation_prompts(tok, cfg.eval_prompts, device)
+    eval_texts, eval_ids, eval_mask = evaluation_prompts(tok, cfg.eval_prompts, device, "DPOConfig.eval_prompts")
     if PROMPT_LENGTH + cfg.response_length > n_ctx:
         raise ConfigError(f"DPOConfig.response_length: {PROMPT_LENGTH} prompt + {cfg.response_length} response "
                           f"tokens exceed the policy's {n_ctx}-token context")
@@ -400,14 +374,19 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
         rng.shuffle(order)
         batches += [order[s: s + cfg.batch_size] for s in range(0, len(order), cfg.batch_size)]
 
+    # the one evaluation of core/evaluate.py (`rlhf-lab eval`, the frontier): the same prompts, samples and KL
+    judges = Judges(models.ref, models.reward, tok, eval_texts, eval_ids, eval_mask, profile, cfg.response_length,
+                    1.0, cfg.seed)
+
     def evaluate(step: int, kind: str) -> dict:
         models.policy.eval()
-        ev = evaluate_policy(models.policy, models.ref, models.reward, tok, eval_texts, eval_ids, eval_mask,
-                             cfg.response_length, profile, cfg.seed)
+        result = evaluate_policy(models.policy, judges, n_samples=SAMPLES_LOGGED)
         if run is not None:
-            for row in ev.pop("rows")[:SAMPLES_LOGGED]:
-                run.log_sample({"iteration": step, "kind": kind, **row})
-        ev.pop("rows", None)
+            for row in result["samples"]:
+                run.log_sample({"iteration": step, "kind": kind, "prompt": row["prompt"], "response": row["response"],
+                                "score": row["proxy"], "gold": row["gold"], "kl": row["kl"]})
+        ev = {"objective/gold": result["gold"], "objective/scores": result["proxy"], "objective/kl": result["kl"],
+              "objective/response_length": result["length"]}
         val_stats = validation_stats(models.policy, val, val_ref_c, val_ref_r, cfg.beta, cfg.loss_type, pad, device)
         if step == 0:  # the policy is the reference: every held-out pair is a tie; only the log-probs say something
             val_stats = {k: v for k, v in val_stats.items() if k.startswith("eval/logps/")}

@@ -27,9 +27,24 @@ from pathlib import Path
 import torch
 
 from core.config import ConfigError
-from core.model import CheckpointError, decode_responses, load_lm, load_scorer, read_lab_json, resolve_checkpoint
-from core.ppo_train import (encode_prompts, freeze, gold_of, ppo_prompts, response_hidden, sequence_score,
-                            token_logprobs)
+from core.model import (
+    CheckpointError,
+    decode_responses,
+    load_lm,
+    load_scorer,
+    read_lab_json,
+    require_model,
+    resolve_checkpoint,
+)
+from core.rollout import (
+    encode_prompts,
+    freeze,
+    gold_of,
+    ppo_prompts,
+    response_hidden,
+    sequence_score,
+    token_logprobs,
+)
 from core.tokenizer import same_tokenizer
 
 EVAL_PROMPT_SEED = 90_001   # ppo_prompts(n, seed) stream for evaluation; training runs use their (small) run seeds
@@ -37,11 +52,23 @@ EVAL_SAMPLE_SEED = 31_337   # the sampling seed offset: every policy draws with 
 PROMPT_LENGTH = 8           # tokens, as PPOConfig.prompt_length: longer prompts are dropped
 
 
-def evaluation_prompts(n: int) -> list[str]:
-    """The fixed evaluation prompts (the first n of one stream, so a larger n extends a smaller one)."""
+def evaluation_prompts(tokenizer, n: int, device, field: str = "evaluation prompts"):
+    """The first n fixed evaluation prompts (their own stream: no method trains on it) that fit PROMPT_LENGTH tokens
+    with this tokenizer; a larger n extends a smaller one. When none of the first n fits (a tokenizer with short
+    tokens, a tiny n), the first n prompts of the stream that do fit. Returns (texts, ids, mask); ConfigError
+    naming `field` when n is not a count or even a longer draw has none."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ConfigError(f"evaluation prompts must be an integer >= 1, got {n!r}")
-    return ppo_prompts(n, seed=EVAL_PROMPT_SEED)
+        raise ConfigError(f"{field} must be an integer >= 1, got {n!r}")
+    try:
+        return encode_prompts(tokenizer, ppo_prompts(n, seed=EVAL_PROMPT_SEED), PROMPT_LENGTH, device)
+    except ConfigError:
+        pass
+    fits = [p for p in ppo_prompts(16 * n + 64, seed=EVAL_PROMPT_SEED)
+            if len(tokenizer(p)["input_ids"]) <= PROMPT_LENGTH][:n]
+    if not fits:
+        raise ConfigError(f"{field}: no evaluation prompt fits in {PROMPT_LENGTH} tokens with this model's "
+                          "tokenizer") from None
+    return encode_prompts(tokenizer, fits, PROMPT_LENGTH, device)
 
 
 @dataclass
@@ -79,7 +106,7 @@ def load_judges(ref="small", reward="reward", prompts: int = 64, profile: str = 
     reward_model, rm_tok = load_scorer(reward, device)
     if not same_tokenizer(tok, rm_tok):
         raise ConfigError(f"the reference {ref!r} and the reward model {reward!r} use different tokenizers")
-    texts, ids, mask = encode_prompts(tok, evaluation_prompts(prompts), PROMPT_LENGTH, device)
+    texts, ids, mask = evaluation_prompts(tok, prompts, device)
     return Judges(freeze(ref_model), freeze(reward_model), tok, texts, ids, mask, profile, response_length,
                   float(temperature), int(seed))
 
@@ -161,6 +188,8 @@ def evaluate(spec, ref: str | None = None, reward: str = "reward", prompts: int 
              device="cpu") -> dict:
     """Load a policy (shipped name, run folder or checkpoint folder) and evaluate it against its base model."""
     resolve_checkpoint(spec)  # a clear CheckpointError before anything loads
+    require_model(spec, "lm", "the policy")  # a reward model would load as a policy and score KL 78
+    require_model(reward, "reward", "--reward")
     ref = ref or reference_of(spec)
     judges = load_judges(ref, reward, prompts, profile, response_length, temperature, seed, device)
     policy, tok = load_lm(spec, judges.device)

@@ -279,7 +279,7 @@ def online_point(cfg, judges, method: str, setting, seed: int, folder, preferenc
     from core.config import to_dict
     from core.evaluate import evaluate_policy
     from core.model import load_lm
-    from core.ppo_train import freeze
+    from core.rollout import freeze
     from core.runs import Run
 
     stage, mcfg = method_config(cfg, method, setting, seed, preferences)
@@ -331,7 +331,7 @@ def bon_points(judges, ns: list[int], seed: int):
 
     from core.evaluate import sample_responses, sequence_logprob_and_score, summarise
     from core.model import decode_responses
-    from core.ppo_train import gold_of
+    from core.rollout import gold_of
 
     n_max = max(ns)
     N = len(judges.prompts)

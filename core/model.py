@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 from transformers.utils import logging as hf_logging
 
-from core.config import ModelConfig
+from core.config import ConfigError, ModelConfig
 from core.resources import assets_dir
 from core.tokenizer import TokenizerError, load_tokenizer, rm_tokenizer, save_tokenizer
 
@@ -164,6 +164,28 @@ def load_scorer(spec, device="cpu"):
     if model.config.num_labels != 1:
         raise CheckpointError(f"{path} is a classifier with {model.config.num_labels} outputs, expected 1")
     return model, tok
+
+
+KINDS = {"reward": ("GPT2ForSequenceClassification", "a reward model",
+                    "train one with `rlhf-lab reward`, or use the shipped one (reward)"),
+         "lm": ("GPT2LMHeadModel", "a language model",
+                "give a base model or a policy (`rlhf-lab pretrain`, a PPO/GRPO/DPO run, or the shipped small)")}
+
+
+def require_model(spec, kind: str, field: str) -> None:
+    """Refuse by name, before anything is created, a checkpoint of the wrong kind for `field`: kind "reward" (a
+    reward model: load_scorer would give a language model a fresh, random score head, how reward models start, and
+    the stage would then optimise or judge noise) or "lm" (a policy or base model: a reward model loads as one
+    silently, with a language head it never trained)."""
+    path = resolve_checkpoint(spec)
+    try:
+        arch = json.loads((path / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+    except (OSError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path / 'config.json'} cannot be read ({type(e).__name__})") from None
+    want, name, advice = KINDS[kind]
+    if want not in arch:
+        other = next((n for k, (a, n, _) in KINDS.items() if a in arch), "model")
+        raise ConfigError(f"{field}: {spec} is a {'/'.join(arch) or 'model'} ({other}), not {name}; {advice}")
 
 
 def scorer_from_lm(lm: GPT2LMHeadModel) -> GPT2ForSequenceClassification:

@@ -28,14 +28,39 @@ import torch
 
 from core import distributed, precision
 from core.config import ConfigError, PPOConfig, live_knobs
-from core.model import (CheckpointError, decode_responses, load_lm, load_scorer, no_dropout,
-                        resolve_checkpoint, save_checkpoint)
-from core.ppo import (AdaptiveKLController, FixedKLController, gae, masked_mean, policy_loss, shaped_rewards,
-                      value_loss, whiten)
-# the rollout lives in core/rollout.py (shared with GRPO/RLOO); its names stay importable from here
-from core.rollout import (PROMPT_SEED, Models, Rollout, autocast, encode_prompts, evaluation_samples,  # noqa: F401
-                          freeze, gold_of, ppo_prompts, response_hidden, rollout, sequence_score, token_logprobs,
-                          token_values, trim_left_padding)
+from core.model import (
+    decode_responses,
+    load_lm,
+    load_scorer,
+    no_dropout,
+    require_model,
+    save_checkpoint,
+)
+from core.ppo import (
+    AdaptiveKLController,
+    FixedKLController,
+    gae,
+    masked_mean,
+    policy_loss,
+    shaped_rewards,
+    value_loss,
+    whiten,
+)
+from core.rollout import (
+    Models,
+    Rollout,
+    autocast,
+    encode_prompts,
+    evaluation_samples,
+    freeze,
+    gold_of,
+    ppo_prompts,
+    response_hidden,
+    rollout,
+    token_logprobs,
+    token_values,
+    trim_left_padding,
+)
 from core.runs import Run
 from core.session import NonFiniteLoss, Session
 from core.tokenizer import same_tokenizer
@@ -62,24 +87,18 @@ def make_optimizer(params, lr: float, weight_decay: float):
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
 
 
-def require_reward_model(spec) -> None:
-    """PPO's reward must be a trained reward model: load_scorer would give a language model a fresh, random score
-    head (how reward models start), and PPO would then optimise noise."""
-    path = resolve_checkpoint(spec)
-    try:
-        arch = json.loads((path / "config.json").read_text(encoding="utf-8")).get("architectures") or []
-    except (OSError, ValueError, AttributeError) as e:
-        raise CheckpointError(f"{path / 'config.json'} cannot be read ({type(e).__name__})") from None
-    if "GPT2ForSequenceClassification" not in arch:
-        raise ConfigError(f"PPOConfig.reward: {spec} is a {'/'.join(arch) or 'model'} (a language model), not a "
-                          "reward model; train one with `rlhf-lab reward`, or use the shipped one (reward)")
+def require_models(cfg) -> None:
+    """The policy is a language model and the reward a reward model (core.model.require_model), before a run
+    folder exists: the CLI and the page call it, and load_models again."""
+    require_model(cfg.policy, "lm", f"{type(cfg).__name__}.policy")
+    require_model(cfg.reward, "reward", f"{type(cfg).__name__}.reward")
 
 
 def load_models(cfg: PPOConfig, device, resume_from=None) -> Models:
     """Policy (from the run's checkpoint when resuming), reference, reward model and value model."""
     ref, tok = load_lm(cfg.policy, device)
     policy, _ = load_lm(resume_from or cfg.policy, device)
-    require_reward_model(cfg.reward)
+    require_models(cfg)
     reward, rm_tok = load_scorer(cfg.reward, device)
     if not same_tokenizer(tok, rm_tok):
         raise ConfigError(f"PPOConfig.reward: the policy {cfg.policy!r} and the reward model {cfg.reward!r} use "

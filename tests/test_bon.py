@@ -75,11 +75,11 @@ def test_best_of_16_beats_best_of_1_on_gold_with_the_shipped_models():
     assert by_n[16]["objective/kl"] == pytest.approx(bon_kl(16)) and by_n[1]["objective/kl"] == 0.0
 
 
-def test_bon_run_and_cli(tiny_base, tmp_path, capsys):
+def test_bon_run_and_cli(tiny_base, tiny_rm, tmp_path, capsys):
     from lab.cli import main
 
     out = tmp_path / "run"
-    assert main(["bon", "--preset", "tiny", "--policy", str(tiny_base), "--reward", str(tiny_base), "--n", "1,2,4",
+    assert main(["bon", "--preset", "tiny", "--policy", str(tiny_base), "--reward", str(tiny_rm), "--n", "1,2,4",
                  "--prompts", "5", "--device", "cpu", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "best-of-4" in printed and "analytic" in printed

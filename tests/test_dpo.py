@@ -14,8 +14,16 @@ from core.preferences import PreferenceError
 from core.runs import Run, drive, read_jsonl, read_metrics
 
 
+RM: list[str] = []  # the tiny reward model's folder (the session fixture), for tiny_cfg
+
+
+@pytest.fixture(autouse=True)
+def _reward_model(tiny_rm):
+    RM[:] = [str(tiny_rm)]
+
+
 def tiny_cfg(tiny_base, pair_file, **kw):
-    kw = {"preferences": str(pair_file), "policy": str(tiny_base), "reward": str(tiny_base), "device": "cpu", **kw}
+    kw = {"preferences": str(pair_file), "policy": str(tiny_base), "reward": RM[0], "device": "cpu", **kw}
     return dpo_preset("tiny", **kw)
 
 
@@ -185,7 +193,7 @@ def test_cli_dpo_and_set(tiny_base, pair_file, tmp_path, capsys):
     from lab.cli import main
 
     out = tmp_path / "run"
-    assert main(["dpo", "--preset", "tiny", "--policy", str(tiny_base), "--reward", str(tiny_base), "--preferences",
+    assert main(["dpo", "--preset", "tiny", "--policy", str(tiny_base), "--reward", RM[0], "--preferences",
                  str(pair_file), "--epochs", "1", "--device", "cpu", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "gold" in printed and "train accuracy" in printed and "checkpoint" in printed
@@ -200,7 +208,7 @@ def test_cli_dpo_and_set(tiny_base, pair_file, tmp_path, capsys):
     bad.write_text(json.dumps({"prompt": "the plot", "chosen": "was ☃", "rejected": "was bad."}) + "\n")
     for source, message in ((tmp_path / "nope.jsonl", "DPOConfig.preferences: preferences"),
                             (bad, "pair 1 (id 1): the chosen text does not tokenize")):
-        assert main(["dpo", "--preset", "tiny", "--policy", str(tiny_base), "--reward", str(tiny_base),
+        assert main(["dpo", "--preset", "tiny", "--policy", str(tiny_base), "--reward", RM[0],
                      "--preferences", str(source), "--out", str(tmp_path / "bad_run")]) == 2
         assert message in capsys.readouterr().err
         assert not (tmp_path / "bad_run").exists()

@@ -147,7 +147,7 @@ def test_autocast_runs_matmuls_in_bf16_only_when_asked():
 
 def tiny_models():
     from core.model import no_dropout
-    from core.ppo_train import Models, freeze
+    from core.rollout import Models, freeze
 
     torch.manual_seed(0)
     cfg = GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=2, bos_token_id=1, eos_token_id=2,
@@ -162,7 +162,8 @@ def tiny_models():
 
 
 def test_a_bf16_ppo_step_keeps_weights_optimizer_state_and_logprobs_fp32():
-    from core.ppo_train import advantages_and_returns, make_optimizer, ppo_update, rollout
+    from core.ppo_train import advantages_and_returns, make_optimizer, ppo_update
+    from core.rollout import rollout
 
     models = tiny_models()
     before = [p.detach().clone() for p in models.trainable()]

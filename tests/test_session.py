@@ -206,3 +206,29 @@ def test_a_resume_never_shortens_a_run_below_its_checkpoint(stage, tiny_base, ti
     err = capsys.readouterr().err
     assert "fewer than the 3 iterations" in err and "--iterations 4 or more" in err and len(err.splitlines()) == 1
     assert (run.path / "config.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("argv,field", [
+    (["grpo", "--reward", "{lm}"], "GRPOConfig.reward"), (["dpo", "--reward", "{lm}"], "DPOConfig.reward"),
+    (["bon", "--reward", "{lm}"], "BoNConfig.reward"), (["ppo", "--policy", "{rm}"], "PPOConfig.policy"),
+    (["eval", "{rm}"], "the policy")])
+def test_every_stage_refuses_a_checkpoint_of_the_wrong_kind_by_name(argv, field, tiny_base, tiny_rm, pair_file,
+                                                                    tmp_path, capsys):
+    """grpo trained on a language model's random score head (transformers' MISSING table), eval scored a reward
+    model as a policy (KL 78); PPO alone refused. Now each names the field, and no run folder is left behind."""
+    from lab.cli import main
+
+    argv = [a.format(lm=tiny_base, rm=tiny_rm) for a in argv]
+    stage = argv[0]
+    models = {"--policy": str(tiny_base), "--reward": str(tiny_rm)}
+    for flag in ("--policy", "--reward"):
+        if flag not in argv and stage != "eval":
+            argv += [flag, models[flag]]
+    if stage == "dpo":
+        argv += ["--preferences", str(pair_file)]
+    if stage != "eval":
+        argv += ["--preset", "tiny", "--device", "cpu", "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert field in err and ("not a reward model" in err or "not a language model" in err), err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()

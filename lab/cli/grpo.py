@@ -8,8 +8,17 @@
 
 from __future__ import annotations
 
-from core.config import (GRPO_ADVANTAGES, KL_PLACES, LOSS_AVERAGING, PRECISION_HELP, PRECISIONS, PRESET_GRPO,
-                         GRPOConfig, grpo_preset, to_dict)
+from core.config import (
+    GRPO_ADVANTAGES,
+    KL_PLACES,
+    LOSS_AVERAGING,
+    PRECISION_HELP,
+    PRECISIONS,
+    PRESET_GRPO,
+    GRPOConfig,
+    grpo_preset,
+    to_dict,
+)
 from core.runs import Run
 from core.session import check_live_value, initial_control
 from lab.cli.resume import claim, resume_config
@@ -96,6 +105,7 @@ def resume_rules():
 
 def cmd_grpo(args) -> int:
     from core.grpo import train_grpo
+    from core.ppo_train import require_models
     from lab.cli.common import run_stage
 
     if args.resume:
@@ -103,6 +113,7 @@ def cmd_grpo(args) -> int:
         done = claim(run, cfg, live, "grpo")
     else:
         cfg = config_from_args(args).validate()
+        require_models(cfg)  # a checkpoint of the wrong kind: refused before a run folder exists
         run = Run.create("grpo", to_dict(cfg), out=args.out, root=args.runs,
                          parents={"policy": cfg.policy, "reward": cfg.reward}, control=initial_control(cfg))
         done = 0

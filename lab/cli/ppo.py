@@ -8,10 +8,16 @@
 
 from __future__ import annotations
 
-
 from core import distributed
-from core.config import (PRECISION_HELP, PRECISIONS, PPOConfig, PRESET_PPO, ppo_preset,
-                         resolve_device, to_dict)
+from core.config import (
+    PRECISION_HELP,
+    PRECISIONS,
+    PRESET_PPO,
+    PPOConfig,
+    ppo_preset,
+    resolve_device,
+    to_dict,
+)
 from core.runs import Run
 from core.session import check_live_value, initial_control
 from lab.cli.resume import claim, resume_config
@@ -73,14 +79,14 @@ def resume_rules():
 
 
 def cmd_ppo(args) -> int:
-    from core.ppo_train import require_reward_model, train_ppo
+    from core.ppo_train import require_models, train_ppo
     from lab.cli.common import run_stage
 
     if args.resume:
         run, cfg, live = resume_config(args, resume_rules())
     else:
         cfg = config_from_args(args).validate()
-        require_reward_model(cfg.reward)  # before a run folder exists
+        require_models(cfg)  # a checkpoint of the wrong kind: refused before a run folder exists
     # Under torchrun: every rank trains; rank 0 alone owns the run folder (and control.json), the others
     # follow its broadcasts inside train_ppo.
     dd = distributed.init(resolve_device(cfg.device).type)
