@@ -71,6 +71,7 @@ from core.session import Session
 from core.tokenizer import TokenizerError, load_tokenizer, same_tokenizer
 
 SAMPLES_LOGGED = 4          # evaluation responses written to samples.jsonl per evaluation point
+MIN_DISTINCT_PAIRS = 4      # fewer is a file of copies, not a preference set
 
 
 # ----------------------------------------------------------------------------- the math
@@ -304,6 +305,11 @@ def check_inputs(cfg: DPOConfig) -> dict:
         rows, info = load_preferences(cfg.preferences)
     except PreferenceError as e:
         raise PreferenceError(f"DPOConfig.preferences: {e}") from None
+    distinct = len({(r.get("prompt"), r.get("chosen"), r.get("rejected")) for r in rows})
+    if distinct < MIN_DISTINCT_PAIRS:  # 64 copies of one pair trained silently to "train accuracy 1.00"
+        raise PreferenceError(f"DPOConfig.preferences: its {len(rows)} pairs are only {distinct} distinct one(s); DPO "
+                              f"would memorise them and its train accuracy would say nothing; give at least "
+                              f"{MIN_DISTINCT_PAIRS} different pairs (e.g. `rlhf-lab preferences --out runs/prefs`)")
     for field, spec, kind in (("policy", cfg.policy, "lm"), ("ref", cfg.ref, "lm"), ("reward", cfg.reward, "reward")):
         if spec is not None:
             require_model(spec, kind, f"DPOConfig.{field}")

@@ -414,6 +414,20 @@ def _write_rows(path, rows: list[dict], header: bool) -> None:
         f.flush()
 
 
+def finished_units(cfg, points, done: set) -> int:
+    """The progress step a resumed sweep has already logged for its finished work: the base (1) and then every
+    finished point in sweep order up to the first unfinished one, as run_frontier counts them."""
+    units = 1
+    for method, setting, seed in points:
+        if method == "bon" and setting != cfg.bon[0]:
+            continue
+        keys = [point_key("bon", n, seed) for n in cfg.bon] if method == "bon" else [point_key(method, setting, seed)]
+        if not all(k in done for k in keys):
+            break
+        units += len(cfg.bon) if method == "bon" else work_units(cfg, method)
+    return units
+
+
 def _keep_done(run, done: set) -> None:
     """On resume: drop the rows and samples of points that did not finish (they are recomputed)."""
     import os
@@ -491,11 +505,14 @@ def run_frontier(cfg, run):
         return {"step": units, "frontier/units": total, "frontier/points_done": n_done,
                 "frontier/points": len(points), **extra}
 
-    if not (read_frontier(run.path)["method"] == "base").any():
+    has_base = bool((read_frontier(run.path)["method"] == "base").any())
+    # a resumed sweep: progress rows of the point interrupted half-way move aside (it trains again and logs them anew)
+    run.rewind(finished_units(cfg, points, done) if has_base else 0)
+    units += 1
+    if not has_base:
         base = evaluate_policy(judges.ref, judges, SAMPLES_PER_EVAL)
         record([row_of("base", 0, 0, 0, base)], [base["samples"]])
-    units += 1
-    yield progress(**{"frontier/kl": 0.0})
+        yield progress(**{"frontier/kl": 0.0})
     for method, setting, seed in points:
         key = point_key(method, setting, seed)
         if method == "bon" and setting != cfg.bon[0]:

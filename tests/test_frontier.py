@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 from core import frontier as F
-from core.config import ConfigError, frontier_preset
 from core.bon import bon_kl as bon_kl_analytic
+from core.config import ConfigError, frontier_preset
 from core.frontier import CSV_COLUMNS, bon_distribution, fit_gao, kl_categorical
+from core.runs import read_jsonl
 from lab.cli import main
 
 # ----------------------------------------------------------------------------- Gao et al.'s fits
@@ -202,6 +203,8 @@ def test_interrupted_sweep_resumes_without_recomputing(tiny_sweep):
     kept = lambda df: df[(df["method"] == "ppo") & (df["setting"] == first)].reset_index(drop=True)  # noqa: E731
     pd.testing.assert_frame_equal(kept(before), kept(after))
     assert (after[after["method"] == "ppo"].groupby("setting").size() == cfg.iterations).all()
+    steps = [r["step"] for r in read_jsonl(out / "metrics.jsonl") if not r.get("final")]
+    assert steps == sorted(set(steps)), steps  # issue 22: the resume logged the base's step 1 (and more) twice
 
 
 # ----------------------------------------------------------------------------- the page

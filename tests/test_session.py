@@ -232,3 +232,15 @@ def test_every_stage_refuses_a_checkpoint_of_the_wrong_kind_by_name(argv, field,
     err = capsys.readouterr().err
     assert field in err and ("not a reward model" in err or "not a language model" in err), err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_dpo_refuses_a_file_of_copies_of_one_pair(tiny_base, tiny_rm, tmp_path, capsys):
+    """64 copies of one pair trained silently to "train accuracy 1.00"."""
+    from lab.cli import main
+
+    pairs = tmp_path / "copies.jsonl"
+    pairs.write_text((json.dumps({"prompt": "the plot", "chosen": "was good.", "rejected": "was bad."}) + "\n") * 64)
+    assert main(["dpo", "--preset", "tiny", "--preferences", str(pairs), "--policy", str(tiny_base), "--reward",
+                 str(tiny_rm), "--device", "cpu", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "64 pairs are only 1 distinct" in err and not (tmp_path / "run").exists()

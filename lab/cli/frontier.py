@@ -82,8 +82,9 @@ def cmd_frontier(args) -> int:
         run = Run.open(args.out)
         if run.stage != "frontier":
             raise CLIError(f"{run.path} is a {run.stage!r} run, not a frontier sweep")
-        if run.status().get("state") in ("running", "paused"):
-            raise CLIError(f"{run.path} is {run.status()['state']} in another process; stop it first")
+        state = run.live_status().get("state")  # the one liveness rule: a killed sweep's process is gone
+        if state in ("running", "paused"):
+            raise CLIError(f"{run.path} is {state} in another process; stop it first")
         cfg = from_dict(FrontierConfig, run.config).validate()
     else:
         cfg = config_from_args(args)
