@@ -630,7 +630,7 @@ def drive(run: Run, steps, on_metrics=None) -> dict | None:
     last = None
     run.acquire()
     try:
-        run.set_status("running", iteration=0, message="started")
+        run.set_status("running", message="started")  # the iteration it had: a resume continues, never restarts at 0
         last_write = time.monotonic()
         try:
             for metrics in steps:
@@ -653,7 +653,8 @@ def drive(run: Run, steps, on_metrics=None) -> dict | None:
         except Exception as e:
             run.set_status("failed", message="training failed", error=f"{type(e).__name__}: {e}")
             raise
-        run.set_status("done", iteration=(last or {}).get("step", 0), message="finished")
+        # a resume with nothing left to train ends where the run was, not at iteration 0
+        run.set_status("done", iteration=last["step"] if last else None, message="finished")
         return last
     finally:
         run.release()

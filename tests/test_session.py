@@ -244,3 +244,15 @@ def test_dpo_refuses_a_file_of_copies_of_one_pair(tiny_base, tiny_rm, tmp_path, 
                  str(tiny_rm), "--device", "cpu", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "64 pairs are only 1 distinct" in err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_resume_of_a_finished_run_keeps_its_iteration(stage, tiny_base, tiny_rm, pair_file, tmp_path):
+    """`dpo --resume` of a finished run set the status to "done, iteration 0": a resume rewrote the run's history."""
+    cfg, train = stage_config(stage, tiny_base, tiny_rm, pair_file, checkpoint_every=100)
+    run = new_run(stage, cfg, tmp_path / "run")
+    drive(run, train(cfg, run))
+    assert run.status()["iteration"] == 4
+    drive(run, train(cfg, run))  # nothing left to train
+    assert run.status()["state"] == "done" and run.status()["iteration"] == 4
+    assert read_metrics(run.path)["step"].tolist()[-1] == 4
