@@ -2,14 +2,13 @@
 
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 from core import precision
 from core.config import W2S_TASKS, ConfigError, W2SConfig
-from core.runs import RunError, read_json
 from lab import charts_ppo as C
 from lab import jobs, ppo_view as V, stages, ui
+from lab import w2s_view as W
 
 st.title(stages.title_of("w2s"))
 st.markdown("Burns et al. (2023) ask how humans will supervise models smarter than themselves, and study it with "
@@ -78,23 +77,13 @@ status = jobs.status(run_dir)
 drawn = ui.view_state(status)
 
 
-def read_results(run_dir: Path, quiet: bool = False) -> dict | None:
-    try:
-        data = read_json(run_dir / "results.json", None)
-    except RunError as e:
-        if not quiet:
-            st.error(f"results.json of this run is unreadable: {e}")
-        return None
-    return data if isinstance(data, dict) else None
-
-
 @st.fragment(run_every=ui.live_every() if ui.is_active(status) else None)
 def progress(run_dir: Path, drawn: tuple) -> None:
     """While the experiment runs: its status, the losses and the newest seed's accuracies."""
     if not run_dir.is_dir():
         st.warning(f"The folder of run {run_dir.name} was deleted; pick another run or start a new one.")
         return
-    if read_results(run_dir, quiet=True) is not None:
+    if W.read_results(run_dir)[0] is not None:
         st.rerun()  # the final results arrived: draw the whole page once (bars, examples); no fragment then
     status = ui.status_badge(run_dir)
     ui.follow_state(drawn, status)
@@ -111,12 +100,13 @@ def progress(run_dir: Path, drawn: tuple) -> None:
     ui.chart(C.w2s_loss_chart(df), C.CAPTIONS["w2s_loss"], key="w2s/chart/loss")
 
 
-results = read_results(run_dir)
+results, unreadable = W.read_results(run_dir)
+if unreadable:
+    st.error(unreadable)
 if results is None:
     progress(run_dir, drawn)
 else:
     ui.status_badge(run_dir)
-if results is not None:
     students = results.get("students", {})
     m = st.columns(4)
     m[0].metric("weak supervisor", f"{100 * results['weak_acc']:.1f}%")
@@ -129,78 +119,35 @@ if results is not None:
                        help="mean over seeds of the per-seed PGR, ± its standard deviation")
     m[3].metric("strong ceiling", f"{100 * results['ceiling_acc']:.1f}%")
     ui.chart(C.w2s_chart_from_results(results), C.CAPTIONS["w2s"], key="w2s/chart/bars")
-    n = results.get("n", {})
-    st.caption(f"Task: {results.get('task')} · {len(results.get('seeds', []))} seed(s) · "
-               f"{n.get('half1')} examples for the supervisor, {n.get('half2')} for the students, {n.get('test')} test · "
-               f"{results.get('seconds', 0):.0f} s")
+    st.caption(W.summary_caption(results))
     st.caption(precision.caption(run_dir))
     if results.get("gap") is not None and results["gap"] < 0.02:
         st.warning("The ceiling is barely above the weak model here, so PGR divides by a tiny gap and is noisy.")
-
-    if results.get("by_edit"):
+    if (table := W.edit_table(results)) is not None:
         st.subheader("Where is the gap? Test accuracy by edit")
-        table = pd.DataFrame([{"edit": kind, "test pairs": v.get("n"),
-                               **{name: v.get(name) for name in ("weak", "xent", "confidence", "ceiling")}}
-                              for kind, v in results["by_edit"].items()])
         st.dataframe(table, hide_index=True, width="stretch",
-                     column_config={n: st.column_config.NumberColumn(format="percent")
-                                    for n in ("weak", "xent", "confidence", "ceiling")})
+                     column_config={n: st.column_config.NumberColumn(format="percent") for n in W.MODELS})
         st.caption("A student can only recover a gap where the ceiling beats the supervisor *and* the supervisor's "
                    "labels carry some signal (better than a coin flip) for the student to clean up.")
-
-    rows = []
-    for name in ("xent", "confidence"):
-        s = students.get(name)
-        if s:
-            rows.append({"student": name, "supervisor's test errors (all seeds)": s.get("weak_errors"),
-                         "copied (all seeds)": s.get("copied_errors"), "corrected (all seeds)": s.get("corrected_errors"),
-                         "new errors, broke a right answer (all seeds)": s.get("new_errors"),
-                         "agreement with the supervisor (mean)": s.get("agreement_with_weak")})
-    if rows:
-        n_seeds = len(results.get("seeds", [])) or 1
+    if (copies := W.copy_table(results)) is not None:
         st.subheader("Did the student copy its supervisor's mistakes?")
-        st.caption(f"Counts are summed over all {n_seeds} seed(s) (each seed tests on its own {n.get('test')} "
-                   "examples); agreement is the mean over seeds.")
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+        st.caption(f"Counts are summed over all {len(results.get('seeds', [])) or 1} seed(s) (each seed tests on its "
+                   f"own {results.get('n', {}).get('test')} examples); agreement is the mean over seeds.")
+        st.dataframe(copies, hide_index=True, width="stretch",
                      column_config={"agreement with the supervisor (mean)": st.column_config.NumberColumn(format="%.3f")})
-
-    examples = results.get("examples", {})
-
-    task = results.get("task")
-
-    def p(x) -> str:
-        return "–" if x is None else f"{x:.2f}"
-
-    def show_examples(kind: str) -> None:
-        rows = examples.get(kind, [])
-        if not rows:
-            st.caption("none in this run")
-        for ex in rows:
-            if task == "preference":
-                gold = "A" if ex.get("gold_label") == 1 else "B"
-                text = f"A: *{ex.get('text_a')}*  \nB: *{ex.get('text_b')}*  \n"
-                probs = f"gold prefers **{gold}** · weak P(A) {p(ex.get('weak_prob'))} · student P(A) {p(ex.get('student_prob'))}"
-            else:
-                gold = "positive" if ex.get("gold_label") == 1 else "negative"
-                text = f"*{ex.get('text')}*  \n"
-                probs = (f"gold: **{gold}** · weak P(positive) {p(ex.get('weak_prob'))} · "
-                         f"student P(positive) {p(ex.get('student_prob'))}")
-            with st.container(border=True):
-                st.markdown(text + probs)
-
     st.subheader("Examples from the test set (first seed, confidence student)")
-    first = (results.get("per_seed") or [{}])[0].get("confidence") or {}
-    if first.get("weak_errors") is not None:
-        st.caption(f"In the first seed (seed {results['seeds'][0]}) alone, the supervisor made {first['weak_errors']} "
-                   f"test errors; the confidence student corrected {first.get('corrected_errors')} and copied "
-                   f"{first.get('copied_errors')} of them. Up to a few of each are shown.")
-    left, right = st.columns(2)
-    with left:
-        st.markdown("**Corrected**: the supervisor was wrong, the student got it right")
-        show_examples("corrected")
-    with right:
-        st.markdown("**Copied**: the supervisor was wrong and the student made the same mistake")
-        show_examples("copied")
+    if caption := W.first_seed_caption(results):
+        st.caption(caption)
+    for column, kind, title in zip(st.columns(2), ("corrected", "copied"), (
+            "**Corrected**: the supervisor was wrong, the student got it right",
+            "**Copied**: the supervisor was wrong and the student made the same mistake")):
+        with column:
+            st.markdown(title)
+            if not results.get("examples", {}).get(kind):
+                st.caption("none in this run")
+            for ex in results.get("examples", {}).get(kind, []):
+                with st.container(border=True):
+                    st.markdown(W.example_text(ex, results.get("task")))
 
 ui.run_tools(run_dir, "w2s")
 ui.next_step("w2s", run_dir, status)

@@ -276,3 +276,24 @@ def test_strong_student_beats_its_weak_supervisor():
     student_acc = accuracy(predict(student, strong_tok, xt, "cpu"), labels[test])
     assert 0.6 < weak_acc < 0.8
     assert student_acc > weak_acc + 0.06, (weak_acc, student_acc)
+
+
+def test_the_pages_tables_and_texts_from_results(tmp_path):
+    """lab/w2s_view.py: what the weak-to-strong page shows, from a results.json alone."""
+    from lab import w2s_view as W
+
+    results = {"task": "preference", "seeds": [0, 1], "n": {"half1": 10, "half2": 10, "test": 5}, "seconds": 3.2,
+               "by_edit": {"scramble": {"n": 5, "weak": 0.6, "xent": 0.7, "confidence": 0.8, "ceiling": 0.9}},
+               "students": {"confidence": {"weak_errors": 4, "copied_errors": 1, "corrected_errors": 3,
+                                           "new_errors": 0, "agreement_with_weak": 0.8}},
+               "per_seed": [{"confidence": {"weak_errors": 2, "corrected_errors": 1, "copied_errors": 1}}]}
+    assert W.edit_table(results)["ceiling"].tolist() == [0.9]
+    assert W.copy_table(results)["student"].tolist() == ["confidence"]
+    assert W.edit_table({}) is None and W.copy_table({}) is None and W.first_seed_caption({}) is None
+    assert "seed 0" in W.first_seed_caption(results) and "2 seed(s)" in W.summary_caption(results)
+    ex = {"text_a": "a", "text_b": "b", "gold_label": 0, "weak_prob": 0.7, "student_prob": None}
+    assert "gold prefers **B**" in W.example_text(ex, "preference") and "student P(A) –" in W.example_text(ex, "preference")
+    assert "gold: **positive**" in W.example_text({"text": "t", "gold_label": 1}, "classify")
+    (tmp_path / "results.json").write_text("{broken")
+    assert W.read_results(tmp_path)[0] is None and "unreadable" in W.read_results(tmp_path)[1]
+    assert W.read_results(tmp_path / "none") == (None, None)
