@@ -7,20 +7,16 @@ points, where DPO meets PPO and GRPO on the same scale.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.config import ConfigError, DPOConfig, dpo_preset, from_dict, live_knobs
-from core.runs import Run, read_jsonl
+from core.config import ConfigError, DPOConfig, dpo_preset
+from core.runs import read_jsonl
 from lab.charts import COLORS, _empty, _has, _layout, _line
-from lab.ppo_view import pause, resume, step_once, stop  # noqa: F401 - the same control.json protocol as PPO
 
-KNOBS = live_knobs(DPOConfig)  # the fields core/config/ marks live
 STEP = "DPO step (optimizer steps)"
 CAPTIONS = {
     "logps": "Summed log-probability of the chosen and the rejected responses under the policy: training batches "
@@ -56,31 +52,6 @@ def initial_control(cfg: DPOConfig) -> dict:
     from core.session import initial_control as control_of
 
     return control_of(cfg)
-
-
-def current_knobs(run: Run) -> dict:
-    """beta and lr in force: the run's config, overridden by control.json."""
-    knobs = {k: run.config.get(k) for k in KNOBS}
-    control = run.read_control()
-    knobs.update({k: control[k] for k in KNOBS if k in control})
-    return knobs
-
-
-def set_knobs(run: Run, actor: str | None = None, teacher: bool = False, **knobs) -> dict:
-    """Validate (as the trainer will) and write live knobs to control.json; ConfigError names a bad one. Only the
-    run's owner or the teacher may write (jobs.check_control raises JobError; actor=None is the local caller)."""
-    from core.session import check_live_value
-
-    cfg = from_dict(DPOConfig, run.config)
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in current_knobs(run).items() if v is not None})
-    clean = {}
-    for key, value in knobs.items():
-        clean[key] = check_live_value(cfg, key, value)
-        cfg = dataclasses.replace(cfg, **{key: clean[key]})
-    from lab import jobs
-
-    jobs.check_control(run.path, actor, teacher)
-    return run.write_control(**clean)
 
 
 # ----------------------------------------------------------------------------- figures
@@ -178,16 +149,5 @@ def run_samples(run_dir) -> list[dict]:
     return read_jsonl(Path(run_dir) / "samples.jsonl")
 
 
-def progress(df: pd.DataFrame, run_dir) -> tuple[int, int] | None:
-    """(steps done, total steps) from the step-0 row's data/train_pairs and the run's config."""
-    if not _has(df, "data/train_pairs"):
-        return None
-    cfg = Run(Path(run_dir)).config
-    pairs = int(df["data/train_pairs"].dropna().iloc[0])
-    total = int(cfg.get("epochs", 1)) * math.ceil(pairs / int(cfg.get("batch_size", 1)))
-    return int(df["step"].max()), total
-
-
-__all__ = ["ConfigError", "dpo_config", "initial_control", "current_knobs", "set_knobs", "pause", "resume",
-           "step_once", "stop", "logps_chart", "margin_chart", "eval_chart", "eval_table", "samples_table",
-           "run_samples", "progress", "CAPTIONS"]
+__all__ = ["ConfigError", "dpo_config", "initial_control", "logps_chart", "margin_chart", "eval_chart", "eval_table",
+           "samples_table", "run_samples", "CAPTIONS"]

@@ -1,22 +1,18 @@
-"""What the GRPO/RLOO page needs: starting a job, live knobs checked like the trainer checks them, the charts
+"""What the GRPO/RLOO page needs besides the live panel (lab/live_panel.py): starting a job, the charts
 PPO's page has where they apply (lab/charts_ppo.py, relabelled), and the one chart only GRPO has: one prompt's
 group of responses with their scores and advantages. No Streamlit here; pure functions of run files/DataFrames.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.config import ConfigError, GRPOConfig, from_dict, grpo_preset, live_knobs, to_dict
+from core.config import GRPOConfig, from_dict, grpo_preset, to_dict
 from core.runs import Run
 from lab import charts_ppo as C
 
-KNOBS = live_knobs(GRPOConfig)  # the fields core/config/ marks live
 ITERATION = "GRPO/RLOO iteration (count)"
 CPU_THREADS = 1  # as PPO's page: one torch thread per job started from the browser (a shared CPU)
 POS_COLOR, NEG_COLOR, BETA_COLOR = "#2ca02c", "#d62728", "#ff7f0e"
@@ -41,33 +37,6 @@ def grpo_job(**values):
 
     control = initial_control(cfg)
     return cfg, {"policy": cfg.policy, "reward": cfg.reward}, control
-
-
-def current_knobs(run: Run) -> dict:
-    """The knob values in force: the run's config, overridden by control.json."""
-    knobs = {k: run.config.get(k) for k in KNOBS if k in run.config}
-    control = run.read_control()
-    knobs.update({k: control[k] for k in KNOBS if k in control})
-    return knobs
-
-
-def set_knobs(run: Run, actor: str | None = None, teacher: bool = False, **knobs) -> dict:
-    """Check new values with GRPOConfig.validate() on a copy of the run's config (what the trainer does), then
-    write them to control.json. Raises ConfigError naming the knob; only the run's owner or the teacher may
-    write (jobs.check_control raises JobError; actor=None is the local, trusted caller)."""
-    cfg = from_dict(GRPOConfig, run.config)
-    clean = {}
-    for key, value in knobs.items():
-        if key not in KNOBS:
-            raise ConfigError(f"unknown live control {key!r}; live controls are {list(KNOBS)}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{key} must be a finite number, got {value!r}")
-        clean[key] = float(value)
-    dataclasses.replace(cfg, **clean).validate()
-    from lab import jobs
-
-    jobs.check_control(run.path, actor, teacher)
-    return run.write_control(**clean)
 
 
 def describe(config: dict) -> str:

@@ -1,6 +1,6 @@
-"""What the PPO and weak-to-strong pages need besides charts: reading a run's samples and
-inspect.json, writing live controls with the same checks as PPOConfig.validate(), and the
-one-click "quick start" that the Home page calls.
+"""What the PPO and weak-to-strong pages need besides charts and the live panel (lab/live_panel.py):
+reading a run's samples and inspect.json, the models to start from, and the one-click "quick start"
+that the Home page calls.
 
 No Streamlit here: the pages call these functions and render what they return, and the tests call
 them directly.
@@ -10,17 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import math
 from functools import lru_cache
 from pathlib import Path
 
-from core.config import ConfigError, PPOConfig, live_knobs
-from core.runs import Run, RunError, list_runs, read_json, read_jsonl
-
-# Live knobs (CONTEXT.md, "PPO live controls") that are also PPOConfig fields: a new value is
-# checked by PPOConfig.validate() on a copy of the run's config, so the page refuses exactly what
-# the trainer would refuse.
-KNOBS = live_knobs(PPOConfig)  # the fields core/config/ marks live
+from core.config import ConfigError
+from core.runs import Run, RunError, list_runs, read_json
 
 # The "quick start" run: visible learning in well under a minute on a laptop CPU (small policy,
 # shipped reward model, small batches, short responses), long enough to play with the controls.
@@ -30,22 +24,14 @@ QUICK_START = dict(iterations=200, batch_size=16, response_length=16, kl_coef=0.
                    checkpoint_every=50, device="auto", threads=1)
 CPU_THREADS = 1  # threads of a run started from the PPO page on the CPU (same reason)
 PAGE_ITERATIONS = 100  # the PPO page's default: long enough to see over-optimisation (the CLI's is PPOConfig's 30)
-LR_CHOICES = (1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3)  # the page's learning-rate slider
 BATCH_CHOICES = (8, 16, 32, 64)
 
 
-def url_schema():
-    """The PPO page's settings that a link carries (lab/url_settings.py), with the page's ranges."""
+def link_settings():
+    """What a link to the PPO page carries besides the live knobs (lab/live_panel.link_schema): length and batch."""
     from lab.url_settings import Setting
 
-    d = make_ppo_config().__dict__
-    return [Setting("kl_coef", "float", d["kl_coef"], 0.0, 1.0),
-            Setting("mode", "choice", "adaptive" if d["adaptive_kl"] else "fixed", choices=("fixed", "adaptive")),
-            Setting("clip_eps", "float", d["clip_eps"], 0.05, 0.5),
-            Setting("lr", "float", min(LR_CHOICES, key=lambda c: abs(c - d["lr"])), LR_CHOICES[0], LR_CHOICES[-1],
-                    choices=LR_CHOICES, snap=True),
-            Setting("temperature", "float", d["temperature"], 0.3, 1.5),
-            Setting("iterations", "int", PAGE_ITERATIONS, 1, 2000),
+    return [Setting("iterations", "int", PAGE_ITERATIONS, 1, 2000),
             Setting("batch", "choice", 16, choices=BATCH_CHOICES)]
 
 
@@ -107,102 +93,6 @@ def make_w2s_config(preset: str = "default", **values):
     cfg = core.config.w2s_preset(preset, **values)
     cfg.validate()
     return cfg
-
-
-# ----------------------------------------------------------------------------- live controls
-
-def current_knobs(run: Run) -> dict:
-    """The knob values in force: the run's config, overridden by control.json."""
-    config = run.config
-    knobs = {k: config.get(k) for k in KNOBS if k in config}
-    control = run.read_control()
-    knobs.update({k: control[k] for k in KNOBS if k in control})
-    return knobs
-
-
-def validate_knobs(run: Run, **knobs) -> dict:
-    """Check new knob values against PPOConfig.validate() on a copy of the run's config.
-
-    Returns the cleaned values (numbers as float, adaptive_kl as bool); raises ConfigError naming the
-    knob and its allowed range for a bad value or an unknown key."""
-    from core.config import from_dict
-
-    unknown = sorted(set(knobs) - set(KNOBS))
-    if unknown:
-        raise ConfigError(f"unknown live control(s) {unknown}; live controls are {list(KNOBS)}")
-    clean = {}
-    for key, value in knobs.items():
-        if key == "adaptive_kl":
-            if not isinstance(value, bool):
-                raise ConfigError(f"adaptive_kl must be true or false, got {value!r}")
-            clean[key] = value
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{key} must be a finite number, got {value!r}")
-        clean[key] = float(value)
-    cls = ppo_config_class()
-    cfg = from_dict(cls, run.config)
-    settable = {k: v for k, v in clean.items() if k in config_fields(cls)}
-    dataclasses.replace(cfg, **settable).validate()
-    return clean
-
-
-def _write(run: Run, actor: str | None, teacher: bool, **updates) -> dict:
-    """control.json for the run's owner or the teacher only (jobs.check_control raises JobError otherwise).
-    actor=None is the local, trusted caller (a notebook, a test); the app always passes the student."""
-    from lab import jobs
-
-    jobs.check_control(run.path, actor, teacher)
-    return run.write_control(**updates)
-
-
-def set_knobs(run: Run, actor: str | None = None, teacher: bool = False, **knobs) -> dict:
-    """Validate and write live knobs into control.json; the trainer applies them at its next
-    iteration. Returns the new control dict."""
-    clean = validate_knobs(run, **knobs)
-    return _write(run, actor, teacher, **clean)
-
-
-def pause(run: Run, actor: str | None = None, teacher: bool = False) -> dict:
-    return _write(run, actor, teacher, paused=True)
-
-
-def resume(run: Run, actor: str | None = None, teacher: bool = False) -> dict:
-    return _write(run, actor, teacher, paused=False)
-
-
-def step_once(run: Run, actor: str | None = None, teacher: bool = False) -> dict:
-    """While paused, run exactly one more iteration (the trainer counts increments of "step")."""
-    control = run.read_control()
-    return _write(run, actor, teacher, paused=True, step=int(control.get("step", 0) or 0) + 1)
-
-
-def stop(run: Run, actor: str | None = None, teacher: bool = False) -> dict:
-    """Stop the run (a run still waiting in the queue leaves it at once: jobs.stop)."""
-    from lab import jobs
-
-    jobs.stop(run.path, actor, teacher)
-    return run.read_control()
-
-
-def button_states(state: str | None, control: dict | None = None) -> dict[str, bool]:
-    """Which of Pause / Resume / Step / Stop mean something for a run in `state` (True = enabled).
-
-    A queued run can only be stopped; a running one paused (unless a pause is already asked for),
-    stepped or stopped; a paused one resumed, stepped or stopped; a finished one nothing."""
-    paused = bool((control or {}).get("paused"))
-    if state == "queued":
-        return {"pause": False, "resume": False, "step": False, "stop": True}
-    if state == "running":
-        return {"pause": not paused, "resume": paused, "step": True, "stop": True}
-    if state == "paused":
-        return {"pause": False, "resume": True, "step": True, "stop": True}
-    return {"pause": False, "resume": False, "step": False, "stop": False}
-
-
-def control_log(run: Run) -> list[dict]:
-    """Applied and refused live changes, as the trainer recorded them."""
-    return read_jsonl(run.path / "control_log.jsonl")
 
 
 # ----------------------------------------------------------------------------- what the run wrote

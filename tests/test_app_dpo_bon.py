@@ -11,25 +11,25 @@ from core.bon import best_of_n
 from core.config import bon_preset, dpo_preset, to_dict
 from core.dpo import train_dpo
 from core.runs import Run, drive, read_metrics
-from lab import bon_view, dpo_view
+from lab import bon_view, dpo_view, live_panel
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "lab" / "app.py"
 
 
 @pytest.fixture(scope="module")
-def finished_runs(tiny_base, tmp_path_factory):
+def finished_runs(tiny_base, tiny_rm, tmp_path_factory):
     """A finished tiny DPO run and a finished tiny best-of-n run in one runs root."""
     root = tmp_path_factory.mktemp("runs_dpo_bon")
     pairs = root.parent / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"prompt": p, "chosen": "was good and i liked it.", "rejected": "was bad."})
                              + "\n" for p in ("the plot", "the acting", "the music", "the battery", "i bought",
                                               "the ending", "the screen", "the price")))
-    cfg = dpo_preset("tiny", preferences=str(pairs), policy=str(tiny_base), reward=str(tiny_base), device="cpu",
+    cfg = dpo_preset("tiny", preferences=str(pairs), policy=str(tiny_base), reward=str(tiny_rm), device="cpu",
                      batch_size=4, epochs=2, eval_every=2)
     dpo_run = Run.create("dpo", to_dict(cfg), root=root)
     drive(dpo_run, train_dpo(cfg, dpo_run))
-    cfg = bon_preset("tiny", policy=str(tiny_base), reward=str(tiny_base), n=[1, 2, 4], prompts=4, device="cpu")
+    cfg = bon_preset("tiny", policy=str(tiny_base), reward=str(tiny_rm), n=[1, 2, 4], prompts=4, device="cpu")
     bon_run = Run.create("bon", to_dict(cfg), root=root)
     drive(bon_run, best_of_n(cfg, bon_run))
     return root, dpo_run.path, bon_run.path
@@ -74,14 +74,15 @@ def test_dpo_figures_and_knobs(finished_runs):
     assert "eval/logps/chosen" in df.columns and df["eval/logps/chosen"].notna().iloc[0]   # step 0: the reference's
     assert len(dpo_view.margin_chart(df).data) >= 4 and len(dpo_view.eval_chart(df).data) == 3
     assert dpo_view.logps_chart(pd.DataFrame()).layout.annotations      # empty: says what it waits for
-    assert dpo_view.progress(df, dpo_dir) == (4, 4)
+    assert live_panel.planned_total("dpo", Run(dpo_dir).config, df) == 4
     samples = dpo_view.samples_table(dpo_view.run_samples(dpo_dir))
     assert "policy (step 4)" in samples.columns and len(samples) > 0
     run = Run(dpo_dir)
-    dpo_view.set_knobs(run, beta=0.3)
-    assert run.read_control()["beta"] == 0.3 and dpo_view.current_knobs(run)["beta"] == 0.3
+    live_panel.set_knobs(run, beta=0.3)
+    assert run.read_control()["beta"] == 0.3
+    assert live_panel.knobs_in_force("dpo", run.config, run.read_control())["beta"] == 0.3
     with pytest.raises(ValueError, match="DPOConfig.beta"):
-        dpo_view.set_knobs(run, beta=-1.0)
+        live_panel.set_knobs(run, beta=-1.0)
     assert run.read_control()["beta"] == 0.3
 
 
@@ -98,15 +99,15 @@ def test_bon_figure_and_config(finished_runs):
 
 
 @pytest.mark.slow
-def test_jobs_start_dpo_and_bon_in_spawned_workers(tiny_base, finished_runs, tmp_path):
+def test_jobs_start_dpo_and_bon_in_spawned_workers(tiny_base, tiny_rm, finished_runs, tmp_path):
     """The app's path: jobs.start validates, creates the run and trains it in a spawned process."""
     from lab import jobs
 
     pairs = Path(finished_runs[0]).parent / "pairs.jsonl"
-    cfg = dpo_preset("tiny", preferences=str(pairs), policy=str(tiny_base), reward=str(tiny_base), device="cpu",
+    cfg = dpo_preset("tiny", preferences=str(pairs), policy=str(tiny_base), reward=str(tiny_rm), device="cpu",
                      batch_size=4, epochs=1, eval_every=100)
     dpo_run = jobs.start("dpo", cfg, tmp_path, control=dpo_view.initial_control(cfg))
-    cfg = bon_preset("tiny", policy=str(tiny_base), reward=str(tiny_base), n=[1, 2], prompts=4, device="cpu")
+    cfg = bon_preset("tiny", policy=str(tiny_base), reward=str(tiny_rm), n=[1, 2], prompts=4, device="cpu")
     bon_run = jobs.start("bon", cfg, tmp_path)
     for run in (dpo_run, bon_run):
         assert jobs.wait(run.path, timeout=180)["state"] == "done", jobs.error_details(run.path)
@@ -115,8 +116,8 @@ def test_jobs_start_dpo_and_bon_in_spawned_workers(tiny_base, finished_runs, tmp
 
 
 def test_live_knobs_on_the_dpo_page_reach_control_json(finished_runs, tmp_path, monkeypatch):
-    """A running DPO run (this process stands in for its worker): the page shows β and lr live, Apply writes them,
-    Pause writes paused."""
+    """A running DPO run (this process stands in for its worker): the page shows β and lr live, a moved β reaches
+    control.json (no Apply button: the same rule as PPO's and GRPO's knobs), Pause writes paused."""
     import shutil
 
     root = tmp_path / "runs"
@@ -127,10 +128,11 @@ def test_live_knobs_on_the_dpo_page_reach_control_json(finished_runs, tmp_path, 
     run.write_control(beta=0.1, lr=2e-3, paused=False, stop=False, step=0)
     monkeypatch.setenv("RLHF_LAB_RUNS", str(root))
     at = open_page("6_DPO")
-    beta = [w for w in at.number_input if w.label == "β (live)"]
+    assert "Knobs — live" in [h.value for h in at.subheader]
+    assert [w.value for w in at.select_slider if w.label == "learning rate"] == [2e-3]  # the value in force
+    beta = [w for w in at.number_input if w.label == "β"]
     assert beta, [w.label for w in at.number_input]
     beta[0].set_value(0.25).run()
-    [b for b in at.button if b.label == "Apply"][0].click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert run.read_control()["beta"] == 0.25
     [b for b in at.button if b.label == "Pause"][0].click().run()

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.model import SHIPPED
 from core.runs import Run, read_json, read_metrics
-from lab import jobs, ppo_view as V
+from lab import jobs, live_panel, ppo_view as V
 
 ROOT = Path(__file__).resolve().parents[1]
 PPO_PAGE = str(ROOT / "pages" / "4_PPO.py")
@@ -175,15 +175,16 @@ def test_a_bad_live_value_is_refused_with_the_config_rule(lab_root):
     cfg, parents, control = V.ppo_job(preset="tiny", reward=str(lab_root / "20260101-000001-reward"), device="cpu")
     run = Run.create("ppo", __import__("dataclasses").asdict(cfg), root=lab_root, control=control)
     with pytest.raises(Exception, match="clip_eps"):
-        V.set_knobs(run, clip_eps=1.5)
+        live_panel.set_knobs(run, clip_eps=1.5)
     with pytest.raises(Exception, match="kl_coef"):
-        V.set_knobs(run, kl_coef=-0.1)
+        live_panel.set_knobs(run, kl_coef=-0.1)
     with pytest.raises(Exception, match="unknown"):
-        V.set_knobs(run, kl=0.1)
+        live_panel.set_knobs(run, kl=0.1)
     assert run.read_control()["clip_eps"] == pytest.approx(0.2)  # nothing written
-    V.set_knobs(run, kl_coef=0.2, adaptive_kl=True)
+    live_panel.set_knobs(run, kl_coef=0.2, adaptive_kl=True)
     assert run.read_control()["kl_coef"] == 0.2 and run.read_control()["adaptive_kl"] is True
-    assert V.step_once(run)["step"] == 1 and V.step_once(run)["step"] == 2
+    run.set_status("running", iteration=1)
+    assert live_panel.act(run, "step")["step"] == 1 and live_panel.act(run, "step")["step"] == 2
     assert read_json(run.path / "control.json")["paused"] is True
 
 
@@ -285,7 +286,7 @@ def test_quick_start_ppo_is_small_visible_and_refuses_a_double_start(tmp_path, o
         assert len([p for p in tmp_path.iterdir() if p.name.endswith("-ppo")]) == 1
         wait_for(lambda: len(read_metrics(run.path)) >= 1, what="the first quick-start iteration")
     finally:
-        V.stop(run)
+        jobs.stop(run.path)
         jobs.wait(run.path, timeout=120)
 
 

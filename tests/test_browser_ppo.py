@@ -8,6 +8,7 @@ $RLHF_LAB_SCREENS when it is set (how the pages were checked by eye).
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -112,28 +113,61 @@ def test_quick_start_ppo_then_steer_it_live(server, browser):
     page.close()
 
 
-def test_a_run_that_ends_while_its_page_is_open_shows_done_with_no_click(server, browser):
+LIVE_PAGES = {"ppo": "ppo", "grpo": "grpo-rloo", "dpo": "dpo"}  # the stages with the live panel, and their pages
+
+
+def shown_value(page, label: str) -> float:
+    """The number a knob's slider or number input shows."""
+    slider = page.locator("[data-testid='stSlider']").filter(has_text=label)
+    if slider.count():
+        return float(slider.first.get_by_test_id("stSliderThumbValue").inner_text())
+    return float(page.locator("[data-testid='stNumberInput']").filter(has_text=label).first.locator("input")
+                 .input_value())
+
+
+@pytest.mark.parametrize("stage", list(LIVE_PAGES))
+def test_the_page_follows_another_writers_knob_and_the_run_ending_with_no_click(server, browser, stage):
+    """Only the live fragment redraws here (nobody clicks): the panel must notice a knob another tab (or `rlhf-lab
+    set`) changed, and the end of the run, and redraw the page for each."""
+    from core.config import dpo_preset, grpo_preset, to_dict
+    from core.session import initial_control
+    from lab import live_panel
     from lab import ppo_view as V
 
-    cfg, _, control = V.ppo_job(preset="tiny", device="cpu")
-    run = Run.create("ppo", __import__("dataclasses").asdict(cfg), root=server["runs"], control=control)
+    cfg = {"ppo": lambda: V.make_ppo_config(preset="tiny", device="cpu"),
+           "grpo": lambda: grpo_preset("tiny", device="cpu"),
+           "dpo": lambda: dpo_preset("tiny", preferences="pairs.jsonl", device="cpu")}[stage]()
+    run = Run.create(stage, to_dict(cfg), root=server["runs"], control=initial_control(cfg))
     run.set_status("running", iteration=1)  # a folder only: the test plays the trainer
     run.log_metrics({"step": 1, "time": time.time(), "objective/scores": 0.1, "objective/gold": 0.0,
-                     "objective/kl": 0.0, "params/kl_coef": cfg.kl_coef, "params/clip_eps": cfg.clip_eps})
-    page = open_page(browser, server["url"], f"ppo?run={run.run_id}")
-    pause = page.get_by_role("button", name="Pause")
-    pause.wait_for(timeout=60000)
-    wait_until(lambda: pause.is_enabled(), timeout=30, what="Pause enabled on a running run")
-    page.get_by_text("Knobs — live").wait_for(timeout=10000)
-    run.set_status("done", iteration=1, message="finished")
-    ended = time.monotonic()
-    page.get_by_text("done · step 1").first.wait_for(timeout=10000)
-    wait_until(lambda: all(page.get_by_role("button", name=n).is_disabled()
-                           for n in ("Pause", "Resume", "Step one iteration", "Stop")), timeout=10,
-               what="every control disabled")
-    assert page.get_by_text("Knobs — live").count() == 0 and page.get_by_text("Redrawn about every").count() == 0
-    print(f"\nrun ended -> page shows done, controls disabled: {time.monotonic() - ended:.1f} s")
-    page.close()
+                     "objective/kl": 0.0})
+    names = ("Pause", "Resume", live_panel.STAGES[stage].step_label, "Stop")
+    page = open_page(browser, server["url"], f"{LIVE_PAGES[stage]}?run={run.run_id}")
+    try:
+        pause = page.get_by_role("button", name="Pause", exact=True)
+        pause.wait_for(timeout=60000)
+        wait_until(lambda: pause.is_enabled(), timeout=30, what="Pause enabled on a running run")
+        page.get_by_text("Knobs — live").wait_for(timeout=10000)
+        knob = "beta" if "beta" in live_panel.knobs_of(stage) else "kl_coef"
+        label = live_panel.look(stage, knob).label
+        assert shown_value(page, label) == pytest.approx(getattr(cfg, knob))
+        run.write_control(**{knob: 0.3})  # another tab's change
+        wait_until(lambda: shown_value(page, label) == pytest.approx(0.3), timeout=10,
+                   what=f"the {knob} widget to show the value another writer set")
+        run.set_status("done", iteration=1, message="finished")
+        ended = time.monotonic()
+        page.get_by_text("done · step 1").first.wait_for(timeout=10000)
+        def every_control_disabled():  # once the redraw is over: while it runs, Streamlit keeps the old buttons too
+            buttons = [page.get_by_role("button", name=n, exact=True) for n in names]
+            return all(b.count() == 1 and b.is_disabled() for b in buttons)
+
+        wait_until(every_control_disabled, timeout=10, what="every control disabled")
+        assert page.get_by_text("Knobs — live").count() == 0 and page.get_by_text("Redrawn about every").count() == 0
+        print(f"\n{stage}: run ended -> page shows done, controls disabled: {time.monotonic() - ended:.1f} s")
+    finally:
+        page.close()
+        run.release()
+        shutil.rmtree(run.path)  # the other tests here find their runs by stage
 
 
 def test_grpo_live_start_chart_and_beta_reach_the_running_job(server, browser):

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.config import to_dict
 from core.runs import Run
-from lab import classroom, jobs, url_settings as U
+from lab import classroom, jobs, live_panel, url_settings as U
 from lab import ppo_view as V
 from lab.cli import build_parser, server_settings
 from lab.cli.common import CLIError
@@ -100,7 +100,7 @@ def test_another_students_run_opens_read_only_and_no_control_reaches_it(klass):
         assert not at.exception
         assert run.read_control() == before
         with pytest.raises(jobs.JobError, match="another student, ana"):  # forced through the page's own call
-            V.set_knobs(run, actor="ben", kl_coef=1.0)
+            live_panel.set_knobs(run, actor="ben", kl_coef=1.0)
         # ben's own list hides ana's runs unless asked
         mine = app({"student": "ben"}, page=PPO_PAGE)
         assert not any(s.label == "PPO run shown on this page" for s in mine.selectbox)
@@ -154,7 +154,7 @@ def test_the_teacher_sees_and_stops_any_run_and_publishes_settings(klass):
 # ----------------------------------------------------------------------------- links carry settings
 
 def test_url_settings_round_trip_and_bad_values_fall_back_to_defaults():
-    schema = V.url_schema()
+    schema = live_panel.link_schema("ppo", V.make_ppo_config()) + V.link_settings()
     values = {"kl_coef": 0.0, "mode": "adaptive", "clip_eps": 0.1, "lr": 2e-4, "temperature": 0.7,
               "iterations": 50, "batch": 32}
     assert U.parse(U.encode(values, schema), schema) == (values, [])
@@ -230,18 +230,17 @@ def test_a_start_beyond_the_limit_waits_in_line_and_the_page_says_where(klass):
 
 
 def test_grpo_and_dpo_knobs_are_refused_to_another_student_in_the_api(klass):
-    """Not only the pages' disabled widgets: the view functions the pages call refuse another student."""
+    """Not only the pages' disabled widgets: the function the live panel calls refuses another student."""
     from core.config import dpo_preset, grpo_preset
-    from lab import dpo_view, grpo_view
 
-    for stage, cfg, view, knob in (("grpo", grpo_preset("tiny"), grpo_view, {"beta": 0.1}),
-                                   ("dpo", dpo_preset("tiny", preferences="prefs.jsonl"), dpo_view, {"beta": 0.3})):
+    for stage, cfg, knob in (("grpo", grpo_preset("tiny"), {"beta": 0.1}),
+                             ("dpo", dpo_preset("tiny", preferences="prefs.jsonl"), {"beta": 0.3})):
         run = Run.create(stage, to_dict(cfg), root=klass)
         run.write_json(jobs.JOB_FILE, {"pid": None, "owner": "ana", "queued": 0, "started": 0})
         before = run.read_control()
         with pytest.raises(jobs.JobError, match="another student, ana"):
-            view.set_knobs(run, actor="ben", **knob)
+            live_panel.set_knobs(run, actor="ben", **knob)
         assert run.read_control() == before
-        view.set_knobs(run, actor="ana", **knob)  # the owner may
+        live_panel.set_knobs(run, actor="ana", **knob)  # the owner may
         assert run.read_control()["beta"] == knob["beta"]
         run.release()

@@ -245,9 +245,9 @@ def grpo_page(timeout=60):
 
 
 def test_page_renders_fresh_and_with_a_run_shows_the_group(tiny_base, tiny_rm, tmp_path, monkeypatch):  # noqa: F811
-    from lab import grpo_view
+    from lab import live_panel
 
-    assert set(grpo_view.KNOBS) == {"beta", "clip_eps", "lr", "temperature"}  # the fields marked live
+    assert set(live_panel.knobs_of("grpo")) == {"beta", "clip_eps", "lr", "temperature"}  # the fields marked live
     monkeypatch.setenv("RLHF_LAB_RUNS", str(tmp_path / "runs"))
     at = grpo_page()
     assert {"β (KL to the base model)", "clip ε", "temperature"} <= {s.label for s in at.slider}
