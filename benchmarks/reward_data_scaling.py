@@ -33,7 +33,8 @@ from core.annotators import preference_probability
 from core.config import to_dict
 from core.preferences import collect_preferences, export_preferences, preference_preset
 from core.reward import reward_preset, train_reward
-from core.runs import Run, drive, read_jsonl
+from core.runs import Run, read_jsonl
+from core.session import drive
 
 
 def relabel(pool: list[dict], tau: float, seed: int) -> list[dict]:

@@ -246,7 +246,8 @@ def dpo_preferences(cfg, run):
 
     from core.config import PreferenceConfig, to_dict
     from core.preferences import collect_preferences
-    from core.runs import Run, drive
+    from core.runs import Run
+    from core.session import drive
 
     folder = run.path / "preferences"
     if folder.exists():

@@ -18,6 +18,9 @@ for every live stage lives here, never in a loop:
   non-finite loss  the message names the iteration, the checkpoint kept and the live knobs changed since it;
                 control.json is set back to the checkpoint's values, so a plain --resume does not die again.
 
+drive(run, steps) runs any stage's generator inside its run folder, as its owner: it logs the rows, keeps the status,
+marks the run failed (with the error) or stopped (Ctrl-C, SIGTERM) and holds the run's lock for the trainer's life.
+
 The loop keeps what is its own: its models, optimizer, generators and metrics, and what a knob change means for
 its algorithm (PPO's KL controller).
 """
@@ -31,7 +34,7 @@ from pathlib import Path
 
 from core import distributed
 from core.config import ConfigError, live_knobs
-from core.runs import append_jsonl
+from core.runs import FINAL_STATES, Run, append_jsonl
 
 FLOW_CONTROLS = ("paused", "step", "stop")
 
@@ -320,3 +323,69 @@ class Session:
             advice = (f"it ran with live changes {what}; control.json is set back to the checkpoint's values, so "
                       f"`rlhf-lab {self.stage} --resume` continues safely (pass e.g. --lr to try another value)")
         return NonFiniteLoss(f"{self.counter} {position}: {error}; {kept}; {advice}")
+
+
+# ----------------------------------------------------------------------------- driving a run
+
+def drive(run: Run, steps, on_metrics=None) -> dict | None:
+    """Run a stage generator to the end inside its run folder, as its owner.
+
+    Every yielded metrics dict is appended to metrics.jsonl and the status is kept current. An
+    exception marks the run `failed` with the error (the last good checkpoint stays) and is
+    re-raised; Ctrl+C, SIGTERM or SIGHUP (see `Terminated`) mark it `stopped`. Returns the last metrics
+    dict. A generator may yield {"_status": state, ...} to set a state itself (PPO's pause/stop) without
+    logging a metrics row. The run's lock is taken first (RunBusy when another process trains it) and
+    released at the end: the trainer's lifetime is the lock's.
+    """
+    last = None
+    run.acquire()
+    try:
+        run.set_status("running", message="started")  # the iteration it had: a resume continues, never restarts at 0
+        last_write = time.monotonic()
+        try:
+            for metrics in steps:
+                if "_status" in metrics:
+                    state = metrics["_status"]
+                    run.set_status(state, iteration=metrics.get("step"), message=metrics.get("message", ""))
+                    if state in FINAL_STATES:
+                        return last
+                    continue
+                run.log_metrics(metrics)
+                last = metrics
+                if time.monotonic() - last_write > 0.5:  # status is for humans: twice a second is plenty
+                    run.set_status("running", iteration=metrics.get("step", 0), message="")
+                    last_write = time.monotonic()
+                if on_metrics is not None:
+                    on_metrics(metrics)
+        except KeyboardInterrupt as e:
+            run.set_status("stopped", message=str(e) or "interrupted")
+            raise
+        except Exception as e:
+            run.set_status("failed", message="training failed", error=f"{type(e).__name__}: {e}")
+            raise
+        # a resume with nothing left to train ends where the run was, not at iteration 0
+        run.set_status("done", iteration=last["step"] if last else None, message="finished")
+        return last
+    finally:
+        run.release()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised as an exception (see `stop_on_signals`) so the run ends `stopped`
+    with its last checkpoint, instead of saying `running` over a dead process."""
+
+
+def stop_on_signals() -> None:
+    """In the main thread of a CLI process: turn SIGTERM / SIGHUP into `Terminated`."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum, frame):
+        raise Terminated(f"stopped by {signal.Signals(signum).name}")
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), handler)

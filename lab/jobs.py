@@ -7,7 +7,7 @@ files, so a browser refresh, a second tab or a page switch loses nothing (see DE
 
 The job contract (CONTEXT.md): each stage is a generator `fn(cfg, run)` yielding one metrics dict
 per step, with a config dataclass in core/config/. The worker rebuilds the config from the run's
-config.json and drives the generator with core.runs.drive.
+config.json and drives the generator with core.session.drive.
 
 A note on spawn and Streamlit: Streamlit installs the entry script (lab/app.py) as `__main__`, and a
 spawned child re-runs `__main__`'s file under the name `__mp_main__` to rebuild its globals. lab/app.py
@@ -117,7 +117,7 @@ def _worker(stage_name: str, run_dir: str) -> None:
         return
     try:
         from core.config import from_dict
-        from core.runs import drive
+        from core.session import drive
 
         stage = CONTRACT[stage_name]
         cfg = from_dict(stage.config_cls(), run.config)

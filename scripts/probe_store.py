@@ -34,7 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.runs import Run, RunError, drive, list_runs, read_jsonl  # noqa: E402
+from core.runs import Run, RunError, list_runs, read_jsonl  # noqa: E402
+from core.session import drive
 from tests.store_race_workers import create_run, write_keys  # noqa: E402
 
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
@@ -98,7 +99,7 @@ def stand_in_trainer(run: Run, total: int, every: int = 3):
 
 def child_train(out: str, total: int) -> None:
     """`--child-train`: create (or resume) a run and train it with the stand-in trainer."""
-    from core.runs import stop_on_signals
+    from core.session import stop_on_signals
 
     stop_on_signals()
     path = Path(out)

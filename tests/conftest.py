@@ -32,7 +32,8 @@ def tiny_base(tmp_path_factory):
     holds model + tokenizer. Stages that need "a base model" in tests start from it."""
     from core.config import pretrain_preset, to_dict
     from core.pretrain import pretrain
-    from core.runs import Run, drive
+    from core.runs import Run
+    from core.session import drive
 
     cfg = pretrain_preset("tiny", steps=120, device="cpu")
     run = Run.create("pretrain", to_dict(cfg), out=tmp_path_factory.mktemp("tiny_base") / "run")

@@ -10,7 +10,8 @@ from streamlit.testing.v1 import AppTest
 from core.bon import best_of_n
 from core.config import bon_preset, dpo_preset, to_dict
 from core.dpo import train_dpo
-from core.runs import Run, drive, read_metrics
+from core.runs import Run, read_metrics
+from core.session import drive
 from lab import bon_view, dpo_view, live_panel
 
 ROOT = Path(__file__).resolve().parents[1]

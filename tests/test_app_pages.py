@@ -273,7 +273,8 @@ def test_a_bad_preference_upload_gives_a_clear_message(runs, name, content, mess
 def test_compare_runs_overlays_two_runs_and_shows_what_differs(runs):
     from core.config import pretrain_preset, to_dict
     from core.pretrain import pretrain
-    from core.runs import Run, drive
+    from core.runs import Run
+    from core.session import drive
 
     for lr in (5e-3, 1e-3):
         cfg = pretrain_preset("tiny", steps=4, batch_size=4, lr=lr, corpus_size=300, sample_every=4,

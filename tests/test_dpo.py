@@ -11,7 +11,8 @@ from core.config import ConfigError, dpo_preset, preset_model, to_dict
 from core.dpo import collate, dpo_loss, response_ids, sequence_logps, tokenize_pairs, train_dpo
 from core.model import build_lm, load_lm, save_checkpoint
 from core.preferences import PreferenceError
-from core.runs import Run, drive, read_jsonl, read_metrics
+from core.runs import Run, read_jsonl, read_metrics
+from core.session import drive
 
 
 RM: list[str] = []  # the tiny reward model's folder (the session fixture), for tiny_cfg

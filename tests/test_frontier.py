@@ -138,7 +138,8 @@ def tiny_sweep(tmp_path_factory):
     with --resume. Returns (run folder, rows of the first setting before the interruption, points trained on
     resume, rows of the interrupted setting at the interruption)."""
     from core.config import to_dict
-    from core.runs import Run, drive
+    from core.runs import Run
+    from core.session import drive
 
     out = tmp_path_factory.mktemp("frontier") / "sweep"
     cfg = frontier_preset("tiny", methods=["ppo", "bon"], device="cpu", threads=1)

@@ -14,7 +14,8 @@ import torch
 from core.config import ConfigError, GRPOConfig, grpo_preset, to_dict
 from core.grpo import (average_tokens, group_advantages, group_stats, grpo_loss, kl_penalised_scores,
                        rloo_advantages, train_grpo)
-from core.runs import Run, drive, read_jsonl, read_metrics
+from core.runs import Run, read_jsonl, read_metrics
+from core.session import drive
 
 
 def tiny_cfg(tiny_base, tiny_rm, **kw):

@@ -14,7 +14,8 @@ from core import gpt2_lean as lean
 from core.config import ConfigError, from_dict, ppo_preset, preset_model, to_dict
 from core.model import build_lm, left_pad, load_lm, save_checkpoint, scorer_from_lm
 from core.ppo_train import train_ppo
-from core.runs import Run, drive, read_jsonl, read_metrics
+from core.runs import Run, read_jsonl, read_metrics
+from core.session import drive
 
 
 def tiny_cfg(tiny_base, tiny_rm, **kw):

@@ -210,7 +210,8 @@ def test_a_bf16_pretrain_run_learns_and_saves_fp32_weights(tmp_path, cache):
 
     from core.config import to_dict
     from core.pretrain import pretrain
-    from core.runs import Run, drive
+    from core.runs import Run
+    from core.session import drive
 
     cfg = pretrain_preset("tiny", steps=6, eval_every=6, corpus_size=300, precision="bf16", device="cpu")
     run = Run.create("pretrain", to_dict(cfg), out=tmp_path / "run")

@@ -10,7 +10,8 @@ from core.model import join_text
 from core.preferences import (AlreadyLabelled, PreferenceError, collect_preferences, export_preferences,
                               held_out_prompts, import_preferences, labelling_progress, load_preferences,
                               next_unlabeled, preference_preset, record_choice, validate_pairs)
-from core.runs import Run, drive, read_jsonl
+from core.runs import Run, read_jsonl
+from core.session import drive
 
 PAIRS = [
     {"prompt": "the acting was", "chosen": "brilliant.", "rejected": "dull.", "source": "human",

@@ -15,7 +15,8 @@ from core.model import build_lm, encode, load_lm, save_checkpoint, scorer_from_l
 from core.preferences import PreferenceError, export_preferences
 from core.reward import (RewardError, RewardScorer, _check_preference_base, bake_normalisation, fresh_gold_pairs,
                          gold_agreement, pairwise_loss, reward_preset, score_texts, split_by_prompt, train_reward)
-from core.runs import Run, drive
+from core.runs import Run
+from core.session import drive
 from core.tokenizer import train_tokenizer
 
 

@@ -3,7 +3,8 @@ import os
 
 import pytest
 
-from core.runs import Run, RunError, append_jsonl, atomic_write_json, drive, list_runs, read_jsonl, read_metrics
+from core.runs import Run, RunError, append_jsonl, atomic_write_json, list_runs, read_jsonl, read_metrics
+from core.session import drive
 
 
 def test_create_and_refuse_other_run(tmp_path):

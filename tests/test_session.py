@@ -12,7 +12,8 @@ import json
 import pytest
 
 from core.config import ConfigError, bon_preset, dpo_preset, grpo_preset, ppo_preset, to_dict
-from core.runs import Run, drive, read_metrics
+from core.runs import Run, read_metrics
+from core.session import drive
 from core.session import NonFiniteLoss, initial_control
 
 STAGES = ("ppo", "grpo", "dpo")

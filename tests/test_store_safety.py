@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from core.config import ppo_preset, to_dict
-from core.runs import Run, drive, list_runs, read_jsonl, read_metrics
+from core.runs import Run, list_runs, read_jsonl, read_metrics
+from core.session import drive
 from tests.store_race_workers import create_run, write_keys
 from tests.test_ppo_loop import next_within, statused, tiny_cfg
 

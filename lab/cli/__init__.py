@@ -15,7 +15,8 @@ import threading
 from pathlib import Path
 
 from core.config import ConfigError
-from core.runs import DEFAULT_ROOT, RunError, list_runs, stop_on_signals
+from core.runs import DEFAULT_ROOT, RunError, list_runs
+from core.session import stop_on_signals
 from lab.classroom import CLASSROOM_ENV, TEACHER_CODE_ENV
 from lab.cli import bon, dpo, frontier, grpo, pipeline, ppo, pretrain, reward, w2s
 from lab.cli import eval as eval_command

@@ -8,7 +8,8 @@ Prints one row per n (gold and proxy of the kept responses, the analytic KL) and
 from __future__ import annotations
 
 from core.config import PRECISION_HELP, PRECISIONS, PRESET_BON, bon_preset, to_dict
-from core.runs import Run, drive
+from core.runs import Run
+from core.session import drive
 
 
 def register(sub) -> None:

@@ -11,7 +11,8 @@ import traceback
 from pathlib import Path
 
 from core.config import ConfigError
-from core.runs import DEFAULT_ROOT, Run, RunError, drive
+from core.runs import DEFAULT_ROOT, Run, RunError
+from core.session import drive
 
 
 class CLIError(Exception):

@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 
 from core.config import PRECISION_HELP, PRECISIONS, PRESET_DPO, DPOConfig, dpo_preset, to_dict
-from core.runs import Run, drive, read_jsonl
+from core.runs import Run, read_jsonl
+from core.session import drive
 from core.session import check_live_value, initial_control
 from lab.cli.resume import claim, resume_config
 

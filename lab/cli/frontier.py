@@ -68,7 +68,7 @@ def config_from_args(args) -> FrontierConfig:
 
 def cmd_frontier(args) -> int:
     from core.frontier import check_methods, run_frontier, sweep_points, work_units
-    from core.runs import drive
+    from core.session import drive
     from lab.cli.common import CLIError, progress, watch
 
     if args.resume:
