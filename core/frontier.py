@@ -134,24 +134,6 @@ class FrontierError(ValueError):
     """A sweep that cannot run as asked (a method not built yet, a run folder that is not a frontier run)."""
 
 
-def method_available(method: str) -> bool:
-    """PPO and best-of-n are always here; GRPO/RLOO and DPO once their trainers (core.grpo, core.dpo) exist."""
-    import importlib.util
-
-    module = {"grpo": "core.grpo", "rloo": "core.grpo", "dpo": "core.dpo"}.get(method)
-    if module is None:
-        return True
-    return importlib.util.find_spec(module) is not None
-
-
-def check_methods(cfg) -> None:
-    missing = [m for m in cfg.methods if not method_available(m)]
-    if missing:
-        raise FrontierError(f"method(s) {', '.join(missing)} not available yet in this version (their trainer "
-                            f"has not landed); sweep {', '.join(m for m in cfg.methods if m not in missing) or 'ppo'} "
-                            "for now")
-
-
 def point_key(method: str, setting, seed: int) -> str:
     return f"{method}|{setting}|{seed}"
 
@@ -213,7 +195,9 @@ def method_config(cfg, method: str, setting, seed: int, preferences=None):
         steps = cfg.dpo_epochs * math.ceil(cfg.dpo_pairs * (1 - mcfg.val_fraction) / mcfg.batch_size)
         mcfg.checkpoint_every = max(1, round(steps * cfg.eval_every / cfg.iterations))
         return "dpo", mcfg.validate()
-    raise FrontierError(f"{method} is not available yet in this version")
+    from core.config import FRONTIER_METHODS
+
+    raise FrontierError(f"unknown method {method!r}; methods are {list(FRONTIER_METHODS)}")
 
 
 def trainer_of(stage: str):
@@ -475,7 +459,6 @@ def run_frontier(cfg, run):
     from core.runs import read_json
 
     cfg.validate()
-    check_methods(cfg)
     device = resolve_device(cfg.device)
     cpu.setup(cfg.threads)  # threads, and a heap that keeps freed memory for the next step
     points_info = read_json(run.path / POINTS_FILE, {}) or {}

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 
 from core.runs import Run, RunError, list_runs
-from lab import jobs, runs_view, stages
+from lab import runs_view, stages
 
 def pipeline_dot() -> str:
     """The pipeline as Graphviz, its stage numbers from lab/stages.py; the methods beyond PPO appear
@@ -42,15 +42,12 @@ digraph rlhf {{
 
 
 def stage_rows() -> list[dict]:
-    """One row per stage page that exists (Home itself left out), numbered as everywhere else, with a
-    line of text that says honestly when the stage's core module is not built yet."""
+    """One row per stage page that exists (Home itself left out), numbered as everywhere else."""
     rows = []
     for s in stages.pages():
         if s.number == 0:
             continue
         text = s.text
-        if s.stage is not None and s.stage in jobs.CONTRACT and not jobs.stage_available(s.stage):
-            text += f" *(not part of this version yet: `{jobs.CONTRACT[s.stage].module}` is missing)*"
         rows.append({"stage": s.stage, "title": s.label, "icon": s.icon, "text": text, "page": s.path})
     return rows
 
@@ -115,9 +112,6 @@ def quick_start_state() -> dict:
     """Whether the one-click PPO quick start can run here, and if not, why (said on the page)."""
     from core.model import SHIPPED
 
-    if not jobs.stage_available("ppo"):
-        return {"available": False, "reason": "The quick start runs PPO, which is not part of this version "
-                "yet (core/ppo_train.py is missing). Meanwhile, start with the Pretrain page."}
     for name in ("small", "reward"):
         if not (SHIPPED[name] / "model.safetensors").exists():
             return {"available": False, "reason": f"The shipped {name!r} checkpoint is missing from assets/; "

@@ -48,14 +48,6 @@ class Stage:
     function: str  # generator fn(cfg, run)
     handles_stop: bool = False  # True when the generator itself reads control.json "stop" (PPO)
 
-    def available(self) -> bool:
-        """The stage's core module and its config class both exist in this checkout."""
-        if importlib.util.find_spec(self.module) is None:
-            return False
-        import core.config
-
-        return hasattr(core.config, self.config_class)
-
     def config_cls(self):
         import core.config
 
@@ -65,8 +57,7 @@ class Stage:
         return getattr(importlib.import_module(self.module), self.function)
 
 
-# The job contract of CONTEXT.md. A stage whose core module has not landed yet is listed here but
-# not `available()`: its page says so instead of pretending.
+# The job contract: every stage the app can start, its config class, and the generator a worker drives.
 CONTRACT = {
     "pretrain": Stage("pretrain", "PretrainConfig", "core.pretrain", "pretrain"),
     "preferences": Stage("preferences", "PreferenceConfig", "core.preferences", "collect_preferences"),
@@ -79,18 +70,6 @@ CONTRACT = {
     "frontier": Stage("frontier", "FrontierConfig", "core.frontier", "run_frontier"),
 }
 
-
-def available_stages() -> dict[str, Stage]:
-    """STAGES: the stages this checkout can run (their core module exists)."""
-    return {name: stage for name, stage in CONTRACT.items() if stage.available()}
-
-
-STAGES = available_stages()
-
-
-def stage_available(name: str) -> bool:
-    stage = CONTRACT.get(name)
-    return stage is not None and stage.available()
 
 
 # ----------------------------------------------------------------------------- the worker (child)
@@ -268,8 +247,6 @@ def start(stage: str, cfg, runs_root, parents: dict | None = None, owner: str | 
     """
     if stage not in CONTRACT:
         raise JobError(f"unknown stage {stage!r}; stages are {sorted(CONTRACT)}")
-    if not stage_available(stage):
-        raise JobError(f"the {stage} stage is not part of this version yet ({CONTRACT[stage].module} is missing)")
     if not isinstance(cfg, CONTRACT[stage].config_cls()):
         raise ConfigError(f"{stage} needs a {CONTRACT[stage].config_class}, got {type(cfg).__name__}")
     cfg.validate()

@@ -9,11 +9,10 @@ them directly.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
-from core.config import ConfigError
+from core.config import ConfigError, PPOConfig
 from core.runs import Run, RunError, list_runs, read_json
 
 # The "quick start" run: visible learning in well under a minute on a laptop CPU (small policy,
@@ -44,27 +43,6 @@ def _named(entry: dict) -> str:
     return display_name(entry["run_id"], read_meta(entry["path"]))
 
 
-def ppo_available() -> bool:
-    """The PPO core (core/ppo_train.py and PPOConfig) exists in this checkout."""
-    import core.config
-
-    return importlib.util.find_spec("core.ppo_train") is not None and hasattr(core.config, "PPOConfig")
-
-
-def w2s_available() -> bool:
-    import core.config
-
-    return importlib.util.find_spec("core.w2s") is not None and hasattr(core.config, "W2SConfig")
-
-
-def ppo_config_class():
-    import core.config
-
-    if not hasattr(core.config, "PPOConfig"):
-        raise ConfigError("the PPO stage is not part of this version yet (core.config has no PPOConfig)")
-    return core.config.PPOConfig
-
-
 def config_fields(cls) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
@@ -74,7 +52,7 @@ def make_ppo_config(**values):
     is not a PPOConfig field is a ConfigError naming it (a typo must not be dropped silently)."""
     import core.config
 
-    cls = ppo_config_class()
+    cls = PPOConfig
     unknown = sorted(set(values) - config_fields(cls))
     if unknown:
         raise ConfigError(f"PPOConfig has no field(s) {unknown}")
@@ -287,7 +265,7 @@ def start_ppo(runs_root, owner: str | None = None, **values) -> Run:
 def quick_start_ppo(runs_root, owner: str | None = None, **overrides) -> Run:
     """The Home page's one click: a PPO run on the shipped base model and shipped reward model with
     small, CPU-friendly settings (QUICK_START) whose reward curve moves within a minute."""
-    fields = config_fields(ppo_config_class())
+    fields = config_fields(PPOConfig)
     values = {k: v for k, v in QUICK_START.items() if k in fields}
     values.update(overrides)
     return start_ppo(runs_root, owner=owner, **values)

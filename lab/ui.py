@@ -425,16 +425,6 @@ def next_step(stage: str, run_dir, status: dict) -> None:
     st.page_link(str(nxt.path), label=f"Go to {nxt.label}", icon=nxt.icon, query_params=query)
 
 
-def stage_missing(stage: str) -> bool:
-    """True (and says so on the page) when this stage's core module has not landed in this version."""
-    if jobs.stage_available(stage):
-        return False
-    spec = jobs.CONTRACT[stage]
-    st.info(f"The {stage} stage is not part of this version of the lab yet: `{spec.module}` is missing. "
-            "This page will work as soon as it lands; nothing here is simulated.")
-    return True
-
-
 # ----------------------------------------------------------------------------- uploads
 
 def upload_limit_mb() -> int:

@@ -3,7 +3,6 @@
 import streamlit as st
 
 from core.config import FRONTIER_METHODS, ConfigError, frontier_preset
-from core.frontier import method_available
 from lab import frontier_view as V
 from lab import stages, ui
 
@@ -15,13 +14,13 @@ st.markdown("Any method can push the **proxy** reward up by exploiting the rewar
             "the same prompts, one sample each, KL summed over tokens against the same base model.")
 
 with st.expander("Start a sweep", expanded=not ui.runs_of("frontier")):
-    available = [m for m in FRONTIER_METHODS if method_available(m)]
+    available = list(FRONTIER_METHODS)
     c1, c2, c3 = st.columns(3)
     preset = c1.radio("size", ["tiny", "default"], index=0, horizontal=True, key="frontier/preset",
                       format_func={"tiny": "tiny (seconds, a toy)", "default": "default (≤ 20 min on 2 cores)"}.get)
     methods = c2.multiselect("methods", available, default=available, key="frontier/methods",
                              format_func=V.METHOD_NAMES.get,
-                             help="methods whose trainers are in this version; each sweeps its KL knob")
+                             help="each method sweeps its KL knob")
     seeds = c3.number_input("seeds", 1, 5, frontier_preset(preset).seeds, key="frontier/seeds")
     missing = [V.METHOD_NAMES[m] for m in FRONTIER_METHODS if m not in available]
     if missing:

@@ -12,8 +12,6 @@ st.title(stages.title_of(STAGE))
 st.markdown("The base model writes K responses to the same prompt; every two of them form a pair and "
             "someone says which is better. That someone is you, or a simulated annotator with a hidden "
             "taste (its *gold* utility) and a noise level τ: P(A preferred) = σ((u(A) − u(B)) / τ).")
-if ui.stage_missing(STAGE):
-    st.stop()
 preferences, _ = view.lazy_core()
 
 # ----------------------------------------------------------------------------- start

@@ -13,8 +13,6 @@ st.title(stages.title_of(STAGE))
 st.markdown("A copy of the base model with a one-number head, trained so that the chosen response of "
             "each pair scores higher: loss = −log σ(r(chosen) − r(rejected)). It never sees the hidden "
             "gold utility; `rm/gold_agreement` checks how well it learned it anyway.")
-if ui.stage_missing(STAGE):
-    st.stop()
 preferences, reward = view.lazy_core()
 
 # ----------------------------------------------------------------------------- start

@@ -21,9 +21,6 @@ st.markdown("The policy (a copy of the base model) samples responses, the reward
             "drift into text the reward model never saw. The gold line is the hidden annotator: what a person "
             "would have said about the same responses.")
 
-if ui.stage_missing("ppo"):
-    st.stop()
-
 root = ui.runs_root()
 run_dir = ui.run_picker("ppo", label="PPO run shown on this page")
 panel = live_panel.open_panel("ppo", run_dir, defaults=V.make_ppo_config())

@@ -21,9 +21,6 @@ st.markdown("PPO needs a value model to say how good a response was *expected* t
             "The update is PPO's clipped one with that advantage on every token; β keeps the policy near the "
             "base model, as a term in the loss (GRPO) or subtracted from the reward (PPO's way).")
 
-if ui.stage_missing("grpo"):
-    st.stop()
-
 root = ui.runs_root()
 run_dir = ui.run_picker("grpo", label="GRPO/RLOO run shown on this page")
 panel = live_panel.open_panel("grpo", run_dir, defaults=G.grpo_job()[0])

@@ -17,8 +17,6 @@ st.markdown("No reward model, no sampling while training: the policy itself is t
             "gold annotator, the proxy reward model and the KL to the reference judge it, as for PPO.")
 st.latex(r"\mathcal{L}_{DPO} = -\log\sigma\Big(\beta\Big[\log\frac{\pi(y_c\mid x)}{\pi_{ref}(y_c\mid x)}"
          r" - \log\frac{\pi(y_r\mid x)}{\pi_{ref}(y_r\mid x)}\Big]\Big)")
-if ui.stage_missing(STAGE):
-    st.stop()
 root = ui.runs_root()
 run_dir = ui.run_picker(STAGE, label="DPO run shown on this page")
 panel = live_panel.open_panel(STAGE, run_dir, defaults=dpo_preset("small"))

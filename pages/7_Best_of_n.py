@@ -14,8 +14,6 @@ st.markdown("The simplest way to use a reward model: sample n responses from the
             "scores highest. No weights change, yet the kept responses form a new policy, at a distance from the "
             "base model that needs no measuring:")
 st.latex(r"\mathrm{KL}(\pi_{\text{best-of-}n}\,\|\,\pi_{\text{base}}) = \log n - \frac{n-1}{n}")
-if ui.stage_missing(STAGE):
-    st.stop()
 root = ui.runs_root()
 
 # ----------------------------------------------------------------------------- start

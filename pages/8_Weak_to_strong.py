@@ -24,9 +24,6 @@ st.markdown("**The default task**: which of two texts does the gold annotator pr
             "are noisy; the strong model (4 layers, 128 wide) learned what English word order looks like in "
             "pretraining. That knowledge is what a student can use to clean up its supervisor's noise.")
 
-if ui.stage_missing("w2s"):
-    st.stop()
-
 
 with st.expander("Configure and start an experiment", expanded=not ui.runs_of("w2s")):
     c1, c2, c3 = st.columns(3)

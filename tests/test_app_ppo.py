@@ -15,8 +15,6 @@ from lab import jobs, live_panel, ppo_view as V
 ROOT = Path(__file__).resolve().parents[1]
 PPO_PAGE = str(ROOT / "pages" / "4_PPO.py")
 W2S_PAGE = str(ROOT / "pages" / "8_Weak_to_strong.py")
-needs_ppo = pytest.mark.skipif(not jobs.stage_available("ppo"), reason="core/ppo_train.py is not in this checkout")
-needs_w2s = pytest.mark.skipif(not jobs.stage_available("w2s"), reason="core/w2s.py is not in this checkout")
 
 
 def finished_run(root: Path, stage: str, name: str, fill) -> Path:
@@ -86,7 +84,6 @@ def wait_for(predicate, timeout=90, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@needs_ppo
 def test_ppo_page_renders_on_a_fresh_runs_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("RLHF_LAB_RUNS", str(tmp_path / "fresh"))
     at = page(PPO_PAGE)
@@ -103,7 +100,6 @@ def test_ppo_page_renders_on_a_fresh_runs_folder(tmp_path, monkeypatch):
     assert any("No PPO run yet" in i.value for i in at.info)
 
 
-@needs_ppo
 def test_start_from_the_page_creates_one_run_and_the_controls_reach_it(lab_root):
     at = page(PPO_PAGE)
     choose_own_models(at)
@@ -170,7 +166,6 @@ def test_start_from_the_page_creates_one_run_and_the_controls_reach_it(lab_root)
     assert any(df.value.shape[0] >= 1 for df in at.dataframe)
 
 
-@needs_ppo
 def test_a_bad_live_value_is_refused_with_the_config_rule(lab_root):
     cfg, parents, control = V.ppo_job(preset="tiny", reward=str(lab_root / "20260101-000001-reward"), device="cpu")
     run = Run.create("ppo", __import__("dataclasses").asdict(cfg), root=lab_root, control=control)
@@ -188,7 +183,6 @@ def test_a_bad_live_value_is_refused_with_the_config_rule(lab_root):
     assert read_json(run.path / "control.json")["paused"] is True
 
 
-@needs_w2s
 def test_w2s_page_renders_on_a_fresh_runs_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("RLHF_LAB_RUNS", str(tmp_path / "fresh"))
     at = page(W2S_PAGE)
@@ -199,7 +193,6 @@ def test_w2s_page_renders_on_a_fresh_runs_folder(tmp_path, monkeypatch):
     assert any("No weak-to-strong experiment yet" in i.value for i in at.info)
 
 
-@needs_w2s
 def test_w2s_tiny_run_from_the_page_shows_bars_pgr_and_examples(tmp_path, monkeypatch):
     root = tmp_path / "runs"
     monkeypatch.setenv("RLHF_LAB_RUNS", str(root))
@@ -248,7 +241,6 @@ def fake_finished_ppo_run(root: Path) -> Run:
     return run
 
 
-@needs_ppo
 def test_page_shows_a_finished_run_and_survives_its_folder_being_deleted(tmp_path, monkeypatch):
     root = tmp_path / "runs"
     monkeypatch.setenv("RLHF_LAB_RUNS", str(root))
@@ -270,7 +262,6 @@ def test_page_shows_a_finished_run_and_survives_its_folder_being_deleted(tmp_pat
     assert any("gone" in t or "No PPO run yet" in t for t in said), said
 
 
-@needs_ppo
 def test_quick_start_ppo_is_small_visible_and_refuses_a_double_start(tmp_path, own_rm):
     # the shipped reward model is the default; an own one stands in where assets/reward is not there
     over = {} if (SHIPPED["reward"] / "model.safetensors").exists() \
@@ -299,7 +290,6 @@ def page_text(at) -> str:
                      for e in getattr(at, kind))
 
 
-@needs_ppo
 def test_the_page_follows_the_run_state_paused_done_and_failed(tmp_path, monkeypatch):
     root = tmp_path / "runs"
     monkeypatch.setenv("RLHF_LAB_RUNS", str(root))
@@ -332,7 +322,6 @@ def test_the_page_follows_the_run_state_paused_done_and_failed(tmp_path, monkeyp
     assert "waiting for the first iteration" not in str([c.proto for c in at.get("plotly_chart")])
 
 
-@needs_ppo
 def test_a_policy_the_reward_model_cannot_read_is_refused_before_start(lab_root, tiny_base):
     shutil.copytree(tiny_base, lab_root / "20260101-000002-pretrain")  # vocabulary 256, the RM's is 1024
     at = page(PPO_PAGE)
@@ -343,7 +332,6 @@ def test_a_policy_the_reward_model_cannot_read_is_refused_before_start(lab_root,
     assert ppo_runs(lab_root) == []
 
 
-@needs_ppo
 def test_your_own_prompt_base_vs_policy_with_proxy_and_gold(tmp_path, own_rm):
     run = fake_finished_ppo_run(tmp_path)
     config = {**run.config, "reward": str(own_rm)}

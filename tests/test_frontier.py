@@ -106,14 +106,6 @@ def test_cli_bad_input_is_one_line(capsys, tmp_path):
     assert not any((tmp_path / x).exists() for x in "abc")  # nothing created for a refused sweep
 
 
-def test_methods_not_built_yet_are_refused(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(F, "method_available", lambda method: method != "dpo")   # as before DPO's trainer landed
-    with pytest.raises(F.FrontierError, match="dpo not available yet"):
-        F.check_methods(frontier_preset("tiny", methods=["ppo", "dpo"]))
-    assert main(["frontier", "--preset", "tiny", "--methods", "dpo", "--out", str(tmp_path / "d")]) == 2
-    assert "not available yet" in capsys.readouterr().err and not (tmp_path / "d").exists()
-
-
 # ----------------------------------------------------------------------------- the evaluation
 
 def test_base_model_against_itself_has_zero_kl(capsys):

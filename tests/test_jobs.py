@@ -32,10 +32,10 @@ def wait_for_state(run_dir, states, timeout=60):
     raise AssertionError(f"run never reached {states}: {jobs.status(run_dir)}")
 
 
-def test_contract_lists_every_stage_and_pretrain_is_available():
+def test_contract_lists_every_stage_and_each_resolves():
     assert {"pretrain", "preferences", "reward", "ppo", "w2s", "grpo", "frontier", "dpo", "bon"} <= set(jobs.CONTRACT)
-    assert {"pretrain", "dpo", "bon"} <= set(jobs.available_stages())
-    assert jobs.stage_available("pretrain")
+    for stage in jobs.CONTRACT.values():  # every stage exists: no "not built yet" guard is left to hide a typo
+        assert callable(stage.generator()) and stage.config_cls().__name__ == stage.config_class
 
 
 def test_a_spawned_tiny_pretrain_run_trains_and_checkpoints(tmp_path):
@@ -103,14 +103,6 @@ def test_a_run_can_be_found_again_from_the_folder_alone(tmp_path):
         jobs.stop(run.path)
         jobs.wait(run.path, timeout=120)
     assert jobs.active_runs(tmp_path) == []
-
-
-def test_a_stage_whose_module_has_not_landed_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setitem(jobs.CONTRACT, "future", jobs.Stage("future", "PretrainConfig", "core.not_there", "go"))
-    assert not jobs.stage_available("future")
-    assert "future" not in jobs.available_stages()
-    with pytest.raises(jobs.JobError, match="not part of this version"):
-        jobs.start("future", tiny_cfg(), tmp_path)
 
 
 def test_a_spawned_worker_re_importing_the_entry_script_does_not_run_the_app(monkeypatch):

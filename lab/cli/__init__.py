@@ -48,9 +48,6 @@ def cmd_runs(args) -> int:
 
 def cmd_app(args) -> int:
     app = Path(__file__).resolve().parent.parent / "app.py"
-    if not app.exists():
-        raise CLIError("the browser app is not part of this version yet; use the CLI stages "
-                       "(rlhf-lab --help)")
     import socket
 
     from streamlit.web import cli as stcli

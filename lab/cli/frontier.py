@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--preset", default="default", choices=tuple(PRESET_FRONTIER),
                    help="tiny (seconds), default (<= 20 min on 2 CPU cores) or gpu")
     p.add_argument("--methods", default=None,
-                   help=f"comma-separated, from {','.join(FRONTIER_METHODS)} (default: every method in this version)")
+                   help=f"comma-separated, from {','.join(FRONTIER_METHODS)} (default: every method)")
     for method in FRONTIER_METHODS:
         p.add_argument(f"--{method}", default=None, metavar="V,V,...",
                        help=f"{method}'s {FRONTIER_KNOBS[method]} values (default: the preset's)")
@@ -54,10 +54,8 @@ def parse_values(method: str, text: str) -> list:
 
 
 def config_from_args(args) -> FrontierConfig:
-    from core.frontier import method_available
-
     if args.methods is None:
-        methods = [m for m in FRONTIER_METHODS if method_available(m)]
+        methods = list(FRONTIER_METHODS)
     else:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     sweeps = {m: parse_values(m, getattr(args, m)) for m in FRONTIER_METHODS if getattr(args, m) is not None}
@@ -67,7 +65,7 @@ def config_from_args(args) -> FrontierConfig:
 
 
 def cmd_frontier(args) -> int:
-    from core.frontier import check_methods, run_frontier, sweep_points, work_units
+    from core.frontier import run_frontier, sweep_points, work_units
     from core.session import drive
     from lab.cli.common import CLIError, progress, watch
 
@@ -88,7 +86,6 @@ def cmd_frontier(args) -> int:
         cfg = from_dict(FrontierConfig, run.config).validate()
     else:
         cfg = config_from_args(args)
-    check_methods(cfg)
     if not args.resume:
         run = Run.create("frontier", to_dict(cfg), out=args.out, root=args.runs,
                          parents={"policy": cfg.policy, "reward": cfg.reward})
