@@ -41,7 +41,7 @@ def main() -> int:
     import psutil
 
     from lab import jobs
-    from lab import ppo_view as V
+    from lab.views import ppo as V
 
     os.environ[jobs.MAX_JOBS_ENV] = str(args.max_jobs)  # what `rlhf-lab app --max-jobs M` sets for the server
     tmp = None if args.runs else tempfile.TemporaryDirectory(prefix="classroom-", ignore_cleanup_errors=True)

@@ -30,7 +30,8 @@ from core import precision
 from core.config import ConfigError, DPOConfig, GRPOConfig, PPOConfig, from_dict, live_knobs
 from core.runs import ACTIVE_STATES, Run, RunError, read_jsonl
 from core.session import check_live_value
-from lab import classroom, jobs, runs_view, ui
+from lab import classroom, jobs, ui
+from lab.views import runs as runs_view
 from lab import url_settings as U
 
 

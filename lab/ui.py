@@ -20,7 +20,8 @@ import streamlit as st
 
 from core.config import ConfigError
 from core.runs import DEFAULT_ROOT, Run, RunError, list_runs
-from lab import classroom, glossary, jobs, runs_view
+from lab import classroom, glossary, jobs
+from lab.views import runs as runs_view
 
 LIVE_EVERY_S = 1.0  # live charts redraw about once a second
 MAX_UPLOAD_MB = 20

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from lab import home_view, ui
+from lab import ui
+from lab.views import home as home_view
 
 st.title("RLHF Lab")
 st.markdown("Take a small GPT through every stage of RLHF, with real training on this machine, and watch "

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core.config import FRONTIER_METHODS, ConfigError, frontier_preset
-from lab import frontier_view as V
+from lab.views import frontier as V
 from lab import stages, ui
 
 st.title(stages.title_of("frontier"))

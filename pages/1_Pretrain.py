@@ -6,8 +6,9 @@ from core import precision
 from core.config import PRESET_MODELS, PRESET_PRETRAIN, ConfigError
 from core.corpus import CorpusError
 from core.runs import Run, read_jsonl
-from lab import charts, jobs, stages, ui
-from lab import pretrain_view as view
+from lab import jobs, stages, ui
+from lab.views import charts
+from lab.views import pretrain as view
 
 STAGE = "pretrain"
 st.title(stages.title_of(STAGE))

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from lab import charts, jobs, stages, ui
-from lab import pref_view as view
+from lab import jobs, stages, ui
+from lab.views import charts
+from lab.views import preferences as view
 
 STAGE = "preferences"
 st.title(stages.title_of(STAGE))

@@ -5,8 +5,9 @@ from pathlib import Path
 import streamlit as st
 
 from core import precision
-from lab import charts, jobs, stages, ui
-from lab import pref_view as view
+from lab import jobs, stages, ui
+from lab.views import charts
+from lab.views import preferences as view
 
 STAGE = "reward"
 st.title(stages.title_of(STAGE))

@@ -11,9 +11,10 @@ import streamlit as st
 
 from core.config import ConfigError
 from core.runs import Run, RunError
-from lab import charts
-from lab import charts_ppo as C
-from lab import jobs, live_panel, pref_view, ppo_view as V, stages, ui
+from lab.views import charts
+from lab.views import charts_ppo as C
+from lab import jobs, live_panel, stages, ui
+from lab.views import preferences as pref_view, ppo as V
 
 st.title(stages.title_of("ppo"))
 st.markdown("The policy (a copy of the base model) samples responses, the reward model scores them, and PPO "

@@ -1,6 +1,6 @@
 """GRPO and RLOO: PPO without a critic. Each prompt is answered G times; a response's advantage is its score
 against the others in its group. The run trains in its own process (lab/jobs.py); this page writes control.json
-and redraws from the run folder. Figures and logic: lab/grpo_view.py (and PPO's charts, lab/charts_ppo.py).
+and redraws from the run folder. Figures and logic: lab/views/grpo.py (and PPO's charts, lab/views/charts_ppo.py).
 """
 
 from pathlib import Path
@@ -10,9 +10,10 @@ import streamlit as st
 
 from core.config import ConfigError
 from core.runs import Run
-from lab import charts_ppo as C
-from lab import grpo_view as G
-from lab import live_panel, ppo_view as PV, stages, ui
+from lab.views import charts_ppo as C
+from lab.views import grpo as G
+from lab import live_panel, stages, ui
+from lab.views import ppo as PV
 
 st.title(stages.title_of("grpo"))
 st.markdown("PPO needs a value model to say how good a response was *expected* to be. GRPO (DeepSeek) and RLOO "

@@ -5,9 +5,9 @@ from pathlib import Path
 import streamlit as st
 
 from core.config import dpo_preset
-from lab import dpo_view as V
+from lab.views import dpo as V
 from lab import live_panel, stages, ui
-from lab import pref_view as P
+from lab.views import preferences as P
 
 STAGE = "dpo"
 st.title(stages.title_of(STAGE))

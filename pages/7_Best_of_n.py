@@ -4,9 +4,9 @@ import streamlit as st
 
 from core import precision
 from core.config import ConfigError
-from lab import bon_view as V
+from lab.views import bon as V
 from lab import jobs, stages, ui
-from lab import pref_view as P
+from lab.views import preferences as P
 
 STAGE = "bon"
 st.title(stages.title_of(STAGE))

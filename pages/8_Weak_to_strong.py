@@ -6,9 +6,10 @@ import streamlit as st
 
 from core import precision
 from core.config import W2S_TASKS, ConfigError, W2SConfig
-from lab import charts_ppo as C
-from lab import jobs, ppo_view as V, stages, ui
-from lab import w2s_view as W
+from lab.views import charts_ppo as C
+from lab import jobs, stages, ui
+from lab.views import ppo as V
+from lab.views import w2s as W
 
 st.title(stages.title_of("w2s"))
 st.markdown("Burns et al. (2023) ask how humans will supervise models smarter than themselves, and study it with "

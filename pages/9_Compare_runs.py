@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from lab import charts, charts_ppo, jobs, runs_view, stages, ui
-from lab import compare_view as view
+from lab import jobs, stages, ui
+from lab.views import charts, charts_ppo, runs as runs_view
+from lab.views import compare as view
 
 st.title(stages.BY_TITLE["Compare runs"].page_title)
 st.markdown("Pick runs (e.g. PPO with λ = 0 and λ = 0.1) and put them on the same axes. The table of "

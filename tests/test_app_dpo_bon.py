@@ -12,7 +12,8 @@ from core.config import bon_preset, dpo_preset, to_dict
 from core.dpo import train_dpo
 from core.runs import Run, read_metrics
 from core.session import drive
-from lab import bon_view, dpo_view, live_panel
+from lab import live_panel
+from lab.views import bon as bon_view, dpo as dpo_view
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "lab" / "app.py"

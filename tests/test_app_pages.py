@@ -238,7 +238,7 @@ def test_human_labelling_saves_every_click_at_once(runs):
     assert [r["choice"] for r in read_jsonl(pref_dir / "skipped.jsonl")] == ["skip", "tie"]
     assert "3 of 4 decided" in at.get("progress")[0].proto.text
     # one agreement number everywhere: the metric, the caption and the chart (a tie is no label)
-    from lab import charts, home_view, pref_view
+    from lab.views import charts, home as home_view, preferences as pref_view
 
     share, judged, _ = charts.gold_agreement(pref_view.dataset(pref_dir))
     assert judged <= 1
@@ -350,7 +350,7 @@ def test_a_crashed_run_shows_its_error_on_the_page(runs):
 
 
 def test_home_quick_start_starts_ppo_and_opens_its_page(runs):
-    from lab import home_view
+    from lab.views import home as home_view
 
     state = home_view.quick_start_state()
     if not state["available"]:

@@ -10,7 +10,8 @@ from streamlit.testing.v1 import AppTest
 
 from core.model import SHIPPED
 from core.runs import Run, read_json, read_metrics
-from lab import jobs, live_panel, ppo_view as V
+from lab import jobs, live_panel
+from lab.views import ppo as V
 
 ROOT = Path(__file__).resolve().parents[1]
 PPO_PAGE = str(ROOT / "pages" / "4_PPO.py")

@@ -132,7 +132,7 @@ def test_the_page_follows_another_writers_knob_and_the_run_ending_with_no_click(
     from core.config import dpo_preset, grpo_preset, to_dict
     from core.session import initial_control
     from lab import live_panel
-    from lab import ppo_view as V
+    from lab.views import ppo as V
 
     cfg = {"ppo": lambda: V.make_ppo_config(preset="tiny", device="cpu"),
            "grpo": lambda: grpo_preset("tiny", device="cpu"),

@@ -1,4 +1,4 @@
-"""lab/charts.py: every chart has a title, axis titles with units, a caption, and plots the data given."""
+"""lab/views/charts.py: every chart has a title, axis titles with units, a caption, and plots the data given."""
 
 import math
 
@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lab import charts, glossary
+from lab import glossary
+from lab.views import charts
 
 
 def labelled(fig):
@@ -150,7 +151,7 @@ def test_axis_units_come_from_the_glossary():
 
 def test_compare_legends_name_the_knob_that_differs(tmp_path):
     from core.runs import Run
-    from lab import compare_view
+    from lab.views import compare as compare_view
 
     dirs = []
     for kl, every in ((0.0, 10), (0.05, 50)):

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lab import charts_ppo as C
+from lab.views import charts_ppo as C
 
 
 def ppo_df(n=8, kl_coef=None, clip_eps=None, adaptive=None):

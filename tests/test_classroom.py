@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from core.config import to_dict
 from core.runs import Run
 from lab import classroom, jobs, live_panel, url_settings as U
-from lab import ppo_view as V
+from lab.views import ppo as V
 from lab.cli import build_parser, server_settings
 from lab.cli.common import CLIError
 

@@ -259,7 +259,7 @@ def synthetic_frontier() -> pd.DataFrame:
 
 
 def test_view_tables_from_a_known_frontier():
-    from lab import frontier_view as V
+    from lab.views import frontier as V
 
     df = synthetic_frontier()
     fits = F.fit_frontier(df)

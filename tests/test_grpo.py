@@ -268,7 +268,7 @@ def test_page_renders_fresh_and_with_a_run_shows_the_group(tiny_base, tiny_rm, t
 
 
 def test_group_view_pieces():
-    from lab import grpo_view
+    from lab.views import grpo as grpo_view
 
     samples = [{"kind": "base", "prompt": "p"},
                {"kind": "group", "iteration": 3, "prompt": "the plot", "responses": ["a", "b"], "scores": [1.0, 2.0],

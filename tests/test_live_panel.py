@@ -13,7 +13,8 @@ from streamlit.testing.v1 import AppTest
 from core.config import ConfigError, dpo_preset, grpo_preset, to_dict
 from core.runs import Run
 from core.session import initial_control
-from lab import jobs, ppo_view
+from lab import jobs
+from lab.views import ppo as ppo_view
 from lab import live_panel as P
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""lab/runs_view.py and the warnings of lab/pref_view.py: progress with time left, names and notes,
+"""lab/views/runs.py and the warnings of lab/views/preferences.py: progress with time left, names and notes,
 deleting, and when not to trust a reward model. Run folders written by hand; no training."""
 
 import json
@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from core.runs import Run
-from lab import home_view, jobs, pref_view, runs_view
+from lab import jobs
+from lab.views import home as home_view, preferences as pref_view, runs as runs_view
 
 
 def test_progress_says_phase_how_far_and_time_left():

@@ -5,7 +5,7 @@ import pytest
 
 from core import settings
 from core.runs import Run, append_jsonl
-from lab import compare_view
+from lab.views import compare as compare_view
 
 T0 = 1000.0  # iteration i's metrics row is written at T0 + i; a change for iteration k between rows k-1 and k
 

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from lab import home_view, stages
+from lab import stages
+from lab.views import home as home_view
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +30,7 @@ def test_home_lists_and_draws_only_the_pages_that_exist(tmp_path, monkeypatch):
 
 def test_the_readme_says_the_ppo_iterations_the_code_uses():
     from core.config import PPOConfig
-    from lab import ppo_view
+    from lab.views import ppo as ppo_view
 
     line = next(s for s in (ROOT / "README.md").read_text().splitlines() if s.startswith("rlhf-lab ppo "))
     assert f"--iterations {PPOConfig().iterations}" in line and f"{PPOConfig().iterations} is the CLI default" in line

@@ -283,7 +283,7 @@ def test_list_runs_shows_a_broken_folder_as_broken_and_the_rest_works(tmp_path, 
     assert rows["string_metric"]["key_value"] is None
     assert main(["runs", "--runs", str(tmp_path)]) == 0
     assert good.run_id in capsys.readouterr().out
-    from lab import compare_view, home_view  # the pages' own helpers, on the same folder
+    from lab.views import compare as compare_view, home as home_view  # the pages' own helpers, on the same folder
 
     assert len(home_view.runs_table(tmp_path)) == len(cases) + 1
     assert good.run_id in compare_view.choices(tmp_path)

@@ -279,8 +279,8 @@ def test_strong_student_beats_its_weak_supervisor():
 
 
 def test_the_pages_tables_and_texts_from_results(tmp_path):
-    """lab/w2s_view.py: what the weak-to-strong page shows, from a results.json alone."""
-    from lab import w2s_view as W
+    """lab/views/w2s.py: what the weak-to-strong page shows, from a results.json alone."""
+    from lab.views import w2s as W
 
     results = {"task": "preference", "seeds": [0, 1], "n": {"half1": 10, "half2": 10, "test": 5}, "seconds": 3.2,
                "by_edit": {"scramble": {"n": 5, "weak": 0.6, "xent": 0.7, "confidence": 0.8, "ceiling": 0.9}},

@@ -10,7 +10,7 @@ from plotly.subplots import make_subplots
 
 from core.config import BoNConfig, ConfigError, bon_preset
 from core.runs import read_jsonl
-from lab.charts import COLORS, _empty, _has, _layout
+from lab.views.charts import COLORS, _empty, _has, _layout
 
 N_AXIS = "n (responses sampled per prompt, log scale)"
 CAPTIONS = {

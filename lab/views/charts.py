@@ -1,5 +1,5 @@
 """Charts for the pretraining, preferences, reward-model and compare pages: pure functions, data in ->
-Plotly figure out. (PPO and weak-to-strong charts live in lab/charts_ppo.py, same conventions.)
+Plotly figure out. (PPO and weak-to-strong charts live in lab/views/charts_ppo.py, same conventions.)
 
 Every chart has a title, axis labels with units, and a one-line "what healthy looks like" caption in
 `CAPTIONS` (the page shows it under the chart). Nothing here reads files or touches Streamlit, so each

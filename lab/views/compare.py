@@ -15,7 +15,7 @@ from core.runs import Run, RunError, list_runs, read_jsonl
 
 def choices(runs_root) -> dict[str, str]:
     """run id -> a label with its name (if the student gave one) and stage, newest first."""
-    from lab.runs_view import display_name, read_meta
+    from lab.views.runs import display_name, read_meta
 
     return {r["run_id"]: f"{display_name(r['run_id'], read_meta(r['path']))} · {r['stage']}"
             for r in list_runs(runs_root) if r["state"] != "corrupt"}

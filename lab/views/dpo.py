@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 
 from core.config import ConfigError, DPOConfig, dpo_preset
 from core.runs import read_jsonl
-from lab.charts import COLORS, _empty, _has, _layout, _line
+from lab.views.charts import COLORS, _empty, _has, _layout, _line
 
 STEP = "DPO step (optimizer steps)"
 CAPTIONS = {

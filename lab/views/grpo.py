@@ -1,5 +1,5 @@
 """What the GRPO/RLOO page needs besides the live panel (lab/live_panel.py): starting a job, the charts
-PPO's page has where they apply (lab/charts_ppo.py, relabelled), and the one chart only GRPO has: one prompt's
+PPO's page has where they apply (lab/views/charts_ppo.py, relabelled), and the one chart only GRPO has: one prompt's
 group of responses with their scores and advantages. No Streamlit here; pure functions of run files/DataFrames.
 """
 
@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 
 from core.config import GRPOConfig, from_dict, grpo_preset, to_dict
 from core.runs import Run
-from lab import charts_ppo as C
+from lab.views import charts_ppo as C
 
 ITERATION = "GRPO/RLOO iteration (count)"
 CPU_THREADS = 1  # as PPO's page: one torch thread per job started from the browser (a shared CPU)

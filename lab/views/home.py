@@ -7,7 +7,8 @@ import math
 import pandas as pd
 
 from core.runs import Run, RunError, list_runs
-from lab import runs_view, stages
+from lab import stages
+from lab.views import runs as runs_view
 
 def pipeline_dot() -> str:
     """The pipeline as Graphviz, its stage numbers from lab/stages.py; the methods beyond PPO appear
@@ -120,7 +121,7 @@ def quick_start_state() -> dict:
 
 
 def quick_start(runs_root, owner: str | None = None):
-    """Start the quick-start PPO run (settings owned by the PPO page's lab/ppo_view.py)."""
-    from lab import ppo_view
+    """Start the quick-start PPO run (settings owned by the PPO page's lab/views/ppo.py)."""
+    from lab.views import ppo as ppo_view
 
     return ppo_view.quick_start_ppo(runs_root, owner=owner)

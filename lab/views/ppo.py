@@ -38,7 +38,7 @@ def link_settings():
 
 def _named(entry: dict) -> str:
     """A run as choices list it: the student's name for it (if any) and its id."""
-    from lab.runs_view import display_name, read_meta
+    from lab.views.runs import display_name, read_meta
 
     return display_name(entry["run_id"], read_meta(entry["path"]))
 
@@ -187,7 +187,7 @@ def try_prompt(run: Run, prompt: str, max_new_tokens: int | None = None, seed: i
     from core.annotators import gold_utility
     from core.model import join_text, read_lab_json
     from core.preferences import sample_responses
-    from lab import pref_view
+    from lab.views import preferences as pref_view
 
     prompt = " ".join((prompt or "").split())
     if not prompt:

@@ -17,7 +17,7 @@ MODES = ("simulated annotator", "label pairs myself", "import a file")
 
 def _named(entry: dict) -> str:
     """A run as choices list it: the student's name for it (if any) and its id."""
-    from lab.runs_view import display_name, read_meta
+    from lab.views.runs import display_name, read_meta
 
     return display_name(entry["run_id"], read_meta(entry["path"]))
 
