@@ -6,7 +6,7 @@ seven elementwise ops, dropout modules with p=0). This module reads the SAME par
 `GPT2Model` (so checkpoints, `save_pretrained` and every HF tool keep working) and computes the same
 function with fused ops: `torch.addmm`, `F.layer_norm`, `F.gelu(approximate="tanh")` (= HF's "gelu_new"), and
 attention written out as three ops (_attend) or, for one decoded token, `F.scaled_dot_product_attention`.
-`tests/test_ppo_loop.py` checks it against the HF forward.
+`tests/core/test_ppo_loop.py` checks it against the HF forward.
 
 Inputs follow the lab's conventions: prompts LEFT-padded, responses RIGHT-padded, attention mask 1 on real
 tokens, position ids = (number of real tokens before) so padding never shifts positions.

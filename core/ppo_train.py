@@ -71,7 +71,7 @@ RATIO_EDGES = [round(0.025 * i, 3) for i in range(81)]
 INSPECT_ROWS = 2
 # Data parallel: with this environment variable set to 1, every rank samples the WHOLE global rollout with the
 # shared generator and keeps its slice: W times the generation work, but the rollout is bit-for-bit the one a
-# single process samples (the check in tests/test_distributed.py). Otherwise each rank samples only its share,
+# single process samples (the check in tests/core/test_distributed.py). Otherwise each rank samples only its share,
 # with a generator of its own (different draws from one process's, the same distribution).
 REPLICATED_ROLLOUT_ENV = "RLHF_LAB_DDP_REPLICATED_ROLLOUT"
 RANK_SEED_STRIDE = 1_000_003

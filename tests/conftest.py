@@ -78,13 +78,13 @@ def pair_file(tmp_path_factory):
     return path
 
 
-# ----------------------------------------------------------------------------- browser tests (tests/test_browser*.py)
+# ----------------------------------------------------------------------------- browser tests (tests/browser/)
 
 @pytest.fixture(scope="session")
 def browser():
     """One headless system Chromium for every browser test: each test opens its own pages, or contexts for
     two students, and closes them. (A launch per module cost seconds on the 2-core CI machine.)"""
-    from tests.browser_support import chromium
+    from tests.browser.support import chromium
 
     with chromium() as b:
         yield b
@@ -95,7 +95,7 @@ def server(tmp_path_factory):
     """`rlhf-lab app --no-browser --port N --runs ROOT`, as a student would start it; shared by the browser
     tests that need no server flags (each finds its own runs by stage, and stops them). Starting the app
     imports torch and Streamlit: one start instead of one per module."""
-    from tests.browser_support import app_server
+    from tests.browser.support import app_server
 
     runs = tmp_path_factory.mktemp("browser") / "runs"
     with app_server(runs) as (url, launched):

@@ -1,4 +1,4 @@
-"""Bodies of the processes that race on one run folder (tests/test_store_safety.py, scripts/probe_store.py).
+"""Bodies of the processes that race on one run folder (tests/core/test_store_safety.py, scripts/probe_store.py).
 A module of its own that imports no torch: a spawned process starts in a fraction of a second."""
 
 from __future__ import annotations

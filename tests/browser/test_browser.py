@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.browser_support import SKIP_WITHOUT_CHROMIUM, open_page, wait_until
+from tests.browser.support import SKIP_WITHOUT_CHROMIUM, open_page, wait_until
 
 # `server` (the app, started as a student would) and `browser` (the system Chromium): tests/conftest.py
 

@@ -8,7 +8,7 @@ from core.config import to_dict
 from core.runs import Run
 from lab import jobs
 from lab.views import ppo as V
-from tests.browser_support import SKIP_WITHOUT_CHROMIUM, app_server, open_page, wait_until
+from tests.browser.support import SKIP_WITHOUT_CHROMIUM, app_server, open_page, wait_until
 
 pytestmark = [*SKIP_WITHOUT_CHROMIUM, pytest.mark.slow]
 pytest.importorskip("playwright.sync_api")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from core.runs import Run, read_jsonl
-from tests.browser_support import SKIP_WITHOUT_CHROMIUM, open_page, wait_until
+from tests.browser.support import SKIP_WITHOUT_CHROMIUM, open_page, wait_until
 
 # `server` (the app, started as a student would) and `browser` (the system Chromium): tests/conftest.py
 
@@ -78,7 +78,7 @@ def test_quick_start_ppo_then_steer_it_live(server, browser):
     button.click()
     page.wait_for_url("**/ppo**", timeout=60000)
     first = wait_until(lambda: chart_points(page, "Reward: proxy"), timeout=240, what="the first live PPO point")
-    # (the server is shared with tests/test_browser.py, so its launch time says nothing about this run)
+    # (the server is shared with tests/browser/test_browser.py, so its launch time says nothing about this run)
     print(f"\nquick-start click -> first live PPO point: {time.monotonic() - clicked:.1f} s")
     run_dir = next(server["runs"].glob("*-ppo"))
     wait_until(lambda: chart_points(page, "Reward: proxy") > first + 1, timeout=60, what="more reward points")

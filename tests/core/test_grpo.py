@@ -237,7 +237,7 @@ def grpo_page(timeout=60):
 
     from streamlit.testing.v1 import AppTest
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     at = AppTest.from_file(str(root / "lab" / "app.py"), default_timeout=timeout)
     at.run()
     at.switch_page(str(Path("..") / "pages" / "5_GRPO_RLOO.py")).run()

@@ -14,7 +14,7 @@ from lab.views import ppo as V
 from lab.cli import build_parser, server_settings
 from lab.cli.common import CLIError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PPO_PAGE = "4_PPO.py"
 
 

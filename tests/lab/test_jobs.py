@@ -12,7 +12,7 @@ from core.config import ConfigError, pretrain_preset
 from core.runs import Run, read_metrics
 from lab import jobs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def tiny_cfg(**overrides):

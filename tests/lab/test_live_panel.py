@@ -17,7 +17,7 @@ from lab import jobs
 from lab.views import ppo as ppo_view
 from lab import live_panel as P
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # stage: (page, a knob, a new value for it that another writer sets)
 STAGES = {"ppo": ("4_PPO.py", "kl_coef", 0.5), "grpo": ("5_GRPO_RLOO.py", "beta", 0.2),
           "dpo": ("6_DPO.py", "beta", 0.3)}

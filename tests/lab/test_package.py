@@ -12,7 +12,7 @@ import pytest
 
 from core.resources import package_folder
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOT_SOURCE = shutil.ignore_patterns(".git", ".venv*", "runs", "build", "dist", "*.egg-info", "__pycache__",
                                     ".pytest_cache", ".peer", ".notes", "tmp")
 

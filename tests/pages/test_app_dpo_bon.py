@@ -15,7 +15,7 @@ from core.session import drive
 from lab import live_panel
 from lab.views import bon as bon_view, dpo as dpo_view
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "lab" / "app.py"
 
 

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from core.runs import Run, list_runs, read_jsonl
 from lab import jobs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "lab" / "app.py"
 MY_PAGES = ["0_Home", "1_Pretrain", "2_Preferences", "3_Reward_model", "9_Compare_runs"]
 TIMEOUT = 60  # seconds per script run: the first one imports torch and transformers

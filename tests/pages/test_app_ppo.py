@@ -13,7 +13,7 @@ from core.runs import Run, read_json, read_metrics
 from lab import jobs, live_panel
 from lab.views import ppo as V
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PPO_PAGE = str(ROOT / "pages" / "4_PPO.py")
 W2S_PAGE = str(ROOT / "pages" / "8_Weak_to_strong.py")
 

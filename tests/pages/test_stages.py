@@ -5,7 +5,7 @@ from pathlib import Path
 from lab import stages
 from lab.views import home as home_view
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_page_file_is_a_stage_with_its_number():
