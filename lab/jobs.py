@@ -38,6 +38,18 @@ class JobError(RuntimeError):
     """A job the app refuses (double start, stage not built yet, another student's run)."""
 
 
+MAX_UPLOAD_MB = 20  # the app's upload limit: the server's (rlhf-lab app) and every file widget's
+
+
+def upload_limit_mb() -> int:
+    """For st.file_uploader(max_upload_size=...) and Streamlit's --server.maxUploadSize: whole megabytes, at least 1
+    (the browser refuses bigger files before they are sent; ui.read_upload checks again on the server). Here, not in
+    lab/ui.py, so that `rlhf-lab app` reads it without importing the Streamlit helpers."""
+    import math
+
+    return max(1, math.ceil(MAX_UPLOAD_MB))
+
+
 @dataclass(frozen=True)
 class Stage:
     """One row of the job contract: where a stage's config and generator live."""

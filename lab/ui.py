@@ -9,7 +9,6 @@ an `owner` id, and jobs.start refuses only a second start by the *same* owner.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import sys
 import uuid
@@ -24,7 +23,6 @@ from lab import classroom, glossary, jobs
 from lab.views import runs as runs_view
 
 LIVE_EVERY_S = 1.0  # live charts redraw about once a second
-MAX_UPLOAD_MB = 20
 STATE_COLORS = {"queued": "gray", "running": "blue", "paused": "orange", "done": "green", "failed": "red",
                 "stopped": "violet", "corrupt": "red"}
 
@@ -428,18 +426,12 @@ def next_step(stage: str, run_dir, status: dict) -> None:
 
 # ----------------------------------------------------------------------------- uploads
 
-def upload_limit_mb() -> int:
-    """For st.file_uploader(max_upload_size=...): whole megabytes, at least 1 (the browser refuses
-    bigger files before they are sent; read_upload checks again on the server)."""
-    return max(1, math.ceil(MAX_UPLOAD_MB))
-
-
 def read_upload(uploaded, what: str = "file", max_mb: float | None = None) -> bytes | None:
     """The bytes of an uploaded file after the checks every upload needs; None (with a message) when
     it is empty or too large. Content checks (binary, malformed) belong to the core parser."""
     if uploaded is None:
         return None
-    max_mb = MAX_UPLOAD_MB if max_mb is None else max_mb
+    max_mb = jobs.MAX_UPLOAD_MB if max_mb is None else max_mb
     data = uploaded.getvalue()
     if not data:
         st.error(f"The {what} {uploaded.name!r} is empty.")

@@ -23,7 +23,7 @@ with corpus_col:
     source = st.radio("Train on", ["synthetic reviews (built in)", "my own text file"], horizontal=True)
     if source == "my own text file":
         upload = st.file_uploader("UTF-8 text, one document a line", type=["txt", "text", "csv", "md"],
-                                  max_upload_size=ui.upload_limit_mb())
+                                  max_upload_size=jobs.upload_limit_mb())
         data = ui.read_upload(upload, "corpus file")
         if data is not None:
             try:

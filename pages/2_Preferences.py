@@ -40,7 +40,7 @@ elif mode == "label pairs myself":
     pairs = st.number_input("Pairs to prepare for you", min_value=4, max_value=2000, value=30)
 elif mode == "import a file":
     upload = st.file_uploader("Pairs as .jsonl or .csv with prompt, chosen, rejected", type=["jsonl", "json", "csv"],
-                              max_upload_size=ui.upload_limit_mb())
+                              max_upload_size=jobs.upload_limit_mb())
     data = ui.read_upload(upload, "preference file")
     if data is not None:
         try:

@@ -30,7 +30,7 @@ if source == "a preference run":
                 "upload a file.")
 else:
     upload = st.file_uploader("Pairs as .jsonl or .csv with prompt, chosen, rejected", type=["jsonl", "json", "csv"],
-                              max_upload_size=ui.upload_limit_mb(), key="rm_upload")
+                              max_upload_size=jobs.upload_limit_mb(), key="rm_upload")
     data = ui.read_upload(upload, "preference file")
     if data is not None:
         try:

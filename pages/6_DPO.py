@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.config import dpo_preset
 from lab.views import dpo as V
-from lab import live_panel, stages, ui
+from lab import jobs, live_panel, stages, ui
 from lab.views import preferences as P
 
 STAGE = "dpo"
@@ -39,7 +39,7 @@ with start_col:
                     "annotator labels 2000 pairs in a minute), or upload a file.")
     else:
         upload = st.file_uploader("Pairs as .jsonl or .csv with prompt, chosen, rejected",
-                                  type=["jsonl", "json", "csv"], max_upload_size=ui.upload_limit_mb(), key="dpo/upload")
+                                  type=["jsonl", "json", "csv"], max_upload_size=jobs.upload_limit_mb(), key="dpo/upload")
         data = ui.read_upload(upload, "preference file")
         if data is not None:
             try:

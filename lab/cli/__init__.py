@@ -52,7 +52,7 @@ def cmd_app(args) -> int:
 
     from streamlit.web import cli as stcli
 
-    from lab.ui import upload_limit_mb
+    from lab.jobs import upload_limit_mb
 
     if not 1 <= args.port <= 65535:
         raise CLIError(f"--port must be in [1, 65535], got {args.port}")

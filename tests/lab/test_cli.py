@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 from lab.cli import main
 from core.runs import Run, read_metrics
@@ -35,3 +36,26 @@ def test_cli_bad_input(tmp_path, capsys):
 def test_console_script_help():
     result = subprocess.run([sys.executable, "-m", "lab.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "pretrain" in result.stdout
+
+
+def test_the_layout_keeps_its_direction():
+    """Every import, at the top or inside a function: core/ imports neither Streamlit nor lab; the CLI imports no
+    Streamlit helper of the app (`rlhf-lab app` loaded lab.ui for its upload limit); no view imports a CLI module
+    (dpo_view imported lab.cli_dpo, one of issue 22's cycles)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2]
+
+    def imports(folder: str):
+        for path in (root / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    yield path, node.module
+                elif isinstance(node, ast.Import):
+                    yield from ((path, alias.name) for alias in node.names)
+
+    bad = [(p.relative_to(root), m) for p, m in imports("core") if m.split(".")[0] in ("streamlit", "lab")]
+    bad += [(p.relative_to(root), m) for p, m in imports("lab/cli") if m in ("lab.ui", "lab.live_panel")
+            or m.startswith("lab.views")]
+    bad += [(p.relative_to(root), m) for p, m in imports("lab/views") if m.startswith("lab.cli")]
+    assert not bad, bad

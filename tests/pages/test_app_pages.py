@@ -324,9 +324,9 @@ def test_the_run_picker_follows_a_run_chosen_after_it_was_drawn(runs):
 
 
 def test_a_too_large_upload_is_refused_with_its_size(runs, monkeypatch):
-    import lab.ui
+    import lab.jobs
 
-    monkeypatch.setattr(lab.ui, "MAX_UPLOAD_MB", 0.001)  # ~1 KB, so the test needs no 20 MB file
+    monkeypatch.setattr(lab.jobs, "MAX_UPLOAD_MB", 0.001)  # ~1 KB, so the test needs no 20 MB file
     at = open_page("1_Pretrain")
     at.radio[0].set_value("my own text file").run()
     at.file_uploader[0].set_value(("big.txt", b"a fine review of a fine thing\n" * 100, "text/plain")).run()
