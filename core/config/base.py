@@ -249,3 +249,26 @@ class TrainingConfig(StageConfig):
     precision: str = "auto"
     """Matmul precision: auto (bf16 autocast where it is faster: CUDA with bf16, or a CPU with native bf16 matmuls),
     fp32, or bf16. Weights, optimizer state, log-probs and losses stay fp32 (core/precision.py)."""
+
+
+@dataclass
+class OnlineConfig(TrainingConfig):
+    """An online RL stage (PPO, GRPO/RLOO): it samples responses from its policy and scores them with a reward model
+    every iteration; the fields of that loop, once."""
+
+    policy: str = "small"
+    """The starting policy and the frozen reference: a shipped name, a checkpoint folder or a run folder."""
+    reward: str = "reward"
+    """The reward model (proxy): a shipped name, a checkpoint folder or a reward run folder."""
+    profile: str = "positive"
+    """Gold annotator profile for objective/gold (the hidden utility the student compares with the proxy)."""
+    iterations: int = 30
+    """Iterations: one rollout batch and its updates each."""
+    batch_size: int = 64
+    """Responses per iteration (GRPO: prompts x group_size)."""
+    prompt_length: int = 8
+    """Longest prompt in tokens (prompts are cut to this; <bos> counts)."""
+    response_length: int = 24
+    """Most tokens generated per response."""
+    stop_at_eos: bool = True
+    """Stop a response at <eos> (False: always generate response_length tokens, as TRL's benchmark does)."""

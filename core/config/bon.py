@@ -4,16 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core.config.base import (
-    PROFILE_CHOICES,
-    ConfigError,
-    TrainingConfig,
-    check_choice,
-    check_finite,
-    check_int,
-    check_positive,
-    from_preset,
-)
+from core.config.base import (PROFILE_CHOICES, ConfigError, TrainingConfig, check_choice, check_finite, check_int,
+                               check_positive, from_preset)
 
 
 @dataclass

@@ -4,19 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.config.base import (
-    PROFILE_CHOICES,
-    ConfigError,
-    TrainingConfig,
-    check_choice,
-    check_finite,
-    check_int,
-    check_non_negative,
-    check_positive,
-    check_range,
-    from_preset,
-    live,
-)
+from core.config.base import (PROFILE_CHOICES, ConfigError, TrainingConfig, check_choice, check_finite, check_int,
+                               check_non_negative, check_positive, check_range, from_preset, live)
 
 DPO_LOSSES = ("sigmoid", "ipo")
 

@@ -1,16 +1,12 @@
-"""The config of the reward-KL frontier sweep: its dataclass, presets and checks (the shared fields and limits: base.py)."""
+"""The config of the reward-KL frontier sweep: its dataclass, presets and checks.
+
+The fields and checks every stage shares are in base.py."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core.config.base import (
-    ConfigError,
-    StageConfig,
-    check_choice,
-    check_int,
-    from_preset,
-)
+from core.config.base import ConfigError, StageConfig, check_choice, check_int, from_preset
 from core.config.ppo import PRESET_PPO
 
 FRONTIER_METHODS = ("ppo", "grpo", "rloo", "dpo", "bon")

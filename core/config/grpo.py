@@ -4,17 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.config.base import (
-    ConfigError,
-    TrainingConfig,
-    check_choice,
-    check_int,
-    check_non_negative,
-    check_positive,
-    check_range,
-    from_preset,
-    live,
-)
+from core.config.base import (ConfigError, OnlineConfig, check_choice, check_int, check_non_negative, check_positive,
+                               check_range, from_preset, live)
 from core.config.ppo import KL_ESTIMATORS
 
 GRPO_ADVANTAGES = ("grpo", "rloo")
@@ -27,33 +18,17 @@ LOSS_AVERAGING = ("token", "sequence")
 
 
 @dataclass
-class GRPOConfig(TrainingConfig):
+class GRPOConfig(OnlineConfig):
     """GRPO or RLOO fine-tuning: a group of responses per prompt, no critic (core/grpo.py)."""
 
     preset: str = "small"
     """Size preset: tiny (tests), small (the CPU default) or gpu."""
-    policy: str = "small"
-    """The starting policy and the frozen reference: a shipped name, a checkpoint folder or a run folder."""
-    reward: str = "reward"
-    """The reward model (proxy): a shipped name, a checkpoint folder or a reward run folder."""
-    profile: str = "positive"
-    """Gold annotator profile for objective/gold."""
     advantage: str = "grpo"
     """grpo: (score - group mean) / group std; rloo: score - mean of the OTHER responses of the group."""
     scale_advantages: bool = True
     """GRPO only: divide by the group's std (False = Dr. GRPO's unscaled advantage)."""
-    iterations: int = 30
-    """Iterations (one batch of groups + its updates each)."""
-    batch_size: int = 64
-    """Responses per iteration = prompts per iteration x group_size."""
     group_size: int = 8
     """G: responses sampled per prompt; must be >= 2 and divide batch_size."""
-    prompt_length: int = 8
-    """Longest prompt in tokens (<bos> counts)."""
-    response_length: int = 24
-    """Most tokens generated per response."""
-    stop_at_eos: bool = True
-    """Stop a response at <eos> (False: always generate response_length tokens, as TRL's benchmark does)."""
     epochs: int = 1
     """Passes over each batch (GRPO's mu)."""
     minibatches: int = 2

@@ -1,4 +1,6 @@
-"""The config of the GPT-2 shapes of the size presets: its dataclass, presets and checks (the shared fields and limits: base.py)."""
+"""The config of the GPT-2 shapes of the size presets: its dataclass, presets and checks.
+
+The fields and checks every stage shares are in base.py."""
 
 from __future__ import annotations
 

@@ -4,17 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.config.base import (
-    ConfigError,
-    TrainingConfig,
-    check_choice,
-    check_int,
-    check_non_negative,
-    check_positive,
-    check_range,
-    from_preset,
-    live,
-)
+from core.config.base import (ConfigError, OnlineConfig, check_choice, check_int, check_non_negative, check_positive,
+                               check_range, from_preset, live)
 
 KL_ESTIMATORS = ("k1", "k3")
 
@@ -23,29 +14,13 @@ VALUE_MODELS = ("separate", "shared")
 
 
 @dataclass
-class PPOConfig(TrainingConfig):
+class PPOConfig(OnlineConfig):
     """PPO fine-tuning of the policy against a reward model, with a KL penalty to the base model."""
 
     preset: str = "small"
     """Size preset: tiny (tests), small (the CPU default) or gpu."""
-    policy: str = "small"
-    """The starting policy and the frozen reference: a shipped name, a checkpoint folder or a run folder."""
-    reward: str = "reward"
-    """The reward model (proxy): a shipped name, a checkpoint folder or a reward run folder."""
     value_model: str = "separate"
     """separate: a critic initialised from the reward model (InstructGPT); shared: a value head on the policy."""
-    profile: str = "positive"
-    """Gold annotator profile for objective/gold (the hidden utility the student compares with the proxy)."""
-    iterations: int = 30
-    """PPO iterations (one rollout batch + its updates each)."""
-    batch_size: int = 64
-    """Prompts (and responses) per rollout."""
-    prompt_length: int = 8
-    """Longest prompt in tokens (prompts are cut to this; <bos> counts)."""
-    response_length: int = 24
-    """Most tokens generated per response."""
-    stop_at_eos: bool = True
-    """Stop a response at <eos> (False: always generate response_length tokens, as TRL's benchmark does)."""
     ppo_epochs: int = 4
     """Passes over each rollout batch."""
     minibatches: int = 4

@@ -1,17 +1,13 @@
-"""The config of stage 2, preference collection: its dataclass, presets and checks (the shared fields and limits: base.py)."""
+"""The config of stage 2, preference collection: its dataclass, presets and checks.
+
+The fields and checks every stage shares are in base.py."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
-from core.config.base import (
-    ConfigError,
-    StageConfig,
-    check_choice,
-    check_int,
-    check_range,
-)
+from core.config.base import ConfigError, StageConfig, check_choice, check_int, check_range
 from core.config.model import PRESETS
 
 ANNOTATORS = ("simulated", "human")

@@ -5,15 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from core.config.base import (
-    ConfigError,
-    TrainingConfig,
-    check_choice,
-    check_non_negative,
-    check_positive,
-    check_range,
-    from_preset,
-)
+from core.config.base import (ConfigError, TrainingConfig, check_choice, check_non_negative, check_positive,
+                               check_range, from_preset)
 from core.config.model import PRESETS, ModelConfig, preset_model
 
 

@@ -1,18 +1,13 @@
-"""The config of stage 3, the reward model: its dataclass, presets and checks (the shared fields and limits: base.py)."""
+"""The config of stage 3, the reward model: its dataclass, presets and checks.
+
+The fields and checks every stage shares are in base.py."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.config.base import (
-    ConfigError,
-    TrainingConfig,
-    check_choice,
-    check_int,
-    check_non_negative,
-    check_positive,
-    check_range,
-)
+from core.config.base import (ConfigError, TrainingConfig, check_choice, check_int, check_non_negative, check_positive,
+                               check_range)
 from core.config.model import PRESETS
 
 

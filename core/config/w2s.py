@@ -1,17 +1,12 @@
-"""The config of weak-to-strong supervision: its dataclass, presets and checks (the shared fields and limits: base.py)."""
+"""The config of weak-to-strong supervision: its dataclass, presets and checks.
+
+The fields and checks every stage shares are in base.py."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.config.base import (
-    ConfigError,
-    TrainingConfig,
-    check_choice,
-    check_positive,
-    check_range,
-    from_preset,
-)
+from core.config.base import ConfigError, TrainingConfig, check_choice, check_positive, check_range, from_preset
 
 W2S_TASKS = ("classify", "preference")
 

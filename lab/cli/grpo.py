@@ -8,17 +8,8 @@
 
 from __future__ import annotations
 
-from core.config import (
-    GRPO_ADVANTAGES,
-    KL_PLACES,
-    LOSS_AVERAGING,
-    PRECISION_HELP,
-    PRECISIONS,
-    PRESET_GRPO,
-    GRPOConfig,
-    grpo_preset,
-    to_dict,
-)
+from core.config import (GRPO_ADVANTAGES, KL_PLACES, LOSS_AVERAGING, PRECISION_HELP, PRECISIONS, PRESET_GRPO,
+                          GRPOConfig, grpo_preset, to_dict)
 from core.runs import Run
 from core.session import check_live_value, initial_control
 from lab.cli.resume import claim, resume_config

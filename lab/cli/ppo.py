@@ -9,15 +9,7 @@
 from __future__ import annotations
 
 from core import distributed
-from core.config import (
-    PRECISION_HELP,
-    PRECISIONS,
-    PRESET_PPO,
-    PPOConfig,
-    ppo_preset,
-    resolve_device,
-    to_dict,
-)
+from core.config import PRECISION_HELP, PRECISIONS, PRESET_PPO, PPOConfig, ppo_preset, resolve_device, to_dict
 from core.runs import Run
 from core.session import check_live_value, initial_control
 from lab.cli.resume import claim, resume_config

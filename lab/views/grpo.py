@@ -9,8 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.config import GRPOConfig, from_dict, grpo_preset, to_dict
-from core.runs import Run
+from core.config import grpo_preset
 from lab.views import charts_ppo as C
 
 ITERATION = "GRPO/RLOO iteration (count)"
@@ -145,8 +144,3 @@ def group_stats_chart(df: pd.DataFrame) -> go.Figure:
     C._layout(fig, title, ITERATION, "within-group std of scores")
     fig.update_yaxes(rangemode="tozero")
     return fig
-
-
-def run_summary(run: Run) -> dict:
-    """The run's method and its config as a dict (for the page's caption)."""
-    return {"method": describe(run.config), **to_dict(from_dict(GRPOConfig, run.config))}

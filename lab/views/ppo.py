@@ -12,6 +12,7 @@ import dataclasses
 from functools import lru_cache
 from pathlib import Path
 
+from core import settings
 from core.config import ConfigError, PPOConfig
 from core.runs import Run, RunError, list_runs, read_json
 
@@ -197,12 +198,14 @@ def try_prompt(run: Run, prompt: str, max_new_tokens: int | None = None, seed: i
     if not (run.checkpoint_dir / "model.safetensors").exists():
         raise ValueError("this run has no policy checkpoint yet: it writes one every few iterations and at the end")
     config = run.config
+    # the temperature in force (a live knob): what the run samples with now, not what it started with
+    temperature = float(settings.settings_at(run.path).get("temperature", config.get("temperature", 1.0)))
     n_new = int(max_new_tokens or config.get("response_length", 16))
     out = []
     for label, spec in (("base model", str(config.get("policy", "small"))), ("policy", str(run.checkpoint_dir))):
         model, tok = _lm(spec, _stamp(spec))
         gen = torch.Generator().manual_seed(seed)
-        response = sample_responses(model, tok, [prompt], n_new, float(config.get("temperature", 1.0)),
+        response = sample_responses(model, tok, [prompt], n_new, temperature,
                                     batch_size=1, generator=gen)[0]
         if label == "policy":
             label += f" (checkpoint of iteration {read_lab_json(spec).get('iteration', '?')})"

@@ -66,3 +66,30 @@ def test_reward_model_warnings_for_few_pairs_and_below_chance(tmp_path):
     assert "only 3 pair(s)" in few and "42.5%" in chance and "coin flip" in chance
     (ckpt / "lab.json").write_text(json.dumps({"train_pairs": 1800, "val_pairs": 200, "gold_agreement": 0.8}))
     assert pref_view.rm_warnings(str(ckpt)) == []
+
+
+def test_your_own_prompt_samples_at_the_temperature_in_force(tmp_path, monkeypatch):
+    """The PPO page's 'your own prompt' read the temperature from config.json: a run turned to 0.5 mid-run still
+    sampled at its starting 1.0 (a sibling of Compare's labels, issue 22)."""
+    import core.preferences
+    from core.runs import append_jsonl
+    from lab.views import ppo as V
+
+    run = Run.create("ppo", {"temperature": 1.0, "policy": "small", "response_length": 4}, out=tmp_path / "run")
+    run.checkpoint_dir.mkdir()
+    (run.checkpoint_dir / "model.safetensors").write_bytes(b"")
+    run.log_metrics({"step": 1})
+    append_jsonl(run.path / "control_log.jsonl", {"iteration": 2, "time": 1e12, "key": "temperature", "value": 0.5,
+                                                  "accepted": True, "previous": 1.0})
+    used = []
+
+    def sample(model, tok, prompts, n, temperature, **kw):
+        used.append(temperature)
+        raise KeyboardInterrupt  # the temperature is what is checked; scoring would need real models
+
+    monkeypatch.setattr(V, "_lm", lambda spec, stamp: (None, None))
+    monkeypatch.setattr(V, "_stamp", lambda spec: 0.0)
+    monkeypatch.setattr(core.preferences, "sample_responses", sample)
+    with pytest.raises(KeyboardInterrupt):
+        V.try_prompt(run, "the plot")
+    assert used == [0.5]
