@@ -40,27 +40,13 @@ import torch.nn.functional as F
 
 from core import cpu, precision
 from core import gpt2_lean as lean
-from core.config import (
-    ConfigError,
-    DPOConfig,
-    live_knobs,
-    resolve_device,
-    seed_everything,
-)
+from core.config import ConfigError, DPOConfig, live_knobs, resolve_device, seed_everything
 
 # the evaluation prompts' stream, sampling seed and prompt cut of `rlhf-lab eval`: DPO's evaluation points and
 # best-of-n are scored on the same prompts, with the same draws, as every other method
 from core.evaluate import PROMPT_LENGTH, Judges, evaluate_policy, evaluation_prompts
-from core.model import (
-    CheckpointError,
-    join_text,
-    load_lm,
-    load_scorer,
-    no_dropout,
-    require_model,
-    resolve_checkpoint,
-    save_checkpoint,
-)
+from core.model import (CheckpointError, join_text, load_lm, load_scorer, no_dropout, require_model, resolve_checkpoint,
+                        save_checkpoint)
 from core.ppo_train import load_optimizer_state, make_optimizer, save_trainer_state
 from core.precision import autocast
 from core.preferences import PreferenceError, load_preferences
@@ -305,11 +291,6 @@ def check_inputs(cfg: DPOConfig) -> dict:
         rows, info = load_preferences(cfg.preferences)
     except PreferenceError as e:
         raise PreferenceError(f"DPOConfig.preferences: {e}") from None
-    distinct = len({(r.get("prompt"), r.get("chosen"), r.get("rejected")) for r in rows})
-    if distinct < MIN_DISTINCT_PAIRS:  # 64 copies of one pair trained silently to "train accuracy 1.00"
-        raise PreferenceError(f"DPOConfig.preferences: its {len(rows)} pairs are only {distinct} distinct one(s); DPO "
-                              f"would memorise them and its train accuracy would say nothing; give at least "
-                              f"{MIN_DISTINCT_PAIRS} different pairs (e.g. `rlhf-lab preferences --out runs/prefs`)")
     for field, spec, kind in (("policy", cfg.policy, "lm"), ("ref", cfg.ref, "lm"), ("reward", cfg.reward, "reward")):
         if spec is not None:
             require_model(spec, kind, f"DPOConfig.{field}")
@@ -320,6 +301,15 @@ def check_inputs(cfg: DPOConfig) -> dict:
                               "all three models must come from the same pretraining run")
     n_ctx = json.loads((resolve_checkpoint(cfg.policy) / "config.json").read_text()).get("n_positions", 1024)
     tokenize_pairs(tok, rows, n_ctx)
+    # after the per-pair checks (a pair that cannot be used is named first): a file of copies trains silently to
+    # "train accuracy 1.00" (64 copies of one pair did)
+    distinct = len({(r.get("prompt"), r.get("chosen"), r.get("rejected")) for r in rows})
+    if distinct < MIN_DISTINCT_PAIRS:
+        held = (f"holds only {distinct} pair(s)" if distinct == len(rows) else
+                f"holds {len(rows)} pairs but only {distinct} distinct one(s)")
+        raise PreferenceError(f"DPOConfig.preferences: the preference set {held}; DPO would memorise them and its train "
+                              f"accuracy would say nothing; give at least {MIN_DISTINCT_PAIRS} different pairs "
+                              "(e.g. `rlhf-lab preferences --out runs/prefs`)")
     return {"pairs": len(rows), "profile": cfg.profile or info.get("profile") or "positive"}
 
 

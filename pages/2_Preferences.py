@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from lab import jobs, stages, ui
+from lab import jobs, preferences_page, stages, ui
 from lab.views import charts
 from lab.views import preferences as view
 
@@ -116,55 +116,10 @@ def show_progress(run_dir):
 show_progress(run_dir)
 
 
-def record(run_dir, pair_id, choice):
-    """Button callback: the label is on disk before the fragment redraws with the next pair."""
-    try:
-        preferences.record_choice(run_dir, pair_id, choice)
-    except preferences.AlreadyLabelled as e:
-        st.session_state["label_message"] = f"{e} (labelled in another tab?)"
-
-
-@st.fragment
-def labelling(run_dir):
-    """One pair at a time; each click is written to disk before the next pair shows."""
-    progress = preferences.labelling_progress(run_dir)
-    done = progress["labelled"] + progress["ties"] + progress["skipped"]
-    st.progress(done / max(1, progress["total"]),
-                text=f"{done} of {progress['total']} decided · {progress['labelled']} labelled · "
-                     f"{progress['ties']} ties · {progress['skipped']} skipped")
-    share, judged, _ = charts.gold_agreement(view.dataset(run_dir))
-    ui.metric(st, "labels agreeing with the hidden gold", share, "{:.0%}")
-    if share is not None:
-        st.caption(f"You agreed with the hidden gold annotator on {share:.0%} of your {judged} labels that have a "
-                   "right answer (the chart below counts the same pairs).")
-    pair = preferences.next_unlabeled(run_dir)
-    if pair is None:
-        st.success("Every pair has a decision. Train a reward model on them on the Reward model page.")
-    else:
-        show_pair(run_dir, pair, progress)
-    show_dataset(run_dir)
-
-
-def show_pair(run_dir, pair, progress):
-    st.markdown(f"**Prompt:** {pair['prompt']}")
-    a_col, b_col = st.columns(2)
-    a_col.markdown("**A**")
-    a_col.info(pair["prompt"] + " " + pair["a"])
-    b_col.markdown("**B**")
-    b_col.info(pair["prompt"] + " " + pair["b"])
-    buttons = st.columns(4)
-    for col, (choice, label) in zip(buttons, [("a", "A is better"), ("b", "B is better"), ("tie", "Tie"),
-                                              ("skip", "Skip")]):
-        col.button(label, key=f"label/{choice}", width="stretch", type="primary" if choice in "ab" else "secondary",
-                   on_click=record, args=(run_dir, pair["id"], choice))
-    if st.session_state.get("label_message"):
-        st.warning(st.session_state.pop("label_message"))
-
-
 if human:
     st.subheader("Label pairs")
     if jobs.status(run_dir)["state"] == "done":
-        labelling(run_dir)
+        preferences_page.labelling(run_dir, show_dataset)
     else:
         st.caption("The pairs appear here when the base model has written them.")
 

@@ -244,7 +244,7 @@ def test_dpo_refuses_a_file_of_copies_of_one_pair(tiny_base, tiny_rm, tmp_path, 
     assert main(["dpo", "--preset", "tiny", "--preferences", str(pairs), "--policy", str(tiny_base), "--reward",
                  str(tiny_rm), "--device", "cpu", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
-    assert "64 pairs are only 1 distinct" in err and not (tmp_path / "run").exists()
+    assert "holds 64 pairs but only 1 distinct" in err and not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("stage", STAGES)
