@@ -307,8 +307,8 @@ def check_inputs(cfg: DPOConfig) -> dict:
     if distinct < MIN_DISTINCT_PAIRS:
         held = (f"holds only {distinct} pair(s)" if distinct == len(rows) else
                 f"holds {len(rows)} pairs but only {distinct} distinct one(s)")
-        raise PreferenceError(f"DPOConfig.preferences: the preference set {held}; DPO would memorise them and its train "
-                              f"accuracy would say nothing; give at least {MIN_DISTINCT_PAIRS} different pairs "
+        raise PreferenceError(f"DPOConfig.preferences: the preference set {held}; DPO would memorise them and its "
+                              f"train accuracy would say nothing; give at least {MIN_DISTINCT_PAIRS} different pairs "
                               "(e.g. `rlhf-lab preferences --out runs/prefs`)")
     return {"pairs": len(rows), "profile": cfg.profile or info.get("profile") or "positive"}
 

@@ -27,24 +27,9 @@ from pathlib import Path
 import torch
 
 from core.config import ConfigError
-from core.model import (
-    CheckpointError,
-    decode_responses,
-    load_lm,
-    load_scorer,
-    read_lab_json,
-    require_model,
-    resolve_checkpoint,
-)
-from core.rollout import (
-    encode_prompts,
-    freeze,
-    gold_of,
-    ppo_prompts,
-    response_hidden,
-    sequence_score,
-    token_logprobs,
-)
+from core.model import (CheckpointError, decode_responses, load_lm, load_scorer, read_lab_json, require_model,
+                        resolve_checkpoint)
+from core.rollout import encode_prompts, freeze, gold_of, ppo_prompts, response_hidden, sequence_score, token_logprobs
 from core.tokenizer import same_tokenizer
 
 EVAL_PROMPT_SEED = 90_001   # ppo_prompts(n, seed) stream for evaluation; training runs use their (small) run seeds

@@ -39,35 +39,11 @@ import torch
 
 from core import cpu, precision
 from core.config import ConfigError, GRPOConfig, live_knobs
-from core.model import (
-    decode_responses,
-    load_lm,
-    load_scorer,
-    no_dropout,
-    save_checkpoint,
-)
+from core.model import decode_responses, load_lm, load_scorer, no_dropout, save_checkpoint
 from core.ppo import kl_estimate, masked_mean
-from core.ppo_train import (
-    RATIO_EDGES,
-    load_optimizer_state,
-    make_optimizer,
-    require_models,
-    save_trainer_state,
-)
-from core.rollout import (
-    Models,
-    Rollout,
-    autocast,
-    encode_prompts,
-    evaluation_samples,
-    freeze,
-    gold_of,
-    ppo_prompts,
-    response_hidden,
-    rollout,
-    token_logprobs,
-    trim_left_padding,
-)
+from core.ppo_train import RATIO_EDGES, load_optimizer_state, make_optimizer, require_models, save_trainer_state
+from core.rollout import (Models, Rollout, autocast, encode_prompts, evaluation_samples, freeze, gold_of, ppo_prompts,
+                          response_hidden, rollout, token_logprobs, trim_left_padding)
 from core.runs import Run
 from core.session import NonFiniteLoss, Session
 from core.tokenizer import same_tokenizer

@@ -28,39 +28,11 @@ import torch
 
 from core import distributed, precision
 from core.config import ConfigError, PPOConfig, live_knobs
-from core.model import (
-    decode_responses,
-    load_lm,
-    load_scorer,
-    no_dropout,
-    require_model,
-    save_checkpoint,
-)
-from core.ppo import (
-    AdaptiveKLController,
-    FixedKLController,
-    gae,
-    masked_mean,
-    policy_loss,
-    shaped_rewards,
-    value_loss,
-    whiten,
-)
-from core.rollout import (
-    Models,
-    Rollout,
-    autocast,
-    encode_prompts,
-    evaluation_samples,
-    freeze,
-    gold_of,
-    ppo_prompts,
-    response_hidden,
-    rollout,
-    token_logprobs,
-    token_values,
-    trim_left_padding,
-)
+from core.model import decode_responses, load_lm, load_scorer, no_dropout, require_model, save_checkpoint
+from core.ppo import (AdaptiveKLController, FixedKLController, gae, masked_mean, policy_loss, shaped_rewards,
+                      value_loss, whiten)
+from core.rollout import (Models, Rollout, autocast, encode_prompts, evaluation_samples, freeze, gold_of, ppo_prompts,
+                          response_hidden, rollout, token_logprobs, token_values, trim_left_padding)
 from core.runs import Run
 from core.session import NonFiniteLoss, Session
 from core.tokenizer import same_tokenizer

@@ -136,6 +136,6 @@ def runs_section(root: Path) -> None:
         chosen = st.multiselect("Runs", ids, default=ids[:6], key="ppo/overopt_runs")
         # labelled by what each run really used (core/settings.py): "λ 0.05→0.3" when λ was turned mid-run
         labels = compare.legend_labels([root / run_id for run_id in chosen])
-        frames = {run_id if labels[run_id] == run_id else f"{run_id} ({labels[run_id]})": ui.metrics_frame(root / run_id)
-                  for run_id in chosen}
+        shown = {run_id: run_id if labels[run_id] == run_id else f"{run_id} ({labels[run_id]})" for run_id in chosen}
+        frames = {shown[run_id]: ui.metrics_frame(root / run_id) for run_id in chosen}
         ui.chart(C.overoptimization_chart(frames), C.CAPTIONS["overoptimization"], key="ppo/chart/overopt")

@@ -43,7 +43,8 @@ def copy_table(results: dict) -> pd.DataFrame | None:
         s = results.get("students", {}).get(name)
         if s:
             rows.append({"student": name, "supervisor's test errors (all seeds)": s.get("weak_errors"),
-                         "copied (all seeds)": s.get("copied_errors"), "corrected (all seeds)": s.get("corrected_errors"),
+                         "copied (all seeds)": s.get("copied_errors"),
+                         "corrected (all seeds)": s.get("corrected_errors"),
                          "new errors, broke a right answer (all seeds)": s.get("new_errors"),
                          "agreement with the supervisor (mean)": s.get("agreement_with_weak")})
     return pd.DataFrame(rows) if rows else None
