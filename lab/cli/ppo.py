@@ -82,6 +82,7 @@ def cmd_ppo(args) -> int:
     # Under torchrun: every rank trains; rank 0 alone owns the run folder (and control.json), the others
     # follow its broadcasts inside train_ppo.
     dd = distributed.init(resolve_device(cfg.device).type)
+    distributed.check_divisible(cfg.batch_size, dd, "PPOConfig.batch_size")  # before a run folder exists
     if not dd.is_main:
         return distributed.follow(train_ppo(cfg, None), dd)
     if args.resume:

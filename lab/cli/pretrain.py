@@ -34,6 +34,7 @@ def cmd_pretrain(args) -> int:
     cfg.validate()
     docs = load_text_file(args.corpus) if args.corpus else None  # fail on a bad file before a run exists
     dd = distributed.init(resolve_device(cfg.device).type)
+    distributed.check_divisible(cfg.batch_size, dd, "PretrainConfig.batch_size")  # before a run folder exists
     if not dd.is_main:  # under torchrun: ranks > 0 train their slice; rank 0 owns the run folder
         return distributed.follow(pretrain(cfg, None, docs=docs), dd)
     run = Run.create("pretrain", to_dict(cfg), out=args.out, root=args.runs)

@@ -62,13 +62,6 @@ def test_ddp_pretraining_matches_single_process(tmp_path):
     assert a["lm/loss"].iloc[-1] < a["lm/loss"].iloc[0] - 0.3
 
 
-def test_ddp_rejects_indivisible_batch(tmp_path):
-    r = torchrun(["pretrain", "--preset", "tiny", "--steps", "2", "--batch", "15", "--device", "cpu",
-                  "--out", str(tmp_path / "x")], tmp_path)
-    assert r.returncode != 0
-    assert "not divisible by the world size 2" in r.stderr + r.stdout
-
-
 def test_ddp_ppo_matches_single_process(tmp_path):
     """2 gloo ranks vs 1 process, same global batch of 32 prompts, 3 PPO iterations on the shipped weak policy
     and RM (tiny preset: 2 epochs x 2 minibatches).
@@ -103,13 +96,6 @@ def test_ddp_ppo_matches_single_process(tmp_path):
         assert sum(abs(x - y) for x, y in zip(ca, cb)) <= 0.01 * sum(ca), (ca, cb)
     assert not list((tmp_path / "ddp").glob("*rank*"))  # one run folder, written by rank 0 only
     assert (ddp / "checkpoint" / "config.json").exists()
-
-
-def test_ddp_ppo_rejects_indivisible_batch(tmp_path):
-    r = torchrun(["ppo", "--preset", "tiny", "--policy", "weak", "--iterations", "1", "--device", "cpu",
-                  "--out", str(tmp_path / "x")], tmp_path, nproc=3)  # 32 prompts over 3 ranks
-    assert r.returncode != 0
-    assert "batch_size 32 is not divisible by the world size 3" in r.stderr + r.stdout
 
 
 def reward_pairs(tmp_path, n_pairs=56):
@@ -161,15 +147,6 @@ def test_ddp_reward_matches_single_process(tmp_path, n_pairs):
     assert not (tmp_path / "runs").exists()
 
 
-def test_ddp_reward_rejects_indivisible_batch(tmp_path):
-    prefs, _ = reward_pairs(tmp_path)
-    r = torchrun(["reward", "--preset", "tiny", "--preferences", str(prefs), "--base", "weak", "--batch", "15",
-                  "--device", "cpu", "--out", str(tmp_path / "x")], tmp_path)
-    assert r.returncode != 0
-    assert "RewardConfig.batch_size 15 is not divisible by the world size 2" in r.stderr + r.stdout
-    assert not (tmp_path / "x").exists()  # refused before a run folder was made
-
-
 def _grads_worker(rank, world, init_file, out_dir):
     """One gloo rank: gradient 'rank + 1' everywhere, rank 1 raises the NaN flag."""
     import torch
@@ -201,3 +178,26 @@ def test_all_reduce_grads_averages_and_tells_every_rank_about_a_nan(tmp_path):
         assert got["flags"] == 1.0  # both ranks know that one rank went NaN
         assert torch.equal(got["g0"], torch.full((3,), 1.5))  # mean of 1 and 2
         assert torch.equal(got["g1"], torch.full((2, 2), 1.0))  # mean of 0 (no grad) and 2
+
+
+def test_ddp_refuses_an_indivisible_batch_for_every_stage(tmp_path):
+    """pretrain (15 over 2 ranks), ppo (32 prompts over 3) and reward (15 over 2) refuse by name, before a run folder
+    exists. The three torchruns run at the same time: each only starts, imports and refuses (three in a row cost
+    ~40 s of CI for an early config check)."""
+    prefs, _ = reward_pairs(tmp_path)
+    cases = [(["pretrain", "--preset", "tiny", "--steps", "2", "--batch", "15"], 2,
+              "not divisible by the world size 2"),
+             (["ppo", "--preset", "tiny", "--policy", "weak", "--iterations", "1"], 3,
+              "batch_size 32 is not divisible by the world size 3"),
+             (["reward", "--preset", "tiny", "--preferences", str(prefs), "--base", "weak", "--batch", "15"], 2,
+              "RewardConfig.batch_size 15 is not divisible by the world size 2")]
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+                               "--standalone", "-m", "lab.cli", *args, "--device", "cpu",
+                               "--out", str(tmp_path / f"x{i}")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+             for i, (args, nproc, _) in enumerate(cases)]
+    for i, (proc, (args, _, message)) in enumerate(zip(procs, cases)):
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode != 0 and message in out, (args[0], out[-2000:])
+        assert not (tmp_path / f"x{i}").exists(), args[0]  # refused before a run folder was made
