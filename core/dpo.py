@@ -395,11 +395,10 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
         yield {"step": 0, **base, "params/beta": cfg.beta, "params/lr": cfg.lr, "data/train_pairs": len(train),
                "data/val_pairs": len(val), "data/truncated": train.truncated + val.truncated}
 
-    last_metrics = None
     step = start
     while step < total:
         cfg, action = yield from session.controls(cfg, step, lambda: save_dpo_checkpoint(
-            run, models, optimizer, cfg, step, last_metrics), optimizer)
+            run, models, optimizer, cfg, step, session.last), optimizer)
         if action == "stop":
             return
         if action == "wait":
@@ -424,7 +423,6 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
             metrics.update(evaluate(step, "policy"))
         if last:
             metrics["final"] = True
-        last_metrics = metrics
         due = run is not None and (step % cfg.checkpoint_every == 0 or last)
         yield from session.row(metrics, cfg, (lambda: save_dpo_checkpoint(
             run, models, optimizer, cfg, step, metrics)) if due else None)

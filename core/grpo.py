@@ -273,11 +273,10 @@ def train_grpo(cfg: GRPOConfig, run: Run | None = None):
         for row in evaluation_samples(models, cfg, eval_texts, eval_ids, eval_mask, 0, "base", device):
             run.log_sample(row)
 
-    last_metrics = None
     iteration = start_iteration
     while iteration < cfg.iterations:
         cfg, action = yield from session.controls(cfg, iteration, lambda: save_grpo_checkpoint(
-            run, models, optimizer, cfg, iteration, last_metrics), optimizer)
+            run, models, optimizer, cfg, iteration, session.last), optimizer)
         if action == "stop":
             return
         if action == "wait":
@@ -347,7 +346,6 @@ def train_grpo(cfg: GRPOConfig, run: Run | None = None):
                     run.log_sample(row)
         if last:
             metrics["final"] = True
-        last_metrics = metrics
         due = run is not None and (iteration % cfg.checkpoint_every == 0 or last)
         yield from session.row(metrics, cfg, (lambda: save_grpo_checkpoint(
             run, models, optimizer, cfg, iteration, metrics)) if due else None)

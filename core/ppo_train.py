@@ -350,13 +350,12 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
         for row in evaluation_samples(models, cfg, eval_texts, eval_ids, eval_mask, 0, "base", device):
             run.log_sample(row)
 
-    last_metrics = None
     iteration = start_iteration
     while iteration < cfg.iterations:
         # ---- live controls: applied before the iteration, visible in its params/* metrics
         old = cfg
         cfg, action = yield from session.controls(cfg, iteration, lambda: save_ppo_checkpoint(
-            run, models, optimizer, cfg, iteration, controller.value, last_metrics), optimizer)
+            run, models, optimizer, cfg, iteration, controller.value, session.last), optimizer)
         if cfg.kl_coef != old.kl_coef or cfg.adaptive_kl != old.adaptive_kl or cfg.target_kl != old.target_kl:
             kl_coef = cfg.kl_coef if cfg.kl_coef != old.kl_coef else controller.value
             controller = (AdaptiveKLController(kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
@@ -445,7 +444,6 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
                     run.log_sample(row)
         if last:
             metrics["final"] = True
-        last_metrics = metrics
         due = run is not None and (iteration % cfg.checkpoint_every == 0 or last)
         yield from session.row(metrics, cfg, (lambda: save_ppo_checkpoint(
             run, models, optimizer, cfg, iteration, controller.value, metrics)) if due else None)

@@ -201,7 +201,8 @@ class Session:
             ... the algorithm: one iteration, `metrics` ...
             yield from session.row(metrics, cfg, save if due else None)
 
-    `save()` saves the stage's checkpoint of its current position (the loop's own closure). Under torchrun every
+    `save()` saves the stage's checkpoint of its current position (the loop's own closure; `session.last` is the
+    last metrics row, for the checkpoint a stop saves). Under torchrun every
     rank holds a session; only rank 0's has the run, and it decides (resume, knobs, pause/stop) for all.
     """
 
@@ -213,12 +214,19 @@ class Session:
         self.start = 0
         self.checkpoint_info: dict = {}
         self.saved = {"position": None, "live": self._live(cfg)}
+        self.messages: list[str] = []  # the refusals of the last controls(), for the next metrics row
+        self.last: dict | None = None  # the last metrics row: what a checkpoint saved on stop records
         self._seen: dict = {}
         self._flow = {"paused": False, "stop": False, "step": 0}
         self._step_seen = 0
 
     def _live(self, cfg) -> dict:
         return {k: getattr(cfg, k) for k in self.knobs}
+
+    def _save(self, save, position: int, cfg) -> None:
+        """The stage's checkpoint, and the knobs it holds (what non_finite() compares against)."""
+        save()
+        self.saved = {"position": position, "live": self._live(cfg)}
 
     # ---- resume
 
@@ -281,8 +289,7 @@ class Session:
             if messages:
                 yield {"_status": "running", "step": position, "message": "; ".join(messages)}
             if action == "stop":
-                save()
-                self.saved = {"position": position, "live": self._live(cfg)}
+                self._save(save, position, cfg)
                 yield {"_status": "stopped", "step": position, "message": f"stopped after {unit} {position}"}
             elif action == "wait":
                 if run.status().get("state") != "paused":
@@ -298,12 +305,12 @@ class Session:
     def row(self, metrics: dict, cfg, save=None):
         """Yield the iteration's metrics row (with the refusals of its controls), then save the checkpoint when
         `save` is given: after the row, never before (see the module doc)."""
-        if getattr(self, "messages", None):
+        if self.messages:
             metrics["control/rejected"] = "; ".join(self.messages)
+        self.last = metrics
         yield metrics
         if save is not None:
-            save()
-            self.saved = {"position": metrics["step"], "live": self._live(cfg)}
+            self._save(save, metrics["step"], cfg)
 
     # ---- a non-finite loss
 

@@ -17,7 +17,7 @@ import math
 from core.config import PRECISION_HELP, PRECISIONS, PRESET_DPO, DPOConfig, dpo_preset, to_dict
 from core.runs import Run, read_jsonl
 from core.session import drive
-from core.session import check_live_value, initial_control
+from core.session import initial_control
 from lab.cli.resume import claim, resume_config
 
 FLOW_CONTROLS = ("paused", "stop", "step")
@@ -28,7 +28,6 @@ RESUME_FIXED = (("--preferences", "preferences"), ("--preset", "preset"), ("--po
                 ("--eval-prompts", "eval_prompts"), ("--profile", "profile"), ("--seed", "seed"),
                 ("--device", "device"))
 RESUME_CHANGEABLE = (("--epochs", "epochs"), ("--threads", "threads"), ("--precision", "precision"))
-RESUME_LIVE = (("--beta", "beta"), ("--lr", "lr"))
 
 
 def register(sub) -> None:
@@ -74,7 +73,7 @@ def config_from_args(args) -> DPOConfig:
 def resume_rules():
     from lab.cli.resume import ResumeRules
 
-    return ResumeRules("dpo", DPOConfig, RESUME_FIXED, RESUME_CHANGEABLE, RESUME_LIVE, check_live_value)
+    return ResumeRules("dpo", DPOConfig, RESUME_FIXED, RESUME_CHANGEABLE)
 
 
 def cmd_dpo(args) -> int:

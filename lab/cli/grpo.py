@@ -11,7 +11,7 @@ from __future__ import annotations
 from core.config import (GRPO_ADVANTAGES, KL_PLACES, LOSS_AVERAGING, PRECISION_HELP, PRECISIONS, PRESET_GRPO,
                           GRPOConfig, grpo_preset, to_dict)
 from core.runs import Run
-from core.session import check_live_value, initial_control
+from core.session import initial_control
 from lab.cli.resume import claim, resume_config
 
 # What `--resume` may change (the rules of lab/resume.py, as for PPO and DPO): the length of the run, threads,
@@ -22,7 +22,6 @@ RESUME_FIXED = (("--preset", "preset"), ("--policy", "policy"), ("--reward", "re
                 ("--minibatches", "minibatches"), ("--response-length", "response_length"), ("--profile", "profile"),
                 ("--seed", "seed"), ("--device", "device"))
 RESUME_CHANGEABLE = (("--iterations", "iterations"), ("--threads", "threads"), ("--precision", "precision"))
-RESUME_LIVE = (("--beta", "beta"), ("--clip-eps", "clip_eps"), ("--lr", "lr"), ("--temperature", "temperature"))
 
 
 def register(sub) -> None:
@@ -91,7 +90,7 @@ def config_from_args(args) -> GRPOConfig:
 def resume_rules():
     from lab.cli.resume import ResumeRules
 
-    return ResumeRules("grpo", GRPOConfig, RESUME_FIXED, RESUME_CHANGEABLE, RESUME_LIVE, check_live_value)
+    return ResumeRules("grpo", GRPOConfig, RESUME_FIXED, RESUME_CHANGEABLE)
 
 
 def cmd_grpo(args) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from core import distributed
 from core.config import PRECISION_HELP, PRECISIONS, PRESET_PPO, PPOConfig, ppo_preset, resolve_device, to_dict
 from core.runs import Run
-from core.session import check_live_value, initial_control
+from core.session import initial_control
 from lab.cli.resume import claim, resume_config
 
 # What `--resume` may change: the length of the run, the CPU threads, and the live knobs (which `set` may change
@@ -21,8 +21,6 @@ RESUME_FIXED = (("--preset", "preset"), ("--policy", "policy"), ("--reward", "re
                 ("--response-length", "response_length"), ("--value-model", "value_model"),
                 ("--profile", "profile"), ("--seed", "seed"), ("--device", "device"))
 RESUME_CHANGEABLE = (("--iterations", "iterations"), ("--threads", "threads"), ("--precision", "precision"))
-RESUME_LIVE = (("--kl-coef", "kl_coef"), ("--adaptive-kl", "adaptive_kl"), ("--target-kl", "target_kl"),
-               ("--clip-eps", "clip_eps"), ("--lr", "lr"), ("--temperature", "temperature"))
 
 
 def register(sub) -> None:
@@ -67,7 +65,7 @@ def config_from_args(args) -> PPOConfig:
 def resume_rules():
     from lab.cli.resume import ResumeRules
 
-    return ResumeRules("ppo", PPOConfig, RESUME_FIXED, RESUME_CHANGEABLE, RESUME_LIVE, check_live_value)
+    return ResumeRules("ppo", PPOConfig, RESUME_FIXED, RESUME_CHANGEABLE)
 
 
 def cmd_ppo(args) -> int:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable
 
-from core.config import ConfigError, from_dict, to_dict
+from core.config import ConfigError, from_dict, live_knobs, to_dict
 from core.runs import Run, atomic_write_json
+from core.session import check_live_value
 
 
 @dataclass(frozen=True)
@@ -24,8 +24,11 @@ class ResumeRules:
     config: type                         # its config dataclass
     fixed: tuple                         # (flag, args attribute): define the run, refused
     changeable: tuple                    # (flag, config field): may change (length, threads, precision)
-    live: tuple                          # (flag, config field): live knobs, sent to control.json
-    check_live_value: Callable           # (cfg, key, value) -> cleaned value, or ConfigError
+
+    @property
+    def live(self) -> tuple:
+        """(flag, config field) of each live knob (the fields core/config/ marks live): sent to control.json."""
+        return tuple((f"--{k.replace('_', '-')}", k) for k in live_knobs(self.config))
 
 
 def resume_config(args, rules: ResumeRules):
@@ -48,7 +51,7 @@ def resume_config(args, rules: ResumeRules):
     live, checked = {}, cfg
     for _, key in rules.live:
         if getattr(args, key) is not None:
-            live[key] = rules.check_live_value(checked, key, getattr(args, key))
+            live[key] = check_live_value(checked, key, getattr(args, key))  # the trainer's own check
             checked = dataclasses.replace(checked, **{key: live[key]})  # the knobs are checked together
     return run, cfg, live
 

@@ -59,3 +59,21 @@ def test_the_layout_keeps_its_direction():
             or m.startswith("lab.views")]
     bad += [(p.relative_to(root), m) for p, m in imports("lab/views") if m.startswith("lab.cli")]
     assert not bad, bad
+
+
+def test_every_live_knob_is_a_resume_flag_of_its_command():
+    """`--resume` derives its knob flags from the fields core/config/ marks live (no list kept by hand): each must be
+    a flag of the stage's command, or a resume would fail on it."""
+    from core.config import live_knobs
+    from lab.cli import build_parser
+    from lab.cli import dpo, grpo, ppo
+
+    parser = build_parser()
+    for module, argv in ((ppo, ["ppo"]), (grpo, ["grpo"]), (dpo, ["dpo"])):
+        args = parser.parse_args(argv)
+        rules = module.resume_rules()
+        assert [k for _, k in rules.live] == list(live_knobs(rules.config))
+        assert all(hasattr(args, key) for _, key in rules.live), argv
+        flags = {a for action in parser._subparsers._group_actions[0].choices[argv[0]]._actions
+                 for a in action.option_strings}
+        assert {flag for flag, _ in rules.live} <= flags, argv
