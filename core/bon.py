@@ -1,19 +1,24 @@
 """Best-of-n: sample n responses per prompt from the base model, keep the one the reward model scores highest.
 
 No training at all, and a strong baseline for every RL method (Stiennon et al. 2020; Gao et al. 2022 use it to
-measure reward over-optimisation). Its policy pi_n has a known distance from the base model (Stiennon et al.
-2020, appendix G.3; Beirami et al. 2024, https://arxiv.org/abs/2401.01879, prove it is an upper bound, exact
-when no two responses tie in reward):
+measure reward over-optimisation). Its policy pi_n has a closed-form bound on its distance from the base model
+(Stiennon et al. 2020, appendix G.3; Beirami et al. 2024, https://arxiv.org/abs/2401.01879, prove that the value
+long quoted as exact is an upper bound):
 
-    KL(pi_n || pi_base) = log n - (n - 1) / n
+    KL(pi_n || pi_base) <= log n - (n - 1) / n
 
-so "gold against KL" for best-of-n needs no sampling of the KL at all. The gold and proxy of the kept response
-are measured. Efficient: max(n) responses are sampled ONCE per prompt and scored once; best-of-n for a smaller n
-is the best of the first n of them (the first n of max(n) i.i.d. samples are n i.i.d. samples).
+It is tight when every response is unlikely under the base model (no response is drawn twice), and loose when
+the base model often says the same thing (a response with probability p merges a slice of width p of the
+best-of-n quantile space: bon_kl_gap). Beside the bound each row carries an estimate of the KL itself from the
+kept responses (bon_kl_estimate): their base probability, which the sampler returns for free, and their score's
+rank among the prompt's samples. The gold and proxy of the kept response are measured. Efficient: max(n)
+responses are sampled ONCE per prompt and scored once; best-of-n for a smaller n is the best of the first n of
+them (the first n of max(n) i.i.d. samples are n i.i.d. samples).
 
 `best_of_n(cfg, run)` is a generator like every stage: while it samples it yields progress status rows; then one
-metrics row per n: {"step", "bon/n", "objective/gold", "objective/scores", "objective/kl" (the analytic value,
-so best-of-n lands on the same axes as the trained policies), "bon/kl_analytic", standard errors}.
+metrics row per n: {"step", "bon/n", "objective/gold", "objective/scores", "objective/kl" (the bound, as the
+frontier plots best-of-n, so it lands on the same axes as the trained policies), "bon/kl_analytic" (the bound),
+"bon/kl_estimate", standard errors}.
 """
 
 from __future__ import annotations
@@ -31,17 +36,64 @@ from core.evaluate import EVAL_SAMPLE_SEED, evaluation_prompts
 from core.model import decode_responses, load_lm, load_scorer, require_model
 from core.rollout import freeze, gold_of, sequence_score, trim_left_padding
 from core.runs import Run
+from core.session import Session
 from core.tokenizer import same_tokenizer
 
 SAMPLES_LOGGED = 4  # prompts whose max(n) responses go to samples.jsonl, with their scores and the kept ones
 
 
 def bon_kl(n: int) -> float:
-    """KL(best-of-n || base) = log n - (n - 1)/n, in nats (0 at n = 1; exact when no two samples tie).
+    """log n - (n - 1)/n in nats: an upper bound on KL(best-of-n || base) (Beirami et al. 2024), 0 at n = 1, tight
+    when no response is likely enough to be drawn twice (bon_kl_gap says by how much it is not).
     n: any integer >= 1 (numpy's too: the frontier reads n from arrays); a bool is refused, not read as 0/1."""
     if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
     return math.log(n) - (n - 1) / n
+
+
+def bon_kl_gap(q: float, n: int) -> float:
+    """What one response of base probability p takes off the bound, q = p / F with F = P_base(score <= its score).
+
+    Best-of-n is the quantile map of the largest of n uniforms, whose density n u^(n-1) on [0, 1] is log n -
+    (n - 1)/n away from the uniform: that is the bound. The map sends the slice (F - p, F] of [0, 1] to one
+    response, and merging a slice loses the KL inside it (chain rule): with v = u / F on [1 - q, 1],
+
+        KL(pi_n || base) = log n - (n - 1)/n - E_{y ~ pi_n} [ g_n(q(y)) ]
+        g_n(q) = log(n q / Z) - (n - 1)/n - (n - 1) (1 - q)^n log(1 - q) / Z,      Z = 1 - (1 - q)^n
+
+    the KL of the density n v^(n-1) / Z from the uniform on the slice. g_n(0) = 0 (a response never drawn twice
+    costs nothing), g_n(1) = the whole bound, and g_n(q) ~ (n - 1)^2 q^2 / 24 for small q."""
+    n = int(n)
+    q = min(max(float(q), 0.0), 1.0)
+    if n == 1 or q == 0.0:
+        return 0.0
+    if (n - 1) * q < 1e-4:   # the closed form cancels to O(q^2) from O(1) terms: its series, exact to ~1e-4 relative
+        return (n - 1) ** 2 * q * q / 24
+    if q == 1.0:
+        return bon_kl(n)
+    log_1mq = math.log1p(-q)
+    Z = -math.expm1(n * log_1mq)
+    gap = math.log(n * q / Z) - (n - 1) / n - (n - 1) * math.exp(n * log_1mq) * log_1mq / Z
+    return min(max(gap, 0.0), bon_kl(n))
+
+
+def bon_kl_estimate(scores: torch.Tensor, logprobs: torch.Tensor, kept: torch.Tensor, n: int) -> float:
+    """KL(best-of-n || base) estimated from the kept responses: the mean over prompts of bon_kl(n) - g_n(p / F).
+
+    scores, logprobs: (P, N) every sample's proxy score and summed log-prob under the base model at the sampling
+    temperature (the distribution best-of-n draws from); kept: (P,) the index of each prompt's best of its first n.
+    Each kept response is a draw from pi_n; p = exp(its log-prob) exactly; F by its score's rank k among the
+    prompt's N samples as k / (N + 1), the mean of F at the k-th smallest of N draws. F only enters through
+    q = p / F, so with responses of probability ~1e-10 the estimate is the bound whatever F is. A score shared
+    by different responses (a tie in low precision) makes the slice heavier than p: the estimate then errs
+    towards the bound, which stays an upper bound."""
+    P, N = scores.shape
+    rows = torch.arange(P)
+    chosen = scores[rows, kept]
+    rank = (scores <= chosen[:, None]).sum(1).double()                     # (P,) >= 1: the kept one counts
+    q = (logprobs[rows, kept].double().exp() / (rank / (N + 1))).clamp(max=1.0)
+    bound = bon_kl(n)
+    return sum(bound - bon_kl_gap(float(x), n) for x in q) / P
 
 
 def best_indices(scores: torch.Tensor, ns: list[int]) -> dict[int, torch.Tensor]:
@@ -61,16 +113,17 @@ def mean_and_se(values: list[float]) -> tuple[float, float]:
 
 @torch.inference_mode()
 def sample_and_score(policy, reward, tokenizer, ids, mask, n: int, response_length: int, temperature: float,
-                     generator) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+                     generator) -> tuple[torch.Tensor, list[str], torch.Tensor, torch.Tensor]:
     """n responses to each prompt of a left-padded (b, P) batch, prompt-major (prompt i's are rows i*n .. i*n+n-1).
-    Returns (scores (b, n), texts (b*n), response lengths (b, n))."""
+    Returns (scores (b, n), texts (b*n), response lengths (b, n), log pi_base(response) (b, n): the sampled tokens'
+    log-probs at `temperature`, summed, which the sampler computes anyway)."""
     ids, mask = trim_left_padding(ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0))   # (b*n, P)
     max_new = max(1, min(response_length, policy.config.n_positions - ids.shape[1]))
-    responses, rmask, _ = lean.generate(policy, ids, mask, max_new, tokenizer.eos_token_id, tokenizer.pad_token_id,
-                                        temperature, generator, True)
+    responses, rmask, logprobs = lean.generate(policy, ids, mask, max_new, tokenizer.eos_token_id,
+                                               tokenizer.pad_token_id, temperature, generator, True)
     scores = sequence_score(reward, torch.cat([ids, responses], 1), torch.cat([mask, rmask], 1))  # (b*n,)
     texts = decode_responses(tokenizer, responses, rmask)
-    return scores.view(-1, n), texts, rmask.sum(1).view(-1, n)
+    return scores.view(-1, n), texts, rmask.sum(1).view(-1, n), logprobs.float().sum(1).view(-1, n)
 
 
 def check_inputs(cfg: BoNConfig) -> None:
@@ -88,7 +141,12 @@ def check_inputs(cfg: BoNConfig) -> None:
 
 def best_of_n(cfg: BoNConfig, run: Run | None = None):
     """Yield progress rows while sampling ({"_status": "running", "progress": done, "total": P}), then one metrics
-    row per n in cfg.n (see the module docstring). The last row has "final": True."""
+    row per n in cfg.n (see the module docstring). The last row has "final": True. Pause, step and stop act between
+    rows (core/session.py)."""
+    yield from Session(run, "bon", cfg, counter="step").flow(_best_of_n(cfg, run), cfg)
+
+
+def _best_of_n(cfg: BoNConfig, run: Run | None):
     cfg.validate()
     device = resolve_device(cfg.device)
     used = precision.setup(cfg, device, run)  # fp32 | bf16: sampling and scoring matmuls
@@ -105,20 +163,21 @@ def best_of_n(cfg: BoNConfig, run: Run | None = None):
     N, P = max(cfg.n), len(prompts)
     per_batch = max(1, cfg.batch_size // N)                  # whole prompts per sampling batch
     generator = torch.Generator(device=device).manual_seed(EVAL_SAMPLE_SEED + cfg.seed)
-    scores, lengths, texts = [], [], []
+    scores, lengths, texts, logprobs = [], [], [], []
     t0 = time.perf_counter()
     for start in range(0, P, per_batch):
         with precision.autocast(device, used):
-            s, t, n_tokens = sample_and_score(policy, reward, tok, ids[start:start + per_batch],
-                                              mask[start:start + per_batch], N, cfg.response_length, cfg.temperature,
-                                              generator)
+            s, t, n_tokens, logp = sample_and_score(policy, reward, tok, ids[start:start + per_batch],
+                                                    mask[start:start + per_batch], N, cfg.response_length,
+                                                    cfg.temperature, generator)
         scores.append(s.float().cpu())
         lengths.append(n_tokens.float().cpu())
+        logprobs.append(logp.cpu())
         texts += t
         done = min(P, start + per_batch)
         yield {"_status": "running", "step": 0, "message": f"sampled {done}/{P} prompts x {N}", "progress": done,
                "total": P}
-    scores, lengths = torch.cat(scores), torch.cat(lengths)                # (P, N)
+    scores, lengths, logprobs = torch.cat(scores), torch.cat(lengths), torch.cat(logprobs)   # (P, N)
     sample_s = time.perf_counter() - t0
     kept = best_indices(scores, cfg.n)                                       # {n: (P,)}
     # gold only for the responses some n keeps (at most len(cfg.n) per prompt), plus the logged prompts' all
@@ -139,7 +198,8 @@ def best_of_n(cfg: BoNConfig, run: Run | None = None):
         s_mean, s_se = mean_and_se(scores[rows, kept[n]].tolist())
         metrics = {"step": step, "bon/n": n, "objective/gold": g_mean, "objective/gold_se": g_se,
                    "objective/scores": s_mean, "objective/scores_se": s_se, "objective/kl": bon_kl(n),
-                   "bon/kl_analytic": bon_kl(n), "objective/response_length": lengths[rows, kept[n]].mean().item(),
+                   "bon/kl_analytic": bon_kl(n), "bon/kl_estimate": bon_kl_estimate(scores, logprobs, kept[n], n),
+                   "objective/response_length": lengths[rows, kept[n]].mean().item(),
                    "bon/prompts": P, "time/sampling_s": sample_s}
         if n == cfg.n[-1]:
             metrics["final"] = True

@@ -395,14 +395,12 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
         yield {"step": 0, **base, "params/beta": cfg.beta, "params/lr": cfg.lr, "data/train_pairs": len(train),
                "data/val_pairs": len(val), "data/truncated": train.truncated + val.truncated}
 
+    session.save = lambda position: save_dpo_checkpoint(run, models, optimizer, cfg, position, session.last)
     step = start
     while step < total:
-        cfg, action = yield from session.controls(cfg, step, lambda: save_dpo_checkpoint(
-            run, models, optimizer, cfg, step, session.last), optimizer)
+        cfg, action = yield from session.gate(cfg, step, optimizer)  # a stop saves the checkpoint
         if action == "stop":
             return
-        if action == "wait":
-            continue
 
         idx = batches[step]
         step += 1
@@ -421,9 +419,5 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
         last = step == total
         if step % cfg.eval_every == 0 or last:
             metrics.update(evaluate(step, "policy"))
-        if last:
-            metrics["final"] = True
-        due = run is not None and (step % cfg.checkpoint_every == 0 or last)
-        yield from session.row(metrics, cfg, (lambda: save_dpo_checkpoint(
-            run, models, optimizer, cfg, step, metrics)) if due else None)
+        yield from session.row(metrics, cfg, due=step % cfg.checkpoint_every == 0, final=last)  # row, then checkpoint
     train_dpo.last_models = models  # notebooks: the trained policy without reloading

@@ -258,13 +258,28 @@ def _checkpoint_stamp(run) -> tuple | None:
     return st.st_ino, st.st_mtime_ns
 
 
+def sweep_judges(cfg, device):
+    """What every policy of a sweep is scored against: its base model, reward model, gold profile, eval prompts
+    (temperature 1, evaluation seed 0). A student's own runs shown beside the sweep are scored against the same."""
+    from core.evaluate import load_judges
+
+    return load_judges(cfg.policy, cfg.reward, cfg.eval_prompts, cfg.profile, cfg.response_length, 1.0, 0, device)
+
+
+def score_checkpoint(checkpoint, judges) -> dict:
+    """The sweep's evaluation of one trained policy (core.evaluate.evaluate_policy on its checkpoint folder)."""
+    from core.evaluate import evaluate_policy
+    from core.model import load_lm
+    from core.rollout import freeze
+
+    policy, _ = load_lm(checkpoint, judges.device)
+    return evaluate_policy(freeze(policy), judges, SAMPLES_PER_EVAL)
+
+
 def online_point(cfg, judges, method: str, setting, seed: int, folder, preferences=None):
     """Train one setting in its own run folder (points/<key>/); every checkpoint it writes is evaluated.
     Yields ("progress", share of its steps done) per training step and ("row", (row, samples)) per checkpoint."""
     from core.config import to_dict
-    from core.evaluate import evaluate_policy
-    from core.model import load_lm
-    from core.rollout import freeze
     from core.runs import Run
 
     stage, mcfg = method_config(cfg, method, setting, seed, preferences)
@@ -286,8 +301,7 @@ def online_point(cfg, judges, method: str, setting, seed: int, folder, preferenc
         at = int(info.get("iteration", info.get("step", step)))
         if at <= 0:
             return None
-        policy, _ = load_lm(run.checkpoint_dir, judges.device)
-        result = evaluate_policy(freeze(policy), judges, SAMPLES_PER_EVAL)
+        result = score_checkpoint(run.checkpoint_dir, judges)
         return row_of(method, setting, seed, at, result), result["samples"]
 
     for metrics in trainer_of(stage)(mcfg, run):
@@ -449,13 +463,20 @@ def run_frontier(cfg, run):
     best-of-n pass). Writes frontier.csv, samples.jsonl, points.json and fits.json into `run`.
 
     A run that already holds points.json continues it: its finished points are kept, not recomputed; rows of
-    a point that was interrupted half-way are dropped and the point trains again from the start."""
+    a point that was interrupted half-way are dropped and the point trains again from the start. Pause, step and
+    stop act between rows (core/session.py)."""
+    from core.session import Session
+
+    yield from Session(run, "frontier", cfg, counter="step").flow(_sweep(cfg, run), cfg)
+
+
+def _sweep(cfg, run):
     import shutil
     import time
 
     from core import cpu
     from core.config import resolve_device
-    from core.evaluate import evaluate_policy, load_judges
+    from core.evaluate import evaluate_policy
     from core.runs import read_json
 
     cfg.validate()
@@ -479,7 +500,7 @@ def run_frontier(cfg, run):
                 run.log_sample({**{k: row[k] for k in ("method", "setting", "seed", "iteration")},
                                 "point_kl": row["kl"], **s})
 
-    judges = load_judges(cfg.policy, cfg.reward, cfg.eval_prompts, cfg.profile, cfg.response_length, 1.0, 0, device)
+    judges = sweep_judges(cfg, device)
     points = sweep_points(cfg)
     total = 1 + sum(work_units(cfg, m) for m, _, _ in points)
     units = 0

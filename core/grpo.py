@@ -41,9 +41,10 @@ from core import cpu, precision
 from core.config import ConfigError, GRPOConfig, live_knobs
 from core.model import decode_responses, load_lm, load_scorer, no_dropout, save_checkpoint
 from core.ppo import kl_estimate, masked_mean
-from core.ppo_train import RATIO_EDGES, load_optimizer_state, make_optimizer, require_models, save_trainer_state
-from core.rollout import (Models, Rollout, autocast, encode_prompts, evaluation_samples, freeze, gold_of, ppo_prompts,
-                          response_hidden, rollout, token_logprobs, trim_left_padding)
+from core.ppo_train import (RATIO_EDGES, load_optimizer_state, make_optimizer, require_models, response_entropy,
+                            save_trainer_state)
+from core.rollout import (Models, Rollout, autocast, encode_prompts, freeze, gold_of, log_evaluation_samples,
+                          ppo_prompts, response_hidden, rollout, token_logprobs, trim_left_padding)
 from core.runs import Run
 from core.session import NonFiniteLoss, Session
 from core.tokenizer import same_tokenizer
@@ -269,18 +270,14 @@ def train_grpo(cfg: GRPOConfig, run: Run | None = None):
     G, n_prompts = cfg.group_size, cfg.batch_size // cfg.group_size
 
     yield from session.begin()
-    if run is not None and checkpoint is None:
-        for row in evaluation_samples(models, cfg, eval_texts, eval_ids, eval_mask, 0, "base", device):
-            run.log_sample(row)
+    log_evaluation_samples(run, models, cfg, eval_texts, eval_ids, eval_mask, 0, device)  # the base model's
 
+    session.save = lambda position: save_grpo_checkpoint(run, models, optimizer, cfg, position, session.last)
     iteration = start_iteration
     while iteration < cfg.iterations:
-        cfg, action = yield from session.controls(cfg, iteration, lambda: save_grpo_checkpoint(
-            run, models, optimizer, cfg, iteration, session.last), optimizer)
+        cfg, action = yield from session.gate(cfg, iteration, optimizer)  # a stop saves the checkpoint
         if action == "stop":
             return
-        if action == "wait":
-            continue
 
         iteration += 1
         t0 = time.perf_counter()
@@ -314,7 +311,7 @@ def train_grpo(cfg: GRPOConfig, run: Run | None = None):
             "objective/kl": kl_seq.mean().item(),
             "objective/non_score_reward": non_score,
             "objective/rlhf_reward": scores + non_score,
-            "objective/entropy": (-(ro.logprobs * ro.mask).sum(1)).mean().item(),
+            "objective/entropy": response_entropy(ro.logprobs, ro.mask).mean().item(),   # nats per response
             "objective/response_length": ro.mask.sum(1).mean().item(),
             "policy/approxkl_avg": upd["approx_kl"],
             "policy/clipfrac_avg": upd["clipfrac"],
@@ -341,12 +338,6 @@ def train_grpo(cfg: GRPOConfig, run: Run | None = None):
             run.log_sample(group_sample(batch_prompts[0], texts[g], ro.scores[g].tolist(), used_scores[g].tolist(),
                                         advantages[g].tolist(), gold[g], kl_seq[g].tolist(), iteration))
             if iteration % cfg.sample_every == 0 or last:
-                for row in evaluation_samples(models, cfg, eval_texts, eval_ids, eval_mask, iteration, "policy",
-                                              device):
-                    run.log_sample(row)
-        if last:
-            metrics["final"] = True
-        due = run is not None and (iteration % cfg.checkpoint_every == 0 or last)
-        yield from session.row(metrics, cfg, (lambda: save_grpo_checkpoint(
-            run, models, optimizer, cfg, iteration, metrics)) if due else None)
+                log_evaluation_samples(run, models, cfg, eval_texts, eval_ids, eval_mask, iteration, device)
+        yield from session.row(metrics, cfg, due=iteration % cfg.checkpoint_every == 0, final=last)  # row, then checkpoint
     train_grpo.last_models = models  # for notebooks: the trained policy without reloading

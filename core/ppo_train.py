@@ -31,8 +31,8 @@ from core.config import ConfigError, PPOConfig, live_knobs
 from core.model import decode_responses, load_lm, load_scorer, no_dropout, require_model, save_checkpoint
 from core.ppo import (AdaptiveKLController, FixedKLController, gae, masked_mean, policy_loss, shaped_rewards,
                       value_loss, whiten)
-from core.rollout import (Models, Rollout, autocast, encode_prompts, evaluation_samples, freeze, gold_of, ppo_prompts,
-                          response_hidden, rollout, token_logprobs, token_values, trim_left_padding)
+from core.rollout import (Models, Rollout, autocast, encode_prompts, freeze, gold_of, log_evaluation_samples,
+                          ppo_prompts, response_hidden, rollout, token_logprobs, token_values, trim_left_padding)
 from core.runs import Run
 from core.session import NonFiniteLoss, Session
 from core.tokenizer import same_tokenizer
@@ -208,6 +208,13 @@ def ppo_update(models: Models, optimizer, ro: Rollout, advantages, returns, *, c
     return out
 
 
+def response_entropy(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """objective/entropy per response, as TRL logs it: -sum_t log pi(y_t | x, y_<t) over the response's real tokens,
+    in nats per RESPONSE (not per token). The sampled response's own surprisal, so its batch mean is a one-sample
+    estimate of the entropy of the policy's response distribution (at the sampling temperature).   (B, T) -> (B,)"""
+    return -(logprobs * mask).sum(1)
+
+
 def advantages_and_returns(ro: Rollout, kl_coef: float, estimator: str, gamma: float, lam: float,
                            whiten_rewards: bool, dd: distributed.Dist | None = None):
     """Shaped rewards -> GAE -> whitened advantages (the only place the KL penalty enters).
@@ -240,8 +247,13 @@ def global_whiten(x: torch.Tensor, mask: torch.Tensor, dd: distributed.Dist | No
 # ----------------------------------------------------------------------------- samples and inspection
 
 def inspect_payload(models, ro: Rollout, prompts, texts, rewards, kl, advantages, returns, upd, iteration,
-                    kl_coef, clip_eps) -> dict:
-    """The 'one PPO step, slowly' panel: a couple of rollout rows, every per-token quantity in order."""
+                    kl_coef, clip_eps, gamma: float, lam: float) -> dict:
+    """The 'one PPO step, slowly' panel: a couple of rollout rows, every per-token quantity in order.
+
+    "advantages" are the whitened ones the policy loss used; "advantages_raw" are GAE's before whitening, the ones
+    the return is built from (R = A_raw + V, core.ppo.gae), so a student can check R, and the GAE recursion with
+    the recorded gamma and lam, by hand. They come from the same gae() call on the same tensors as the update's."""
+    raw, _ = gae(rewards, ro.values, ro.mask, gamma, lam)
     rows = []
     ins = upd.get("inspect") or {"rows": [], "ratio": [], "clipped": []}
     for j, i in enumerate(ins["rows"]):
@@ -251,10 +263,11 @@ def inspect_payload(models, ro: Rollout, prompts, texts, rewards, kl, advantages
             "tokens": models.tokenizer.convert_ids_to_tokens(ro.responses[i, :n].tolist()),
             "logprobs": ro.logprobs[i, :n].tolist(), "ref_logprobs": ro.ref_logprobs[i, :n].tolist(),
             "kl": kl[i, :n].tolist(), "rewards": rewards[i, :n].tolist(), "values": ro.values[i, :n].tolist(),
-            "advantages": advantages[i, :n].tolist(), "returns": returns[i, :n].tolist(),
-            "ratio": ins["ratio"][j][:n], "clipped": ins["clipped"][j][:n], "score": float(ro.scores[i]),
+            "advantages": advantages[i, :n].tolist(), "advantages_raw": raw[i, :n].tolist(),
+            "returns": returns[i, :n].tolist(), "ratio": ins["ratio"][j][:n], "clipped": ins["clipped"][j][:n],
+            "score": float(ro.scores[i]),
         })
-    return {"iteration": iteration, "kl_coef": kl_coef, "clip_eps": clip_eps, "rows": rows}
+    return {"iteration": iteration, "kl_coef": kl_coef, "clip_eps": clip_eps, "gamma": gamma, "lam": lam, "rows": rows}
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -346,24 +359,21 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
     kl_coef = cfg.kl_coef if kl_coef is None else kl_coef
     controller = (AdaptiveKLController(kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
                   else FixedKLController(kl_coef))
-    if run is not None and not any(r.get("kind") == "base" for r in run.samples()):
-        for row in evaluation_samples(models, cfg, eval_texts, eval_ids, eval_mask, 0, "base", device):
-            run.log_sample(row)
+    log_evaluation_samples(run, models, cfg, eval_texts, eval_ids, eval_mask, 0, device)  # the base model's
 
+    session.save = lambda position: save_ppo_checkpoint(run, models, optimizer, cfg, position, controller.value,
+                                                       session.last)
     iteration = start_iteration
     while iteration < cfg.iterations:
         # ---- live controls: applied before the iteration, visible in its params/* metrics
         old = cfg
-        cfg, action = yield from session.controls(cfg, iteration, lambda: save_ppo_checkpoint(
-            run, models, optimizer, cfg, iteration, controller.value, session.last), optimizer)
+        cfg, action = yield from session.gate(cfg, iteration, optimizer)  # a stop saves the checkpoint
         if cfg.kl_coef != old.kl_coef or cfg.adaptive_kl != old.adaptive_kl or cfg.target_kl != old.target_kl:
             kl_coef = cfg.kl_coef if cfg.kl_coef != old.kl_coef else controller.value
             controller = (AdaptiveKLController(kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
                           else FixedKLController(kl_coef))
         if action == "stop":
             return
-        if action == "wait":
-            continue
 
         iteration += 1
         t0 = time.perf_counter()
@@ -399,7 +409,7 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
         # per-row means; every rank holds batch_size / W rows, so the rank mean of them is the global mean
         rollout_stats = distributed.all_reduce_means({
             "scores": ro.scores.mean().item(), "gold": sum(gold) / len(gold), "kl": kl_per_seq.mean().item(),
-            "entropy": (-(ro.logprobs * ro.mask).sum(1)).mean().item(), "length": ro.mask.sum(1).mean().item(),
+            "entropy": response_entropy(ro.logprobs, ro.mask).mean().item(), "length": ro.mask.sum(1).mean().item(),
             "non_score": (-kl_coef_used * kl_per_seq).mean().item(), "tokens": float(ro.mask.sum())}, dd)
         mean_kl = rollout_stats["kl"]
         controller.update(mean_kl, cfg.batch_size)
@@ -437,14 +447,9 @@ def train_ppo(cfg: PPOConfig, run: Run | None = None):
         last = iteration == cfg.iterations
         if run is not None:
             run.write_json("inspect.json", inspect_payload(models, ro, batch_prompts, texts, rewards, kl, advantages,
-                                                           returns, upd, iteration, kl_coef_used, cfg.clip_eps))
+                                                           returns, upd, iteration, kl_coef_used, cfg.clip_eps,
+                                                           cfg.gamma, cfg.lam))
             if iteration % cfg.sample_every == 0 or last:
-                for row in evaluation_samples(models, cfg, eval_texts, eval_ids, eval_mask, iteration, "policy",
-                                              device):
-                    run.log_sample(row)
-        if last:
-            metrics["final"] = True
-        due = run is not None and (iteration % cfg.checkpoint_every == 0 or last)
-        yield from session.row(metrics, cfg, (lambda: save_ppo_checkpoint(
-            run, models, optimizer, cfg, iteration, controller.value, metrics)) if due else None)
+                log_evaluation_samples(run, models, cfg, eval_texts, eval_ids, eval_mask, iteration, device)
+        yield from session.row(metrics, cfg, due=iteration % cfg.checkpoint_every == 0, final=last)  # row, then checkpoint
     train_ppo.last_models = models  # for notebooks: the trained policy without reloading

@@ -41,6 +41,7 @@ from core.config import PreferenceConfig, from_preset, resolve_device, seed_ever
 from core.corpus import synthetic_reviews
 from core.model import decode_responses, join_text, left_pad, load_lm, no_dropout, sample
 from core.runs import Run, append_jsonl, read_json, read_jsonl
+from core.session import Session
 
 PREFERENCES_FILE = "preferences.jsonl"
 PAIRS_FILE = "pairs.jsonl"
@@ -335,7 +336,11 @@ def collect_preferences(cfg: PreferenceConfig, run: Run):
     target = run.path / (PAIRS_FILE if cfg.annotator == "human" else PREFERENCES_FILE)
     made, step, agree, distinct, gap_sum, cursor, attempts = 0, 0, 0, 0, 0.0, 0, 0
     prompts_per_batch = max(1, cfg.batch_size // K)
+    session = Session(run, "preferences", cfg, counter="step")  # pause/step/stop: the pairs made so far stay
     while made < cfg.pairs:
+        _, action = yield from session.gate(cfg, step)
+        if action == "stop":
+            return
         if cursor >= len(prompts):  # many identical responses (a very peaked model): draw more prompts
             attempts += 1
             if attempts > 5:

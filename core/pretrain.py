@@ -17,6 +17,7 @@ from core.config import PretrainConfig
 from core.corpus import default_corpus, load_text_file, synthetic_reviews
 from core.model import build_lm, generate_texts, save_checkpoint
 from core.runs import Run
+from core.session import Session
 from core.tokenizer import train_tokenizer
 
 SAMPLE_PROMPTS = ["the acting was", "the battery", "i bought this", "the plot", "this movie", ""]
@@ -112,13 +113,21 @@ def pretrain(cfg: PretrainConfig, run: Run | None = None, docs: list[str] | None
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
     rng = random.Random(cfg.seed)
     val_loss = None
+    session = Session(run, "pretrain", cfg, counter="step", dd=dd)  # pause/step/stop; rank 0 decides
 
-    def checkpoint():
-        extra = {"stage": "pretrain", "preset": cfg.preset, "step": step + 1, "val_loss": val_loss,
+    def checkpoint(steps_done: int):
+        if not steps_done:  # stopped before its first step: nothing learnt, no checkpoint
+            return
+        extra = {"stage": "pretrain", "preset": cfg.preset, "step": steps_done, "val_loss": val_loss,
                  "corpus": cfg.corpus_file or f"synthetic_reviews({cfg.corpus_size}, seed=0)", "seed": cfg.seed}
         run.save_checkpoint(lambda d: save_checkpoint(model, tokenizer, d, extra=extra))
 
+    # a stop keeps what was learnt so far: the checkpoint of the steps done (a model the next stages can use)
+    session.save = checkpoint
     for step in range(cfg.steps):
+        _, action = yield from session.gate(cfg, step)
+        if action == "stop":
+            return
         t0 = time.perf_counter()
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
@@ -149,9 +158,5 @@ def pretrain(cfg: PretrainConfig, run: Run | None = None, docs: list[str] | None
                                    temperature=1.0, seed=cfg.seed)
             for prompt, text in zip(SAMPLE_PROMPTS, texts):
                 run.log_sample({"step": step + 1, "prompt": prompt, "text": text})
-        if run is not None and ((step + 1) % cfg.checkpoint_every == 0 or last):
-            checkpoint()
-        if last:
-            metrics["final"] = True
-        yield metrics
+        yield from session.row(metrics, cfg, due=(step + 1) % cfg.checkpoint_every == 0, final=last)  # then checkpoint
     pretrain.last_model = (model, tokenizer)  # for notebooks: the trained model without reloading

@@ -36,6 +36,7 @@ from core.model import (CheckpointError, encode, join_text, load_lm, load_scorer
                         resolve_checkpoint, save_checkpoint, scorer_from_lm, sequence_scores)
 from core.preferences import PreferenceError, held_out_prompts, load_preferences, sample_responses
 from core.runs import Run
+from core.session import Session
 from core.tokenizer import load_tokenizer, same_tokenizer
 
 PRESET_REWARD = {
@@ -279,10 +280,15 @@ def train_reward(cfg: RewardConfig, run: Run | None = None):
     rng = random.Random(cfg.seed)
     step = 0
     last_eval = {}
+    session = Session(run, "reward", cfg, counter="step", dd=dd)  # pause/step/stop; rank 0 decides
     for epoch in range(cfg.epochs):
         order = list(range(len(train_rows)))
         rng.shuffle(order)
         for start in range(0, len(order), cfg.batch_size):
+            # a stop ends the run without a checkpoint: a reward model is saved only normalised, at the end
+            _, action = yield from session.gate(cfg, step)
+            if action == "stop":
+                return
             t0 = time.perf_counter()
             global_batch = order[start: start + cfg.batch_size]   # every rank draws the same order
             batch = [train_rows[i] for i in global_batch[rank_share(len(global_batch), dd)]]

@@ -233,6 +233,18 @@ def evaluation_samples(models: Models, cfg, prompts, ids, mask, iteration: int, 
     return rows
 
 
+def log_evaluation_samples(run, models: Models, cfg, prompts, ids, mask, iteration: int, device) -> None:
+    """evaluation_samples() into run/samples.jsonl: at iteration 0 the base model's ("base"), once per run (a restart
+    before the first checkpoint does not log them twice), after that the policy's ("policy")."""
+    if run is None:
+        return
+    kind = "base" if iteration == 0 else "policy"
+    if kind == "base" and any(r.get("kind") == "base" for r in run.samples()):
+        return
+    for row in evaluation_samples(models, cfg, prompts, ids, mask, iteration, kind, device):
+        run.log_sample(row)
+
+
 def gold_of(prompts, responses, profile) -> list[float]:
     from core.annotators import gold_utility  # imported late: VADER loads only when a run needs it
 

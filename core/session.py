@@ -1,4 +1,8 @@
-"""The trainer session: the live-control protocol that PPO, GRPO/RLOO and DPO run under, written once.
+"""The trainer session: the live-control protocol that every stage runs under, written once.
+
+PPO, GRPO/RLOO and DPO use all of it (live knobs, resume); pretrain, reward and preferences call `gate()` before
+each step and weak-to-strong, best-of-n and the frontier sweep pass their rows through `flow()`, so pause, step and
+stop (from the app, `rlhf-lab set` or `rlhf-lab stop`) mean the same for every stage.
 
 A stage's loop is its algorithm: `for iteration in ...:` sample, score, update, `yield metrics`. What is the same
 for every live stage lives here, never in a loop:
@@ -37,6 +41,7 @@ from core.config import ConfigError, live_knobs
 from core.runs import FINAL_STATES, Run, append_jsonl
 
 FLOW_CONTROLS = ("paused", "step", "stop")
+RESUMABLE = ("ppo", "grpo", "dpo")  # the stages whose runs continue from their checkpoint (Session.resume)
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -194,15 +199,16 @@ class Session:
         cfg, checkpoint, start = session.resume(cfg)      # the live knobs in force, where to load from
         ... build models and optimizer (from `checkpoint` when not None) ...
         yield from session.begin()                        # rows after the checkpoint moved aside, stale stop
+        session.save = lambda position: save_x(run, models, optimizer, cfg, position, session.last)
         while iteration < cfg.iterations:
-            cfg, action = yield from session.controls(cfg, iteration, save, optimizer)
+            cfg, action = yield from session.gate(cfg, iteration, optimizer)  # waits while paused; a stop saves
             if action == "stop": return
-            if action == "wait": continue
             ... the algorithm: one iteration, `metrics` ...
-            yield from session.row(metrics, cfg, save if due else None)
+            yield from session.row(metrics, cfg, due, final)   # the row, then (when due) the checkpoint
 
-    `save()` saves the stage's checkpoint of its current position (the loop's own closure; `session.last` is the
-    last metrics row, for the checkpoint a stop saves). Under torchrun every
+    `session.save(position)` saves the stage's checkpoint of its current position (the loop's own closure over its
+    models; `session.last` is the last metrics row); None for a stage without checkpoints: a stop just ends it.
+    Under torchrun every
     rank holds a session; only rank 0's has the run, and it decides (resume, knobs, pause/stop) for all.
     """
 
@@ -216,6 +222,7 @@ class Session:
         self.saved = {"position": None, "live": self._live(cfg)}
         self.messages: list[str] = []  # the refusals of the last controls(), for the next metrics row
         self.last: dict | None = None  # the last metrics row: what a checkpoint saved on stop records
+        self.save = None  # the loop's save(position) of its checkpoint, once its models exist
         self._seen: dict = {}
         self._flow = {"paused": False, "stop": False, "step": 0}
         self._step_seen = 0
@@ -223,9 +230,9 @@ class Session:
     def _live(self, cfg) -> dict:
         return {k: getattr(cfg, k) for k in self.knobs}
 
-    def _save(self, save, position: int, cfg) -> None:
+    def _save(self, position: int, cfg) -> None:
         """The stage's checkpoint, and the knobs it holds (what non_finite() compares against)."""
-        save()
+        self.save(position)
         self.saved = {"position": position, "live": self._live(cfg)}
 
     # ---- resume
@@ -255,6 +262,12 @@ class Session:
         first, _ = read_flow(run.read_control(), dict(self._flow))  # a copy: controls() reports refusals itself
         self._step_seen = first["step"]
         if self.resumed:
+            # what a run really used (core/settings.py): from here on the knobs are the checkpoint's, whatever an
+            # attempt thrown away by this resume had changed (a NaN's reset writes no change row of its own)
+            for key, value in self.saved["live"].items():
+                append_jsonl(run.path / "control_log.jsonl", {"iteration": self.start + 1, "time": time.time(),
+                                                              "key": key, "value": value, "accepted": True,
+                                                              "resume": True})
             if first["stop"]:
                 run.write_control(stop=False)  # the stop that ended the last session must not end this one
             yield {"_status": "running", "step": self.start,
@@ -265,7 +278,7 @@ class Session:
 
     # ---- before every iteration
 
-    def controls(self, cfg, position: int, save, optimizer=None):
+    def controls(self, cfg, position: int, optimizer=None):
         """Read control.json before the next iteration: yields the status rows, returns (cfg, action), action
         "run" | "wait" (paused: it has slept a moment; read again) | "stop" (saved: return)."""
         run, action, paused, messages = self.run, "run", False, []
@@ -289,7 +302,8 @@ class Session:
             if messages:
                 yield {"_status": "running", "step": position, "message": "; ".join(messages)}
             if action == "stop":
-                self._save(save, position, cfg)
+                if self.save is not None:
+                    self._save(position, cfg)
                 yield {"_status": "stopped", "step": position, "message": f"stopped after {unit} {position}"}
             elif action == "wait":
                 if run.status().get("state") != "paused":
@@ -300,17 +314,42 @@ class Session:
             time.sleep(0.2)
         return cfg, action
 
+    def gate(self, cfg, position: int, optimizer=None):
+        """controls() until the run may go on: returns (cfg, "run") or (cfg, "stop") (saved with `self.save` when
+        the stage has one: a stage without checkpoints just ends). While paused it waits here, so a loop stays a
+        plain `for step in range(...)`."""
+        while True:
+            cfg, action = yield from self.controls(cfg, position, optimizer)
+            if action != "wait":
+                return cfg, action
+
+    def flow(self, rows, cfg):
+        """The rows of a stage whose work is nested (weak-to-strong's phases, a sweep's trainers, best-of-n's
+        passes), passed through with pause/step/stop honoured after each one: stop ends the stage (it has no
+        checkpoint to save) as `stopped`."""
+        for metrics in rows:
+            yield metrics
+            if "_status" in metrics and metrics["_status"] != "running":
+                continue
+            _, action = yield from self.gate(cfg, int(metrics.get("step", 0) or 0))
+            if action == "stop":
+                rows.close()
+                return
+
     # ---- after every iteration
 
-    def row(self, metrics: dict, cfg, save=None):
-        """Yield the iteration's metrics row (with the refusals of its controls), then save the checkpoint when
-        `save` is given: after the row, never before (see the module doc)."""
+    def row(self, metrics: dict, cfg, due: bool = False, final: bool = False):
+        """Yield the iteration's metrics row (with the refusals of its controls; "final": True on the last one), then
+        save the checkpoint when it is `due` or the last (and the run is kept): after the row, never before (see the
+        module doc)."""
+        if final:
+            metrics["final"] = True
         if self.messages:
             metrics["control/rejected"] = "; ".join(self.messages)
         self.last = metrics
         yield metrics
-        if save is not None:
-            self._save(save, metrics["step"], cfg)
+        if (due or final) and self.run is not None and self.save is not None:
+            self._save(metrics["step"], cfg)
 
     # ---- a non-finite loss
 

@@ -11,7 +11,9 @@ iteration i are the config with every accepted change of iteration <= i applied,
 One subtlety, a resume: a run restarted from a checkpoint older than a change trains those iterations again with the
 checkpoint's knobs; whatever control.json then changes is logged again as a new row. The old row belongs to the
 attempt that was thrown away, and is recognised by the metrics: an iteration *before* the change was trained again
-*after* the change was written (the rows a resume trains again are moved to metrics.rewound.jsonl).
+*after* the change was written (the rows a resume trains again are moved to metrics.rewound.jsonl). And the
+resumed trainer logs the knobs it restored from the checkpoint, as accepted rows with "resume": true at its first
+iteration, so a change the checkpoint never saw (a NaN's reset writes none) ends there.
 
 Everything here reads files only (no torch, no config classes, no Streamlit). It is meant to be the one reader of
 what a run used, so that every legend, table, knob widget and export agrees (Compare's legend and its "settings
@@ -58,11 +60,8 @@ def _trained_at(run_dir: Path) -> dict[int, float]:
 
 def _thrown_away(change: dict, trained_at: dict[int, float]) -> bool:
     """Did a resume discard this change? Yes when an iteration before it was trained again after it was written:
-    the run went back to a checkpoint older than the change (see the module doc).
-
-    Not caught: a resume from the checkpoint of the iteration just before the change, after a NaN had set
-    control.json back (nothing was trained again after the row, and the resumed trainer logs no row for a value
-    it did not change). The session would have to log its resume for that."""
+    the run went back to a checkpoint older than the change (see the module doc). A resume from the checkpoint
+    just before the change trains nothing again before it: there the resume's own rows set the knobs back."""
     if not _number(change.get("time")):
         return False  # no time to compare (a hand-written row): keep it
     return any(step < change["iteration"] and when > change["time"] for step, when in trained_at.items())

@@ -59,6 +59,7 @@ from core.corpus import NEGATIVE, POSITIVE, default_corpus, synthetic_reviews
 from core.model import encode, load_lm, scorer_from_lm, sequence_scores
 from core.precision import autocast, setup as resolve_and_record
 from core.runs import Run
+from core.session import Session
 
 STUDENTS = ("xent", "confidence")
 _SIGN = {**{w: 1 for w in POSITIVE if " " not in w}, **{w: -1 for w in NEGATIVE if " " not in w}}
@@ -448,7 +449,12 @@ def run_w2s(cfg: W2SConfig, run: Run | None = None, texts: list[str] | None = No
     dict is also kept as `run_w2s.last_results` for notebooks.
 
     `texts` and `scorer` replace the held-out reviews and the gold annotator (tests, own data).
+    Pause, step and stop act between rows (core/session.py); a stopped experiment writes no results.
     """
+    yield from Session(run, "w2s", cfg, counter="step").flow(_experiment(cfg, run, texts, scorer), cfg)
+
+
+def _experiment(cfg: W2SConfig, run: Run | None, texts: list[str] | None, scorer):
     cfg.validate()
     t_start = time.perf_counter()
     cpu.setup(cfg.threads)  # threads, and a heap that keeps freed memory for the next step

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from core.config import ConfigError, to_dict
 from core.runs import ACTIVE_STATES, FINAL_STATES, Run, RunError, list_runs, read_json
+from core.session import RESUMABLE  # the stages a page may continue (their loop resumes itself: Session.resume)
 
 JOB_FILE = "job.json"  # {pid, owner, started}: who runs this folder, so a dead worker can be told apart
 ERROR_FILE = "error.log"  # the worker's full traceback when training raised
@@ -52,49 +53,37 @@ def upload_limit_mb() -> int:
 
 @dataclass(frozen=True)
 class Stage:
-    """One row of the job contract: where a stage's config and generator live."""
+    """One row of the job contract: where a stage's generator lives (its config class: core.config.STAGE_CONFIGS)."""
 
     name: str
-    config_class: str  # class name in core.config
     module: str  # core module holding the generator
     function: str  # generator fn(cfg, run)
-    handles_stop: bool = False  # True when the generator itself reads control.json "stop" (PPO)
 
     def config_cls(self):
-        import core.config
+        from core.config import STAGE_CONFIGS
 
-        return getattr(core.config, self.config_class)
+        return STAGE_CONFIGS[self.name]
 
     def generator(self):
         return getattr(importlib.import_module(self.module), self.function)
 
 
-# The job contract: every stage the app can start, its config class, and the generator a worker drives.
+# The job contract: every stage the app can start and the generator a worker drives.
 CONTRACT = {
-    "pretrain": Stage("pretrain", "PretrainConfig", "core.pretrain", "pretrain"),
-    "preferences": Stage("preferences", "PreferenceConfig", "core.preferences", "collect_preferences"),
-    "reward": Stage("reward", "RewardConfig", "core.reward", "train_reward"),
-    "ppo": Stage("ppo", "PPOConfig", "core.ppo_train", "train_ppo", handles_stop=True),
-    "w2s": Stage("w2s", "W2SConfig", "core.w2s", "run_w2s"),
-    "dpo": Stage("dpo", "DPOConfig", "core.dpo", "train_dpo", handles_stop=True),
-    "bon": Stage("bon", "BoNConfig", "core.bon", "best_of_n"),
-    "grpo": Stage("grpo", "GRPOConfig", "core.grpo", "train_grpo", handles_stop=True),
-    "frontier": Stage("frontier", "FrontierConfig", "core.frontier", "run_frontier"),
+    "pretrain": Stage("pretrain", "core.pretrain", "pretrain"),
+    "preferences": Stage("preferences", "core.preferences", "collect_preferences"),
+    "reward": Stage("reward", "core.reward", "train_reward"),
+    "ppo": Stage("ppo", "core.ppo_train", "train_ppo"),
+    "w2s": Stage("w2s", "core.w2s", "run_w2s"),
+    "dpo": Stage("dpo", "core.dpo", "train_dpo"),
+    "bon": Stage("bon", "core.bon", "best_of_n"),
+    "grpo": Stage("grpo", "core.grpo", "train_grpo"),
+    "frontier": Stage("frontier", "core.frontier", "run_frontier"),
 }
 
 
 
 # ----------------------------------------------------------------------------- the worker (child)
-
-def _stop_on_request(run: Run, steps):
-    """Pass metrics through; after each step honour control.json {"stop": true} from the app (only a real
-    JSON true: a hand-written "false" string must not stop a run). Stages like PPO read their own control."""
-    for metrics in steps:
-        yield metrics
-        if "_status" not in metrics and run.read_control().get("stop") is True:
-            yield {"_status": "stopped", "step": metrics.get("step", 0), "message": "stopped from the app"}
-            return
-
 
 def _worker(stage_name: str, run_dir: str) -> None:
     """Entry point of the spawned process: rebuild the config, drive the stage, record any error."""
@@ -118,10 +107,7 @@ def _worker(stage_name: str, run_dir: str) -> None:
             import torch
 
             torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
-        steps = stage.generator()(cfg, run)
-        if not stage.handles_stop:
-            steps = _stop_on_request(run, steps)
-        drive(run, steps)
+        drive(run, stage.generator()(cfg, run))  # every stage honours control.json's stop itself (core/session.py)
     except BaseException as e:  # noqa: BLE001 - the worker's last duty is to say why it died
         (run.path / ERROR_FILE).write_text(traceback.format_exc(), encoding="utf-8")
         if run.status().get("state") != "failed":  # drive() already marks failures it sees
@@ -260,7 +246,7 @@ def start(stage: str, cfg, runs_root, parents: dict | None = None, owner: str | 
     if stage not in CONTRACT:
         raise JobError(f"unknown stage {stage!r}; stages are {sorted(CONTRACT)}")
     if not isinstance(cfg, CONTRACT[stage].config_cls()):
-        raise ConfigError(f"{stage} needs a {CONTRACT[stage].config_class}, got {type(cfg).__name__}")
+        raise ConfigError(f"{stage} needs a {CONTRACT[stage].config_cls().__name__}, got {type(cfg).__name__}")
     cfg.validate()
     with _lock, _queue_lock(runs_root):
         busy = active_runs(runs_root, stage=stage, owner=owner) if owner is not None else []
@@ -271,6 +257,55 @@ def start(stage: str, cfg, runs_root, parents: dict | None = None, owner: str | 
         try:
             run.write_json(JOB_FILE, {"pid": None, "owner": owner, "queued": time.time(), "started": None})
             run.set_status("queued", iteration=0, message="waiting for a training slot", waiting=True)
+        finally:
+            run.release()
+        dispatch(runs_root, limit)
+    return run
+
+
+def resume(run_dir, actor: str | None = None, teacher: bool = False, runs_root=None,
+           limit: int | None = None) -> Run:
+    """Queue a stopped or failed (killed, crashed) PPO, GRPO or DPO run again, in its own folder: its worker resumes
+    it from its last checkpoint (from the start when none was saved: its old rows are moved aside, never drawn
+    twice) and trains the iterations left. The same rules as the CLI's --resume: only the run's owner or a teacher
+    (JobError otherwise), never a run that is still alive or done, never over a broken checkpoint (refused by name
+    here, before anything is queued), and one active run per owner and stage, as for start()."""
+    from core.session import resume_point
+
+    run_dir = Path(run_dir)
+    runs_root = run_dir.parent if runs_root is None else Path(runs_root)
+    check_control(run_dir, actor, teacher)
+    run = Run.open(run_dir)
+    stage = run.stage
+    if stage not in RESUMABLE:
+        raise JobError(f"a {stage} run cannot be continued; only {', '.join(RESUMABLE)} runs can")
+    with _lock, _queue_lock(runs_root):
+        state = status(run_dir).get("state")
+        if state not in ("stopped", "failed"):
+            raise JobError(f"run {run.run_id} is {state}: only a stopped or failed run can be continued")
+        owner = run_owner(run_dir)
+        busy = [e for e in active_runs(runs_root, stage=stage, owner=owner) if e["run_id"] != run.run_id] \
+            if owner is not None else []
+        if busy:
+            raise JobError(f"the {stage} run {busy[0]['run_id']} of {owner} is still {busy[0]['state']}; stop it or "
+                           "wait for it to finish before continuing this one")
+        try:
+            run.acquire(timeout=0.5)  # RunBusy: a CLI --resume owns it right now
+        except RunError as e:
+            raise JobError(str(e)) from None
+        try:
+            counter = "step" if stage == "dpo" else "iteration"
+            try:
+                point = resume_point(run, stage, counter)
+            except (ValueError, OSError, RunError) as e:  # CheckpointError (a ValueError) names the bad file
+                raise JobError(str(e)) from None
+            # stop: the stop that ended it must not end the new session before it starts (Session.begin clears it
+            # only when a checkpoint exists); paused: "continue" means train, not wait for a Resume click
+            run.write_control(stop=False, paused=False)
+            run.write_json(JOB_FILE, dict(job_info(run_dir), pid=None, queued=time.time(), started=None))
+            where = f"{counter} {point[1]}" if point else f"{counter} 0 (no checkpoint was saved)"
+            run.set_status("queued", iteration=point[1] if point else 0, waiting=True,
+                           message=f"waiting for a training slot, to continue from {where}")
         finally:
             run.release()
         dispatch(runs_root, limit)

@@ -17,3 +17,8 @@ from core.config.bon import BoNConfig, PRESET_BON, bon_preset
 from core.config.ppo import KL_ESTIMATORS, PPOConfig, PRESET_PPO, VALUE_MODELS, ppo_preset
 from core.config.frontier import (FRONTIER_KNOBS, FRONTIER_METHODS, FrontierConfig, PRESET_FRONTIER, frontier_preset)
 from core.config.grpo import (GRPOConfig, GRPO_ADVANTAGES, KL_PLACES, LOSS_AVERAGING, PRESET_GRPO, grpo_preset)
+
+# every stage's config class, by the stage name its runs carry (run.stage): the job runner and `rlhf-lab set` read it
+STAGE_CONFIGS = {"pretrain": PretrainConfig, "preferences": PreferenceConfig, "reward": RewardConfig,
+                 "ppo": PPOConfig, "w2s": W2SConfig, "dpo": DPOConfig, "bon": BoNConfig, "grpo": GRPOConfig,
+                 "frontier": FrontierConfig}

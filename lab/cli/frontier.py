@@ -84,6 +84,7 @@ def cmd_frontier(args) -> int:
         if state in ("running", "paused"):
             raise CLIError(f"{run.path} is {state} in another process; stop it first")
         cfg = from_dict(FrontierConfig, run.config).validate()
+        run.write_control(stop=False)  # the stop that ended the last session must not end this one
     else:
         cfg = config_from_args(args)
     if not args.resume:

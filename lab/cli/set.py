@@ -1,31 +1,31 @@
-"""`rlhf-lab set RUN_DIR key=value ...`: the live controls of a PPO, GRPO/RLOO or DPO run, one parser for all.
+"""`rlhf-lab set RUN_DIR key=value ...`: the live controls of any run, one parser for all.
 
     rlhf-lab set runs/ppo1 kl_coef=0.2 clip_eps=0.1      # applied before the next iteration
     rlhf-lab set runs/grpo1 paused=true ; rlhf-lab set runs/grpo1 step=+1 ; rlhf-lab set runs/grpo1 stop=true
+    rlhf-lab set runs/pretrain1 stop=true                # every stage: paused, step, stop
 
-The rule, the same for every stage: a live knob (the fields core/config/ marks live) may be set on any run of a
-stage that can resume; on a running or paused run it applies before the next iteration, on a stopped, failed or
-finished one at its next `--resume`. `paused` may be set on any such run too (a resume then starts paused);
-`stop` and `step` steer a live run only. Every value is checked as the trainer checks it (core/session.py), so
-what `set` accepts the trainer accepts.
+The rule, the same for every stage: a live knob (the fields core/config/ marks live: PPO, GRPO/RLOO, DPO) may be
+set on any run of a stage that can resume; on a running or paused run it applies before the next iteration, on a
+stopped, failed or finished one at its next `--resume`. `paused` may be set on any such run too (a resume then
+starts paused); `stop` and `step` steer a live run only, and a stage that cannot resume takes flow controls only
+while it runs. Every value is checked as the trainer checks it (core/session.py), so what `set` accepts the trainer
+accepts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-import core.config
-from core.config import ConfigError, from_dict, live_knobs
+from core.config import STAGE_CONFIGS, ConfigError, from_dict, live_knobs
 from core.runs import ACTIVE_STATES, Run
 from core.session import FLOW_CONTROLS, check_live_value
-
-# the stages `rlhf-lab set` can steer: stage -> its config class in core.config
-LIVE_STAGES = {"ppo": "PPOConfig", "grpo": "GRPOConfig", "dpo": "DPOConfig"}
+from lab.cli.common import RESUMABLE  # the stages with live knobs, which a stopped run takes at its --resume
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("set", help="change live controls of a PPO, GRPO or DPO run: key=value ...")
+    p = sub.add_parser("set", help="change live controls of a run (PPO, GRPO, DPO knobs; every stage: paused, "
+                                   "step, stop): key=value ...")
     p.add_argument("run_dir")
     p.add_argument("pairs", nargs="+", metavar="key=value",
                    help="PPO: kl_coef, adaptive_kl, target_kl, clip_eps, lr, temperature; GRPO: beta, clip_eps, "
@@ -64,11 +64,14 @@ def parse_controls(run: Run, pairs: list[str]) -> dict:
     """key=value strings -> a control.json update, each value checked like the trainer checks it."""
     from lab.cli.common import CLIError
 
-    cfg = from_dict(getattr(core.config, LIVE_STAGES[run.stage]), run.config)
+    cfg = from_dict(STAGE_CONFIGS[run.stage], run.config)
     knobs = live_knobs(cfg)
     control = run.read_control()
     update = {}
     live = run.live_status().get("state") in ACTIVE_STATES
+    if not live and run.stage not in RESUMABLE:
+        raise CLIError(f"{run.path} is not training ({describe_state(run)}), and a {run.stage} run cannot resume: "
+                       f"its controls act while it runs; start a new run instead")
     for pair in pairs:
         key, text = parse_pair(pair)
         if key not in knobs and key not in FLOW_CONTROLS:
@@ -107,9 +110,8 @@ def cmd_set(args) -> int:
     from lab.cli.common import CLIError
 
     run = Run.open(args.run_dir)
-    if run.stage not in LIVE_STAGES:
-        raise CLIError(f"{run.path} is a {run.stage!r} run; live controls exist for "
-                       f"{', '.join(LIVE_STAGES)} runs only")
+    if run.stage not in STAGE_CONFIGS:
+        raise CLIError(f"{run.path} is a {run.stage!r} run, a stage this lab does not know")
     update = parse_controls(run, args.pairs)
     control = run.write_control(**update)
     shown = ", ".join(f"{k}={control[k]}" for k in update)

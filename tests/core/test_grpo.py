@@ -203,7 +203,7 @@ def test_cli_grpo_set_and_resume(tiny_base, tiny_rm, tmp_path, capsys):  # noqa:
 def test_live_knobs_reach_a_running_grpo_job(tiny_base, tiny_rm, tmp_path):  # noqa: F811
     """Started the way the page starts it (lab.jobs, a spawned process); control.json steers it."""
     from lab import jobs
-    from lab.cli.grpo import initial_control
+    from core.session import initial_control
 
     cfg = tiny_cfg(tiny_base, tiny_rm, iterations=400, checkpoint_every=1000, threads=1)
     run = jobs.start("grpo", cfg, tmp_path, control=initial_control(cfg))

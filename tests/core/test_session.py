@@ -124,6 +124,12 @@ def test_a_nan_after_a_live_change_names_the_knob_and_does_not_poison_the_resume
     drive(run, train(cfg, run))  # the resume is not poisoned
     logged = read_metrics(run.path)["step"].tolist()
     assert logged == sorted(set(logged)) and logged[-1] == 4
+    # what the run really used: lr=0.9 was thrown away with the failed attempt (the resume logs the knobs it
+    # restored; before, core/settings.py could not tell and said iteration 2 on used lr 0.9)
+    from core.settings import changed_mid_run, settings_at
+
+    assert settings_at(run.path, 2)["lr"] == settings_at(run.path, 4)["lr"] == cfg.lr
+    assert "lr" not in changed_mid_run(run.path)
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -257,3 +263,119 @@ def test_a_resume_of_a_finished_run_keeps_its_iteration(stage, tiny_base, tiny_r
     drive(run, train(cfg, run))  # nothing left to train
     assert run.status()["state"] == "done" and run.status()["iteration"] == 4
     assert read_metrics(run.path)["step"].tolist()[-1] == 4
+
+
+# ----------------------------------------------------------------------------- stages without live knobs
+
+def flow_stage(stage, tiny_base, tiny_rm, pair_file, tmp_path):
+    """(config, trainer) of a tiny run of a stage that has no live knobs (its protocol is pause/step/stop)."""
+    from core.config import PreferenceConfig, RewardConfig, pretrain_preset
+
+    if stage == "pretrain":
+        from core.pretrain import pretrain
+
+        return pretrain_preset("tiny", steps=50, corpus_size=300, checkpoint_every=50, device="cpu"), pretrain
+    if stage == "preferences":
+        from core.preferences import collect_preferences
+
+        return PreferenceConfig(base=str(tiny_base), pairs=40, batch_size=8, max_new_tokens=8,
+                                device="cpu"), collect_preferences
+    if stage == "reward":
+        from core.reward import train_reward
+
+        return RewardConfig(base=str(tiny_base), preferences=str(pair_file), epochs=3, batch_size=4, gold_pairs=8,
+                            device="cpu"), train_reward
+    from core.bon import best_of_n
+
+    return bon_preset("tiny", policy=str(tiny_base), reward=str(tiny_rm), prompts=8, batch_size=16,
+                      device="cpu"), best_of_n
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "preferences", "reward", "bon"])
+def test_rlhf_lab_set_stops_every_stage_between_two_steps(stage, tiny_base, tiny_rm, pair_file, tmp_path):
+    """The app's stop was a wrapper in lab/jobs.py that only its workers had: `rlhf-lab set RUN stop=true` refused
+    every stage but PPO, GRPO and DPO, and a pretrain stopped from the app kept no checkpoint of its last steps. Now
+    every stage reads control.json itself (core/session.py): it stops after the step it is in, and a pretrain keeps
+    a checkpoint of the steps it made."""
+    from lab.cli import main
+
+    cfg, trainer = flow_stage(stage, tiny_base, tiny_rm, pair_file, tmp_path)
+    run = Run.create(stage, to_dict(cfg), out=tmp_path / "run")
+    asked = []
+
+    def stop_once(row):  # the way a student stops it from a second terminal, while it trains
+        if not asked:
+            asked.append(main(["set", str(run.path), "stop=true"]))
+
+    def tap(rows):  # best-of-n's first row is a status row while it samples: the stop lands between two batches
+        for row in rows:
+            yield row
+            stop_once(row)
+
+    drive(run, tap(trainer(cfg, run)))
+    assert asked == [0] and run.status()["state"] == "stopped", run.status()
+    rows = read_metrics(run.path)
+    assert len(rows) == (0 if stage == "bon" else 1)
+    if stage == "pretrain":
+        assert checkpoint_position(run) == 1
+    if stage == "preferences":
+        assert 0 < len((run.path / "preferences.jsonl").read_text().splitlines()) < cfg.pairs
+
+
+def test_a_nested_stage_pauses_steps_and_stops_between_its_rows(tmp_path):
+    """Weak-to-strong, best-of-n and the frontier pass their rows through Session.flow(): paused, it waits; each
+    `step` increment lets one more row through; stop ends it as stopped and closes the work."""
+    import threading
+    import time
+
+    from core.config import w2s_preset
+    from core.session import Session
+
+    cfg = w2s_preset("tiny")
+    run = Run.create("w2s", to_dict(cfg), out=tmp_path / "run", control={"paused": True, "step": 0})
+    closed = []
+
+    def work():
+        try:
+            for i in range(1, 100):
+                yield {"step": i, "w2s/weak_loss": 1.0 / i}
+        finally:
+            closed.append(True)
+
+    def steer():
+        def rows():
+            return len(read_metrics(run.path)) if (run.path / "metrics.jsonl").exists() else 0
+
+        deadline = time.monotonic() + 20
+        while rows() < 1 or run.status().get("state") != "paused":  # the first row, then it waits
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert rows() == 1
+        run.write_control(step=2)  # two more rows
+        while rows() < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert rows() == 3
+        run.write_control(stop=True)
+
+    errors = []
+    thread = threading.Thread(target=lambda: errors.append(None) if steer() is None else None)
+    thread.start()
+    drive(run, Session(run, "w2s", cfg, counter="step").flow(work(), cfg))
+    thread.join(30)
+    assert errors == [None] and closed == [True]
+    assert run.status()["state"] == "stopped" and read_metrics(run.path)["step"].tolist() == [1, 2, 3]
+
+
+def test_every_stage_the_app_starts_runs_under_the_session():
+    """No stage may fall back to a stop of its own (the wrapper lab/jobs.py had): each stage's generator module
+    builds a Session, so a new stage is checked by being added to the job contract."""
+    import inspect
+
+    from lab.jobs import CONTRACT
+
+    for stage in CONTRACT.values():
+        source = inspect.getsource(inspect.getmodule(stage.generator()))
+        assert f'Session(run, "{stage.name}"' in source, stage.name
