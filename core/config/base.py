@@ -272,3 +272,45 @@ class OnlineConfig(TrainingConfig):
     """Most tokens generated per response."""
     stop_at_eos: bool = True
     """Stop a response at <eos> (False: always generate response_length tokens, as TRL's benchmark does)."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0 = off)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    sample_every: int = 5
+    """Iterations between policy samples on the fixed evaluation prompts (samples.jsonl)."""
+    eval_prompts: int = 6
+    """Number of fixed evaluation prompts for the side-by-side samples."""
+    checkpoint_every: int = 10
+    """Iterations between checkpoints (one is always written at the end or on stop)."""
+
+    def check_online(self, n_positions: int | None = None) -> None:
+        """The checks of the fields above and of the knobs every online stage has (lr, clip_eps, temperature,
+        minibatches); a stage's check() calls it first. With `n_positions` (the policy's context, known once it is
+        loaded) also check that prompt + response fit in it."""
+        name = type(self).__name__
+        for key in ("policy", "reward"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                raise ConfigError(f"{name}.{key} must be a checkpoint spec (shipped name, checkpoint folder "
+                                  f"or run folder), got {getattr(self, key)!r}")
+        check_choice(self, "profile", PROFILE_CHOICES)
+        for key in ("iterations", "batch_size", "response_length", "minibatches", "sample_every", "eval_prompts",
+                      "checkpoint_every"):
+            check_int(self, key, 1)
+        check_int(self, "prompt_length", 2)  # <bos> + at least one word
+        if self.batch_size % self.minibatches:
+            raise ConfigError(f"{name}.minibatches must divide batch_size: {self.batch_size} responses cannot "
+                              f"be split into {self.minibatches} equal minibatches")
+        for key in ("lr", "temperature", "clip_eps", "grad_clip", "weight_decay"):
+            check_finite(self, key)
+        check_range(self, "clip_eps", 0.0, 1.0, low_open=True, high_open=True)
+        check_positive(self, "lr")
+        check_positive(self, "temperature")
+        check_non_negative(self, "grad_clip")
+        check_non_negative(self, "weight_decay")
+        if not isinstance(self.stop_at_eos, bool):
+            raise ConfigError(f"{name}.stop_at_eos must be true or false, got {self.stop_at_eos!r}")
+        limit = n_positions if n_positions is not None else 1024
+        if self.prompt_length + self.response_length > limit:
+            where = "the policy's context" if n_positions is not None else "the largest supported context"
+            raise ConfigError(f"{name}.response_length: prompt_length + response_length = "
+                              f"{self.prompt_length} + {self.response_length} exceeds {where} of {limit} tokens")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.config.base import (ConfigError, OnlineConfig, check_choice, check_int, check_non_negative, check_positive,
-                               check_range, from_preset, live)
+from core.config.base import (ConfigError, OnlineConfig, check_choice, check_finite, check_int, check_non_negative,
+                               from_preset, live)
 from core.config.ppo import KL_ESTIMATORS
 
 GRPO_ADVANTAGES = ("grpo", "rloo")
@@ -50,57 +50,23 @@ class GRPOConfig(OnlineConfig):
     each response's token mean (the GRPO paper's 1/|o_i|, which weighs a long response's tokens less)."""
     temperature: float = live(1.0)
     """Sampling temperature; policy and reference log-probs use the same scaled logits (live control)."""
-    grad_clip: float = 1.0
-    """Clip the global gradient norm to this value (0 = off)."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    sample_every: int = 5
-    """Iterations between policy samples on the fixed evaluation prompts (samples.jsonl)."""
-    eval_prompts: int = 6
-    """Number of fixed evaluation prompts for the side-by-side samples."""
-    checkpoint_every: int = 10
-    """Iterations between checkpoints (one is always written at the end or on stop)."""
 
     def check(self, n_positions: int | None = None) -> None:
+        self.check_online(n_positions)  # the fields every online stage shares (base.py)
         check_choice(self, "preset", tuple(PRESET_GRPO))
-        for name in ("policy", "reward"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise ConfigError(f"GRPOConfig.{name} must be a checkpoint spec (shipped name, checkpoint folder "
-                                  f"or run folder), got {getattr(self, name)!r}")
-        check_choice(self, "profile", ("positive", "negative", "concise"))
         check_choice(self, "advantage", GRPO_ADVANTAGES)
         check_choice(self, "kl_in", KL_PLACES)
         check_choice(self, "kl_estimator", KL_ESTIMATORS)
         check_choice(self, "loss_averaging", LOSS_AVERAGING)
         check_int(self, "group_size", 2)  # one response has no group to be compared with
-        for name in ("iterations", "batch_size", "response_length", "epochs", "minibatches", "sample_every",
-                     "eval_prompts", "checkpoint_every"):
-            check_int(self, name, 1)
-        check_int(self, "prompt_length", 2)
+        check_int(self, "epochs", 1)
         if self.batch_size % self.group_size:
             raise ConfigError(f"GRPOConfig.group_size must divide batch_size: {self.batch_size} responses cannot "
                               f"be split into groups of {self.group_size}")
-        if self.batch_size % self.minibatches:
-            raise ConfigError(f"GRPOConfig.minibatches must divide batch_size: {self.batch_size} responses cannot "
-                              f"be split into {self.minibatches} equal minibatches")
-        for name in ("beta", "clip_eps", "lr", "temperature", "grad_clip", "weight_decay"):
-            value = getattr(self, name)
-            if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
-                raise ConfigError(f"GRPOConfig.{name} must be a finite number, got {value!r}")
+        check_finite(self, "beta")
         check_non_negative(self, "beta")
-        check_range(self, "clip_eps", 0.0, 1.0, low_open=True, high_open=True)
-        check_positive(self, "lr")
-        check_positive(self, "temperature")
-        check_non_negative(self, "grad_clip")
-        check_non_negative(self, "weight_decay")
-        for name in ("scale_advantages", "stop_at_eos"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"GRPOConfig.{name} must be true or false, got {getattr(self, name)!r}")
-        limit = n_positions if n_positions is not None else 1024
-        if self.prompt_length + self.response_length > limit:
-            where = "the policy's context" if n_positions is not None else "the largest supported context"
-            raise ConfigError(f"GRPOConfig.response_length: prompt_length + response_length = "
-                              f"{self.prompt_length} + {self.response_length} exceeds {where} of {limit} tokens")
+        if not isinstance(self.scale_advantages, bool):
+            raise ConfigError(f"GRPOConfig.scale_advantages must be true or false, got {self.scale_advantages!r}")
         return self
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.config.base import (ConfigError, OnlineConfig, check_choice, check_int, check_non_negative, check_positive,
-                               check_range, from_preset, live)
+from core.config.base import (ConfigError, OnlineConfig, check_choice, check_finite, check_int, check_non_negative,
+                               check_positive, check_range, from_preset, live)
 
 KL_ESTIMATORS = ("k1", "k3")
 
@@ -54,56 +54,28 @@ class PPOConfig(OnlineConfig):
     """Whiten the shaped rewards before GAE (advantages are always whitened)."""
     missing_eos_penalty: float = 0.0
     """Subtracted from the score of a response that did not end with <eos> (0 = off)."""
-    grad_clip: float = 1.0
-    """Clip the global gradient norm to this value (0 = off)."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    sample_every: int = 5
-    """Iterations between policy samples on the fixed evaluation prompts (samples.jsonl)."""
-    eval_prompts: int = 6
-    """Number of fixed evaluation prompts for the side-by-side samples."""
-    checkpoint_every: int = 10
-    """Iterations between checkpoints (one is always written at the end or on stop)."""
 
     def check(self, n_positions: int | None = None) -> None:
         """Raise ConfigError for an impossible value. With `n_positions` (the policy's context, known
         once it is loaded) also check that prompt + response fit in it."""
+        self.check_online(n_positions)  # the fields every online stage shares (base.py)
         check_choice(self, "preset", tuple(PRESET_PPO))
-        for name in ("policy", "reward"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise ConfigError(f"PPOConfig.{name} must be a checkpoint spec (shipped name, checkpoint folder "
-                                  f"or run folder), got {getattr(self, name)!r}")
         check_choice(self, "value_model", VALUE_MODELS)
-        check_choice(self, "profile", ("positive", "negative", "concise"))
         check_choice(self, "kl_estimator", KL_ESTIMATORS)
-        for name in ("iterations", "batch_size", "prompt_length", "response_length", "ppo_epochs", "minibatches",
-                     "kl_horizon", "sample_every", "eval_prompts", "checkpoint_every"):
+        for name in ("ppo_epochs", "kl_horizon"):
             check_int(self, name, 1)
-        check_int(self, "prompt_length", 2)  # <bos> + at least one word
-        if self.batch_size % self.minibatches:
-            raise ConfigError(f"PPOConfig.minibatches must divide batch_size: {self.batch_size} prompts cannot "
-                              f"be split into {self.minibatches} equal minibatches")
-        check_range(self, "clip_eps", 0.0, 1.0, low_open=True, high_open=True)
+        for name in ("kl_coef", "target_kl"):
+            check_finite(self, name)
         check_non_negative(self, "kl_coef")
         check_positive(self, "target_kl")
-        check_positive(self, "lr")
-        check_positive(self, "temperature")
         check_positive(self, "clip_value")
-        for name in ("vf_coef", "missing_eos_penalty", "grad_clip", "weight_decay"):
+        for name in ("vf_coef", "missing_eos_penalty"):
             check_non_negative(self, name)
         check_range(self, "gamma", 0.0, 1.0)
         check_range(self, "lam", 0.0, 1.0)
-        for name in ("adaptive_kl", "stop_at_eos", "whiten_rewards"):
+        for name in ("adaptive_kl", "whiten_rewards"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"PPOConfig.{name} must be true or false, got {getattr(self, name)!r}")
-        for name in ("kl_coef", "target_kl", "lr", "temperature", "clip_eps"):
-            if getattr(self, name) != getattr(self, name) or getattr(self, name) in (float("inf"), float("-inf")):
-                raise ConfigError(f"PPOConfig.{name} must be a finite number, got {getattr(self, name)!r}")
-        limit = n_positions if n_positions is not None else 1024
-        if self.prompt_length + self.response_length > limit:
-            where = "the policy's context" if n_positions is not None else "the largest supported context"
-            raise ConfigError(f"PPOConfig.response_length: prompt_length + response_length = "
-                              f"{self.prompt_length} + {self.response_length} exceeds {where} of {limit} tokens")
         return self
 
 
