@@ -2,18 +2,20 @@
 
     rlhf-lab bon --n 1,2,4,8,16,32 --prompts 64 --out runs/bon1     # shipped base model + shipped RM
 
-Prints one row per n (gold and proxy of the kept responses, the analytic KL) and a one-line summary.
+Prints one row per n (gold and proxy of the kept responses, the KL bound log n - (n-1)/n and the KL estimated from
+the kept responses) and a one-line summary.
 """
 
 from __future__ import annotations
 
-from core.config import PRECISION_HELP, PRECISIONS, PRESET_BON, bon_preset, to_dict
+from core.config import PRESET_BON, bon_preset, to_dict
 from core.runs import Run
 from core.session import drive
+from lab.cli.common import run_values
 
 
 def register(sub) -> None:
-    from lab.cli.common import out_args
+    from lab.cli.common import out_args, run_args
 
     p = sub.add_parser("bon", help="best-of-n: keep the RM's favourite of n base-model samples, for several n")
     p.add_argument("--n", default=None, help="increasing comma-separated list of n (default 1,2,4,8,16,32)")
@@ -24,10 +26,7 @@ def register(sub) -> None:
     p.add_argument("--profile", default=None, help="gold profile (positive, negative, concise)")
     p.add_argument("--response-length", type=int, default=None)
     p.add_argument("--temperature", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", default=None)
-    p.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    run_args(p)
     out_args(p)
     p.set_defaults(func=cmd_bon)
 
@@ -49,8 +48,7 @@ def cmd_bon(args) -> int:
 
     cfg = bon_preset(args.preset, n=parse_n(args.n), prompts=args.prompts, policy=args.policy, reward=args.reward,
                      profile=args.profile, response_length=args.response_length, temperature=args.temperature,
-                     seed=args.seed, device=args.device, precision=args.precision,
-                     threads=args.threads).validate()
+                     **run_values(args)).validate()
     check_inputs(cfg)
     run = Run.create("bon", to_dict(cfg), out=args.out, root=args.runs,
                      parents={"policy": cfg.policy, "reward": cfg.reward})
@@ -73,12 +71,15 @@ def cmd_bon(args) -> int:
     if not rows:
         print("no result")
         return 0
-    print(f"{'n':>5s} {'gold':>14s} {'proxy':>14s} {'KL (analytic)':>14s}")
+    print(f"{'n':>5s} {'gold':>14s} {'proxy':>14s} {'KL bound':>10s} {'KL est.':>10s}")
     for m in rows:
+        estimate = m.get("bon/kl_estimate", float("nan"))
         print(f"{m['bon/n']:>5d} {m['objective/gold']:+8.3f} ±{m['objective/gold_se']:.3f} "
-              f"{m['objective/scores']:+8.3f} ±{m['objective/scores_se']:.3f} {m['objective/kl']:14.3f}")
+              f"{m['objective/scores']:+8.3f} ±{m['objective/scores_se']:.3f} {m['bon/kl_analytic']:10.3f} "
+              f"{estimate:10.3f}")
     first, last = rows[0], rows[-1]
     print(f"done: best-of-{last['bon/n']} on {last['bon/prompts']} prompts: gold {last['objective/gold']:+.3f} "
           f"(best-of-{first['bon/n']}: {first['objective/gold']:+.3f}), proxy {last['objective/scores']:+.3f}, "
-          f"KL {last['objective/kl']:.3f} nats (analytic); {run.path}")
+          f"KL at most {last['bon/kl_analytic']:.3f} nats (the analytic bound), estimated "
+          f"{last.get('bon/kl_estimate', float('nan')):.3f}; {run.path}")
     return 0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from core.config import ConfigError
 from core.runs import DEFAULT_ROOT, Run, RunError
-from core.session import drive
+from core.session import RESUMABLE, drive  # RESUMABLE: the stages with --resume RUN_DIR
 
 
 class CLIError(Exception):
@@ -20,7 +20,6 @@ class CLIError(Exception):
 
 
 ERROR_LOG = "error.log"  # a run's full traceback, when its command failed (the same name the app's jobs use)
-RESUMABLE = ("ppo", "grpo", "dpo")  # the stages with --resume RUN_DIR (lab/resume.py)
 _current_run: list[Run] = []  # the run the running command drives: where an unexpected traceback goes
 
 
@@ -61,6 +60,27 @@ def run_stage(run: Run, steps, total: int, desc: str, postfix) -> dict | None:
         return drive(run, steps, on_metrics=tick)
     finally:
         bar.close()
+
+
+def run_args(parser: argparse.ArgumentParser, seed: int | None = None, device: str | None = None,
+             precision: bool = True) -> None:
+    """--seed, --device, --precision (where the stage has one) and --threads: the flags of every training command,
+    once. run_values(args) gives them back as config fields."""
+    from core.config import PRECISION_HELP, PRECISIONS
+
+    parser.add_argument("--seed", type=int, default=seed)
+    parser.add_argument("--device", default=device)
+    if precision:
+        parser.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def run_values(args) -> dict:
+    """The run_args() flags as config fields: seed, device, threads (and precision where the command has it)."""
+    values = {"seed": args.seed, "device": args.device, "threads": args.threads}
+    if hasattr(args, "precision"):
+        values["precision"] = args.precision
+    return values
 
 
 def out_args(parser: argparse.ArgumentParser) -> None:

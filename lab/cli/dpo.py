@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import math
 
-from core.config import PRECISION_HELP, PRECISIONS, PRESET_DPO, DPOConfig, dpo_preset, to_dict
+from core.config import PRESET_DPO, DPOConfig, dpo_preset, to_dict
 from core.runs import Run, read_jsonl
-from core.session import drive
-from core.session import initial_control
+from core.session import drive, initial_control
+from lab.cli.common import run_values
 from lab.cli.resume import claim, resume_config
 
-FLOW_CONTROLS = ("paused", "stop", "step")
-# What `--resume` may change (as for PPO, lab/cli_ppo.py): the length of the run, threads, precision and the live
+# What `--resume` may change (as for PPO, lab/cli/ppo.py): the length of the run, threads, precision and the live
 # knobs. The rest defines the run (its pairs, models, batch, seed); changing it would mix two experiments.
 RESUME_FIXED = (("--preferences", "preferences"), ("--preset", "preset"), ("--policy", "policy"), ("--ref", "ref"),
                 ("--reward", "reward"), ("--loss", "loss_type"), ("--batch", "batch"), ("--eval-every", "eval_every"),
@@ -31,7 +30,7 @@ RESUME_CHANGEABLE = (("--epochs", "epochs"), ("--threads", "threads"), ("--preci
 
 
 def register(sub) -> None:
-    from lab.cli.common import out_args
+    from lab.cli.common import out_args, run_args
 
     p = sub.add_parser("dpo", help="fine-tune the policy on preference pairs with DPO (no reward model, no RL)")
     p.add_argument("--preferences", default=None, metavar="RUN|FILE",
@@ -51,10 +50,7 @@ def register(sub) -> None:
     p.add_argument("--eval-every", type=int, default=None, help="steps between gold/proxy/KL evaluations")
     p.add_argument("--eval-prompts", type=int, default=None, help="evaluation prompts per evaluation")
     p.add_argument("--profile", default=None, help="gold profile (default: the preference run's)")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", default=None)
-    p.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    run_args(p)
     p.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue a stopped or killed DPO run from its checkpoint (with --epochs: a new total; "
                         "--beta/--lr/--threads/--precision may change too)")
@@ -66,8 +62,7 @@ def config_from_args(args) -> DPOConfig:
     return dpo_preset(args.preset or "small", preferences=args.preferences, policy=args.policy, ref=args.ref,
                       reward=args.reward, beta=args.beta, loss_type=args.loss_type, epochs=args.epochs,
                       batch_size=args.batch, lr=args.lr, eval_every=args.eval_every, eval_prompts=args.eval_prompts,
-                      profile=args.profile, seed=args.seed, device=args.device, precision=args.precision,
-                      threads=args.threads)
+                      profile=args.profile, **run_values(args))
 
 
 def resume_rules():

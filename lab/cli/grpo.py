@@ -8,13 +8,11 @@
 
 from __future__ import annotations
 
-from core.config import (GRPO_ADVANTAGES, KL_PLACES, LOSS_AVERAGING, PRECISION_HELP, PRECISIONS, PRESET_GRPO,
-                          GRPOConfig, grpo_preset, to_dict)
-from core.runs import Run
-from core.session import initial_control
-from lab.cli.resume import claim, resume_config
+from core.config import GRPO_ADVANTAGES, KL_PLACES, LOSS_AVERAGING, PRESET_GRPO, GRPOConfig, grpo_preset
+from lab.cli.common import run_values
+from lab.cli.resume import online_postfix, online_report, open_run, start_config
 
-# What `--resume` may change (the rules of lab/resume.py, as for PPO and DPO): the length of the run, threads,
+# What `--resume` may change (the rules of lab/cli/resume.py, as for PPO and DPO): the length of the run, threads,
 # precision and the live knobs. The rest defines the run; changing it would mix two experiments in one metrics file.
 RESUME_FIXED = (("--preset", "preset"), ("--policy", "policy"), ("--reward", "reward"), ("--advantage", "advantage"),
                 ("--group-size", "group_size"), ("--prompts-per-iteration", "prompts_per_iteration"),
@@ -25,7 +23,7 @@ RESUME_CHANGEABLE = (("--iterations", "iterations"), ("--threads", "threads"), (
 
 
 def register(sub) -> None:
-    from lab.cli.common import out_args
+    from lab.cli.common import out_args, run_args
 
     p = sub.add_parser("grpo", help="fine-tune the policy with GRPO or RLOO (a group of responses per prompt, "
                                     "no critic) against a reward model")
@@ -51,10 +49,7 @@ def register(sub) -> None:
     p.add_argument("--iterations", type=int, default=None)
     p.add_argument("--response-length", type=int, default=None, help="most tokens per response")
     p.add_argument("--profile", default=None, help="gold profile for objective/gold (positive, negative, concise)")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", default=None)
-    p.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    run_args(p)
     p.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue a stopped GRPO run from its checkpoint (may change --iterations, a new total, "
                         "--threads, --precision and the live knobs)")
@@ -84,7 +79,7 @@ def config_from_args(args) -> GRPOConfig:
                        clip_eps=args.clip_eps, loss_averaging=args.loss_averaging, epochs=args.epochs,
                        minibatches=args.minibatches, lr=args.lr, temperature=args.temperature,
                        iterations=args.iterations, response_length=args.response_length, profile=args.profile,
-                       seed=args.seed, device=args.device, precision=args.precision, threads=args.threads)
+                       **run_values(args))
 
 
 def resume_rules():
@@ -98,23 +93,7 @@ def cmd_grpo(args) -> int:
     from core.ppo_train import require_models
     from lab.cli.common import run_stage
 
-    if args.resume:
-        run, cfg, live = resume_config(args, resume_rules())
-        done = claim(run, cfg, live, "grpo")
-    else:
-        cfg = config_from_args(args).validate()
-        require_models(cfg)  # a checkpoint of the wrong kind: refused before a run folder exists
-        run = Run.create("grpo", to_dict(cfg), out=args.out, root=args.runs,
-                         parents={"policy": cfg.policy, "reward": cfg.reward}, control=initial_control(cfg))
-        done = 0
-    print(f"run folder: {run.path}")
-    last = run_stage(run, train_grpo(cfg, run), max(0, cfg.iterations - done), cfg.advantage,
-                     lambda m: {"score": f"{m['objective/scores']:+.3f}", "kl": f"{m['objective/kl']:.2f}",
-                                "gold": f"{m['objective/gold']:+.3f}"})
-    state = run.status().get("state")
-    if last is None:
-        print(f"{state}: no iteration ran")
-        return 0
-    print(f"{state} at iteration {last['step']}: proxy score {last['objective/scores']:+.3f}, "
-          f"gold {last['objective/gold']:+.3f}, KL {last['objective/kl']:.3f}, checkpoint {run.checkpoint_dir}")
-    return 0
+    cfg, resumed = start_config(args, resume_rules(), config_from_args, require_models)
+    run, done = open_run(args, "grpo", cfg, resumed)
+    last = run_stage(run, train_grpo(cfg, run), max(0, cfg.iterations - done), cfg.advantage, online_postfix)
+    return online_report(run, last)

@@ -1,4 +1,4 @@
-"""`rlhf-lab ppo` (stage 3 from the command line); its live controls are `rlhf-lab set` (lab/cli_set.py).
+"""`rlhf-lab ppo` (stage 3 from the command line); its live controls are `rlhf-lab set` (lab/cli/set.py).
 
     rlhf-lab ppo --iterations 30 --kl-coef 0.05 --out runs/ppo1       # shipped base model + shipped RM
     rlhf-lab set runs/ppo1 kl_coef=0.2 clip_eps=0.1                    # applied at the next iteration
@@ -9,10 +9,9 @@
 from __future__ import annotations
 
 from core import distributed
-from core.config import PRECISION_HELP, PRECISIONS, PRESET_PPO, PPOConfig, ppo_preset, resolve_device, to_dict
-from core.runs import Run
-from core.session import initial_control
-from lab.cli.resume import claim, resume_config
+from core.config import PRESET_PPO, PPOConfig, ppo_preset, resolve_device
+from lab.cli.common import run_values
+from lab.cli.resume import online_postfix, online_report, open_run, start_config
 
 # What `--resume` may change: the length of the run, the CPU threads, and the live knobs (which `set` may change
 # anyway). Everything else defines the run (its models, data, batch, seed, device); changing it would mix two
@@ -24,7 +23,7 @@ RESUME_CHANGEABLE = (("--iterations", "iterations"), ("--threads", "threads"), (
 
 
 def register(sub) -> None:
-    from lab.cli.common import out_args
+    from lab.cli.common import out_args, run_args
 
     p = sub.add_parser("ppo", help="fine-tune the policy with PPO against a reward model, with a KL penalty")
     p.add_argument("--preset", default=None, choices=tuple(PRESET_PPO), help="default small")
@@ -43,10 +42,7 @@ def register(sub) -> None:
     p.add_argument("--value-model", choices=("separate", "shared"), default=None,
                    help="separate critic from the RM (default) or a value head on the policy")
     p.add_argument("--profile", default=None, help="gold profile for objective/gold (positive, negative, concise)")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--device", default=None)
-    p.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    run_args(p)
     p.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue a stopped, failed or killed PPO run from its checkpoint; may change "
                         "--iterations (a new total), --threads, --precision and the live knobs (--kl-coef, --lr, ...)")
@@ -59,7 +55,7 @@ def config_from_args(args) -> PPOConfig:
                       adaptive_kl=args.adaptive_kl, target_kl=args.target_kl, clip_eps=args.clip_eps, lr=args.lr,
                       temperature=args.temperature, iterations=args.iterations, batch_size=args.batch,
                       response_length=args.response_length, value_model=args.value_model, profile=args.profile,
-                      seed=args.seed, device=args.device, precision=args.precision, threads=args.threads)
+                      **run_values(args))
 
 
 def resume_rules():
@@ -72,33 +68,14 @@ def cmd_ppo(args) -> int:
     from core.ppo_train import require_models, train_ppo
     from lab.cli.common import run_stage
 
-    if args.resume:
-        run, cfg, live = resume_config(args, resume_rules())
-    else:
-        cfg = config_from_args(args).validate()
-        require_models(cfg)  # a checkpoint of the wrong kind: refused before a run folder exists
+    cfg, resumed = start_config(args, resume_rules(), config_from_args, require_models)
     # Under torchrun: every rank trains; rank 0 alone owns the run folder (and control.json), the others
     # follow its broadcasts inside train_ppo.
     dd = distributed.init(resolve_device(cfg.device).type)
     distributed.check_divisible(cfg.batch_size, dd, "PPOConfig.batch_size")  # before a run folder exists
     if not dd.is_main:
         return distributed.follow(train_ppo(cfg, None), dd)
-    if args.resume:
-        done = claim(run, cfg, live, "ppo")
-    else:
-        run = Run.create("ppo", to_dict(cfg), out=args.out, root=args.runs,
-                         parents={"policy": cfg.policy, "reward": cfg.reward}, control=initial_control(cfg))
-        done = 0
-    print(f"run folder: {run.path}")
-    bar_total = max(0, cfg.iterations - done)
-    last = run_stage(run, train_ppo(cfg, run), bar_total, "ppo",
-                     lambda m: {"score": f"{m['objective/scores']:+.3f}", "kl": f"{m['objective/kl']:.2f}",
-                                "gold": f"{m['objective/gold']:+.3f}"})
+    run, done = open_run(args, "ppo", cfg, resumed)
+    last = run_stage(run, train_ppo(cfg, run), max(0, cfg.iterations - done), "ppo", online_postfix)
     distributed.shutdown(dd)
-    state = run.status().get("state")
-    if last is None:
-        print(f"{state}: no iteration ran")
-        return 0
-    print(f"{state} at iteration {last['step']}: proxy score {last['objective/scores']:+.3f}, "
-          f"gold {last['objective/gold']:+.3f}, KL {last['objective/kl']:.3f}, checkpoint {run.checkpoint_dir}")
-    return 0
+    return online_report(run, last)

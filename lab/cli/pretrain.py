@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from core import distributed
-from core.config import PRECISION_HELP, PRECISIONS, PRESETS, pretrain_preset, resolve_device, to_dict
+from core.config import PRESETS, pretrain_preset, resolve_device, to_dict
 from core.corpus import load_text_file
 from core.pretrain import pretrain
 from core.runs import Run
 
 
 def register(sub) -> None:
-    from lab.cli.common import out_args
+    from lab.cli.common import out_args, run_args
 
     p = sub.add_parser("pretrain", help="pretrain a small GPT on the corpus")
     p.add_argument("--preset", default="small", choices=PRESETS)
@@ -18,10 +18,7 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--batch", type=int, default=None, help="documents per step")
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    run_args(p, seed=0, device="auto")
     out_args(p)
     p.set_defaults(func=cmd_pretrain)
 

@@ -73,3 +73,48 @@ def claim(run: Run, cfg, live: dict, stage: str, counter: str = "iteration") -> 
         atomic_write_json(run.path / "config.json", info)
     run.write_control(stop=False, **live)
     return point[1] if point else 0
+
+
+def start_config(args, rules: ResumeRules, config_from_args, require) -> tuple:
+    """(config, resumed) of a policy-optimisation command: with --resume the run's config with what a resume may
+    change, and resumed = (run, live knobs given as flags); else the flags' config, validated, with its checkpoints
+    checked by `require(cfg)` (a checkpoint of the wrong kind is refused before a run folder exists), resumed None."""
+    if args.resume:
+        run, cfg, live = resume_config(args, rules)
+        return cfg, (run, live)
+    cfg = config_from_args(args).validate()
+    require(cfg)
+    return cfg, None
+
+
+def open_run(args, stage: str, cfg, resumed: tuple | None) -> tuple[Run, int]:
+    """(run, iterations it holds) for a policy-optimisation command: the resumed run claimed (`resumed` = (run, live
+    knobs) from resume_config), or a new run folder whose control.json starts at the config's live knobs."""
+    from core.session import initial_control
+
+    if resumed is not None:
+        run, live = resumed
+        done = claim(run, cfg, live, stage)
+    else:
+        run = Run.create(stage, to_dict(cfg), out=args.out, root=args.runs,
+                         parents={"policy": cfg.policy, "reward": cfg.reward}, control=initial_control(cfg))
+        done = 0
+    print(f"run folder: {run.path}")
+    return run, done
+
+
+def online_postfix(m: dict) -> dict:
+    """What the progress bar of PPO and GRPO shows: the proxy score the policy climbs, its KL, the gold it buys."""
+    return {"score": f"{m['objective/scores']:+.3f}", "kl": f"{m['objective/kl']:.2f}",
+            "gold": f"{m['objective/gold']:+.3f}"}
+
+
+def online_report(run: Run, last: dict | None) -> int:
+    """The last line of `rlhf-lab ppo` and `grpo`: where the run ended, and with what."""
+    state = run.status().get("state")
+    if last is None:
+        print(f"{state}: no iteration ran")
+        return 0
+    print(f"{state} at iteration {last['step']}: proxy score {last['objective/scores']:+.3f}, "
+          f"gold {last['objective/gold']:+.3f}, KL {last['objective/kl']:.3f}, checkpoint {run.checkpoint_dir}")
+    return 0

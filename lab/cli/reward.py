@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from core import distributed
 from core.annotators import PROFILES
-from core.config import PRECISION_HELP, PRECISIONS, PRESETS, resolve_device, to_dict
+from core.config import PRESETS, resolve_device, to_dict
 from core.preferences import collect_preferences, preference_preset
 from core.reward import reward_preset, train_reward
 from core.runs import Run
+from lab.cli.common import run_values
 
 
 def register(sub) -> None:
-    from lab.cli.common import out_args
+    from lab.cli.common import out_args, run_args
 
     p = sub.add_parser("preferences", help="sample responses from a base model and label pairs of them")
     p.add_argument("--base", default="small", help="base model: shipped name, checkpoint folder or run folder "
@@ -24,9 +25,7 @@ def register(sub) -> None:
     p.add_argument("--human", action="store_true", help="leave the pairs unlabelled for the app's labelling page")
     p.add_argument("--import", dest="import_file", default=None, metavar="FILE",
                    help="import pairs from a .jsonl or .csv file (prompt, chosen, rejected) instead of sampling")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    run_args(p, seed=0, device="auto", precision=False)
     out_args(p)
     p.set_defaults(func=cmd_preferences)
 
@@ -42,10 +41,7 @@ def register(sub) -> None:
     p.add_argument("--margin", type=float, default=None, help="margin in -log sigmoid(r_c - r_r - margin)")
     p.add_argument("--profile", default=None, choices=list(PROFILES),
                    help="gold profile for rm/gold_agreement (default: the preference run's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    run_args(p, seed=0, device="auto")
     out_args(p)
     p.set_defaults(func=cmd_reward)
 
@@ -54,14 +50,14 @@ def preferences_config(args):
     cfg = preference_preset(args.preset, base=args.base, profile=args.profile, tau=args.tau, pairs=args.pairs,
                             responses_per_prompt=args.responses_per_prompt,
                             annotator="human" if args.human else None, import_file=args.import_file,
-                            seed=args.seed, device=args.device, threads=args.threads)
+                            **run_values(args))
     return cfg.validate()
 
 
 def reward_config(args):
     cfg = reward_preset(args.preset, preferences=args.preferences, base=args.base, epochs=args.epochs,
                         batch_size=args.batch_size, lr=args.lr, margin=args.margin, profile=args.profile,
-                        seed=args.seed, device=args.device, precision=args.precision, threads=args.threads)
+                        **run_values(args))
     return cfg.validate()
 
 

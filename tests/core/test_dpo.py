@@ -213,7 +213,7 @@ def test_cli_dpo_and_set(tiny_base, pair_file, tmp_path, capsys):
                      "--preferences", str(source), "--out", str(tmp_path / "bad_run")]) == 2
         assert message in capsys.readouterr().err
         assert not (tmp_path / "bad_run").exists()
-    # set: a finished run takes a knob for its --resume (the one rule of lab/cli_set.py) but not step; a paused one
+    # set: a finished run takes a knob for its --resume (the one rule of lab/cli/set.py) but not step; a paused one
     # takes beta/lr/step, refuses bad values
     assert main(["set", str(out), "beta=0.3"]) == 0 and "--resume" in capsys.readouterr().out
     assert main(["set", str(out), "step=+1"]) == 2
