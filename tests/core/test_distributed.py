@@ -103,7 +103,7 @@ def reward_pairs(tmp_path, n_pairs=56):
     split 1 | 2 over two ranks) and 73 leave 65 (then 1 pair: one rank trains on it, the other holds none)."""
     from core.preferences import export_preferences
     from core.reward import split_by_prompt
-    from tests.core.test_reward import clean_pairs
+    from tests.support import clean_pairs
 
     rows = clean_pairs(n_pairs)
     train, _ = split_by_prompt(rows, 0.1, seed=0)

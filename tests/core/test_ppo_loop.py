@@ -4,7 +4,6 @@ and the CLI's `ppo` and `set` commands. Everything on the tiny preset, in second
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 
 import pytest
@@ -16,23 +15,7 @@ from core.model import build_lm, left_pad, load_lm, save_checkpoint, scorer_from
 from core.ppo_train import train_ppo
 from core.runs import Run, read_jsonl, read_metrics
 from core.session import drive
-
-
-def tiny_cfg(tiny_base, tiny_rm, **kw):
-    return ppo_preset("tiny", policy=str(tiny_base), reward=str(tiny_rm), device="cpu", **kw)
-
-
-def statused(run, steps):
-    """Mirror drive(): apply {"_status": ...} items to status.json (the trainer reads its own state)."""
-    for item in steps:
-        if "_status" in item:
-            run.set_status(item["_status"], iteration=item.get("step"), message=item.get("message", ""))
-        yield item
-
-
-def next_within(gen, seconds=120):
-    with concurrent.futures.ThreadPoolExecutor(1) as ex:
-        return ex.submit(next, gen).result(timeout=seconds)
+from tests.support import next_within, statused, tiny_cfg
 
 
 # ----------------------------------------------------------------------------- the lean forward

@@ -2,15 +2,13 @@
 
 import json
 import math
-import random
 
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from core.annotators import gold_utility
 from core.config import ConfigError, preset_model, to_dict
-from core.corpus import FILM_ASPECTS, NEGATIVE, POSITIVE, synthetic_reviews
+from core.corpus import synthetic_reviews
 from core.model import build_lm, encode, load_lm, save_checkpoint, scorer_from_lm
 from core.preferences import PreferenceError, export_preferences
 from core.reward import (RewardError, RewardScorer, _check_preference_base, bake_normalisation, fresh_gold_pairs,
@@ -18,6 +16,7 @@ from core.reward import (RewardError, RewardScorer, _check_preference_base, bake
 from core.runs import Run
 from core.session import drive
 from core.tokenizer import train_tokenizer
+from tests.support import clean_pairs
 
 
 def naive_pairwise_loss(chosen, rejected, margin=None):
@@ -64,22 +63,6 @@ def test_bake_normalisation_is_exact(tiny_base):
     bake_normalisation(model, 2.5, -0.7)
     after = score_texts(model, tok, texts)
     assert torch.allclose(after, 2.5 * before - 0.7, atol=1e-4)
-
-
-def clean_pairs(n, seed=0):
-    """Short pairs "the <aspect> was <adjective>." of clearly different gold utility, noise-free.
-    Validation holds out whole prompts (aspects): the RM must learn the words, not the pairs."""
-    rng = random.Random(seed)
-    pairs = []
-    while len(pairs) < n:
-        prompt = f"the {rng.choice(FILM_ASPECTS)} was"
-        a, b = f"{rng.choice(POSITIVE)}.", f"{rng.choice(NEGATIVE)}."
-        u_a, u_b = gold_utility([f"{prompt} {a}", f"{prompt} {b}"])
-        if abs(u_a - u_b) < 0.3:
-            continue
-        chosen, rejected = (a, b) if u_a > u_b else (b, a)
-        pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
-    return pairs
 
 
 def test_tiny_reward_model_learns(tiny_base, tmp_path):

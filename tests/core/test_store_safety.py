@@ -19,7 +19,7 @@ from core.config import ppo_preset, to_dict
 from core.runs import Run, list_runs, read_jsonl, read_metrics
 from core.session import drive
 from tests.store_race_workers import create_run, write_keys
-from tests.core.test_ppo_loop import next_within, statused, tiny_cfg
+from tests.support import next_within, statused, tiny_cfg
 
 ROOT = Path(__file__).resolve().parents[2]
 
