@@ -10,10 +10,23 @@ os.environ.setdefault("RLHF_LAB_MAX_JOBS", "4")
 # where the CPU's flags cannot tell, precision=auto measures bf16 once and caches it: in a fresh file per session
 os.environ.setdefault("RLHF_LAB_PRECISION_CACHE", os.path.join(__import__("tempfile").mkdtemp(), "precision.json"))
 
+# pytest-xdist runs the suite in several worker processes (pyproject: -n auto); each gets its share of the cores,
+# and so do the trainers, CLI commands and app workers it starts (OMP_NUM_THREADS): two processes with two threads
+# each on two cores run many times slower than one with two.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, min(2, (os.cpu_count() or 2) // WORKERS))
+if WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+torch.set_num_threads(max(1, min(THREADS, torch.get_num_threads())))
+
+
+def pytest_xdist_auto_num_workers(config):
+    """-n auto: one worker per core, at most 4 (each loads torch and its own session fixtures: a few hundred MB)."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 @pytest.fixture(autouse=True)

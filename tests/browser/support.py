@@ -20,7 +20,9 @@ import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-SKIP_WITHOUT_CHROMIUM = [pytest.mark.browser,
+# xdist_group: under pytest-xdist (--dist loadgroup) every browser test runs in one worker, which starts the one
+# Chromium and the one app server (session fixtures) for all of them
+SKIP_WITHOUT_CHROMIUM = [pytest.mark.browser, pytest.mark.xdist_group("browser"),
                          pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed")]
 
 
