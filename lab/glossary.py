@@ -17,7 +17,8 @@ METRICS: dict[str, tuple[str, str, str]] = {
                     "nats per token, >= 0; lower is better",
                     "tracks lm/loss; a val loss that rises while the train loss falls is overfitting"),
     "lm/lr": ("Learning rate of this step (linear warm-up, cosine decay).", "per step, > 0", "warms up, then decays"),
-    "time/tokens_per_s": ("Training throughput.", "tokens per second, > 0", "steady; drops when another job shares the CPU"),
+    "time/tokens_per_s": ("Training throughput.", "tokens per second, > 0",
+                          "steady; drops when another job shares the CPU"),
     # preferences
     "pref/pairs": ("Preference pairs labelled so far.", "count, >= 0", "grows by one per label"),
     "pref/prompts": ("Prompts the base model has answered so far.", "count, >= 0", "grows steadily"),
@@ -56,8 +57,11 @@ METRICS: dict[str, tuple[str, str, str]] = {
                                    "small and negative"),
     "objective/rlhf_reward": ("What PPO maximises: score - kl_coef * KL.", "RM units",
                               "rises; it lags objective/scores by the KL penalty"),
-    "objective/entropy": ("Mean entropy of the policy's next-token distribution on its responses.",
-                          "nats per token, >= 0", "falls slowly; a collapse to ~0 means the policy repeats itself"),
+    "objective/entropy": ("Entropy of a whole response, estimated from the sampled one itself: -sum over its tokens "
+                          "of log pi(token), at the sampling temperature, averaged over the batch (TRL's name and "
+                          "measure). Divide by objective/response_length for nats per token.",
+                          "nats per response, >= 0",
+                          "falls slowly; a collapse to ~0 means the policy repeats itself (or says almost nothing)"),
     "policy/approxkl_avg": ("KL between the policy before and after one update: the k2 estimator "
                             "0.5 * (log pi_new - log pi_old)^2, a masked mean over response tokens (TRL's name; "
                             "TRL averages over all positions, padding's zeros included, so its value is lower).",
@@ -112,8 +116,13 @@ METRICS: dict[str, tuple[str, str, str]] = {
     # best-of-n
     "bon/n": ("Responses sampled per prompt; the reward model's favourite is kept.", "count, >= 1",
               "gold rises with n while the proxy is trustworthy"),
-    "bon/kl_analytic": ("KL(best-of-n || base) = log n - (n - 1)/n, an exact upper bound (Beirami et al. 2024).",
-                        "nats per response, >= 0; 0 at n = 1", "grows like log n"),
+    "bon/kl_analytic": ("log n - (n - 1)/n, an upper bound on KL(best-of-n || base) (Beirami et al. 2024), tight "
+                        "when the base model rarely draws the same response twice; what objective/kl holds for "
+                        "best-of-n.", "nats per response, >= 0; 0 at n = 1", "grows like log n"),
+    "bon/kl_estimate": ("KL(best-of-n || base) estimated from the kept responses: the bound minus what repeats take "
+                        "off it, from each kept response's base-model probability and its score's rank among the "
+                        "prompt's samples (core/bon.py).", "nats per response, between 0 and bon/kl_analytic",
+                        "equal to the bound while responses rarely repeat; below it when they often do"),
 }
 
 SIGN_CONVENTIONS = r"""
@@ -151,9 +160,15 @@ def healthy(name: str) -> str:
     return METRICS[name][2] if name in METRICS else ""
 
 
+def table_cell(text: str) -> str:
+    """Text for one cell of a Markdown table: a bare | would end the cell there (KL(policy || reference) lost its
+    second half and shifted the unit and "healthy" columns out of the table), so it is escaped, as GFM allows."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
 def markdown() -> str:
     """The whole glossary as Markdown (a table by namespace)."""
     lines = ["| metric | meaning | sign / unit | healthy |", "| --- | --- | --- | --- |"]
     for name, (meaning, sign, ok) in METRICS.items():
-        lines.append(f"| `{name}` | {meaning} | {sign} | {ok} |")
+        lines.append(f"| `{name}` | {table_cell(meaning)} | {table_cell(sign)} | {table_cell(ok)} |")
     return SIGN_CONVENTIONS + "\n\n" + "\n".join(lines)

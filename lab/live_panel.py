@@ -12,6 +12,10 @@ the run's state and progress, and the link that carries the knobs. One set of ru
   the live fragment redraws the page when they change, and the new value is put into the widget's state before the
   widget is drawn (a keyed Streamlit widget otherwise keeps the value it had).
 - A paused run has no time-left estimate: nothing moves while it waits.
+- A run that ended without finishing (stopped, failed, its worker killed) can be continued from its checkpoint by its
+  owner or a teacher (jobs.resume: the same folder queued again; the trainer resumes by itself, core/session.py).
+- What the student should notice (collapse, reward hacking, a runaway KL, a value-loss spike) is said above the
+  charts as they redraw (lab/views/alerts.py); the run's metrics download as CSV.
 
 The rules are the pure functions at the top (tests call them directly); the Streamlit part below draws what they say.
 """
@@ -28,9 +32,11 @@ import streamlit as st
 
 from core import precision
 from core.config import ConfigError, DPOConfig, GRPOConfig, PPOConfig, from_dict, live_knobs
-from core.runs import ACTIVE_STATES, Run, RunError, read_jsonl
+from core.runs import ACTIVE_STATES, Run, RunError, read_json, read_jsonl
 from core.session import check_live_value
 from lab import classroom, jobs, ui
+from lab.views import alerts as alerts_view
+from lab.views import charts as charts_view
 from lab.views import runs as runs_view
 from lab import url_settings as U
 
@@ -285,6 +291,45 @@ def refusals(run_dir) -> list[str]:
     return [said for said in (r.get("control/rejected") or r.get("rejected") for r in rows) if said]
 
 
+CONTINUABLE = ("stopped", "failed")  # a killed worker's run reads as failed (the liveness rule): it continues too
+
+
+def may_continue(state: str | None, allowed: bool = True) -> bool:
+    """Whether "Continue this run" is offered: a run that ended without finishing (stopped, failed, its worker
+    killed), to its owner or a teacher. A done run has nothing left to train; a live one is still training."""
+    return allowed and state in CONTINUABLE
+
+
+def checkpoint_position(stage: str, run_dir) -> int | None:
+    """The iteration (PPO, GRPO) or step (DPO) the run's checkpoint holds, read from its lab.json without repairing
+    anything (the page does not own the run); None when there is none or it cannot be read (jobs.resume checks it
+    properly and names a broken file)."""
+    try:
+        info = read_json(Path(run_dir) / "checkpoint" / "lab.json", {})
+    except RunError:
+        return None
+    position = info.get("step" if stage == "dpo" else "iteration") if isinstance(info, dict) else None
+    return position if isinstance(position, int) and not isinstance(position, bool) else None
+
+
+def nothing_left(position: int | None, total: int | None) -> bool:
+    """The checkpoint holds every planned iteration (a stop that came after the last one): nothing to continue."""
+    return position is not None and total is not None and position >= total
+
+
+def continue_note(stage: str, state: str | None, position: int | None, total: int | None) -> str:
+    """What Continue will do, in the run's own numbers."""
+    unit = STAGES[stage].unit
+    if nothing_left(position, total):
+        return (f"This run {ENDED.get(state, 'ended')} after its last {unit} ({position:,} of {total:,}): its "
+                "checkpoint is complete and there is nothing left to continue.")
+    of = f" of {total:,}" if total else ""
+    start = (f"from its checkpoint at {unit} {position:,}{of}" if position else
+             f"from {unit} 0: it ended before its first checkpoint (its rows so far are set aside, not drawn twice)")
+    return (f"This run {ENDED.get(state, 'ended')} before it finished. Continue queues it again in the same folder: "
+            f"it resumes {start} and trains the {unit}s left, with the knobs in force.")
+
+
 def link_schema(stage: str, defaults) -> list[U.Setting]:
     """The settings a link carries for the stage's live knobs, with the widgets' ranges."""
     out = []
@@ -417,7 +462,7 @@ def send(panel: Panel) -> None:
         try:
             panel.control = set_knobs(panel.run, actor=ui.owner(), teacher=ui.is_teacher(), **{knob: value})
         except (ConfigError, RunError, OSError, jobs.JobError) as e:
-            refused.append((panel.run_id, f"Not applied: {e}"))
+            refused.append((panel.run_id, f"Not applied: {ui.plain(e)}"))
             continue
         sent[knob] = panel.knobs[knob] = seen["knobs"][knob] = panel.control[knob]
     if sent:
@@ -436,7 +481,7 @@ ICONS = {"pause": "pause", "resume": "play_arrow", "step": "skip_next", "stop": 
 
 def buttons(panel: Panel) -> None:
     """Pause / Resume / Step / Stop, enabled by the run's state; read-only (and saying whose it is) for another
-    student's run."""
+    student's run. Then Continue (a run that ended unfinished) and the metrics as CSV."""
     if panel.run_dir is None:
         return
     on = enabled(panel.state, panel.control, panel.allowed)
@@ -453,11 +498,51 @@ def buttons(panel: Panel) -> None:
             try:
                 act(panel.run, action, actor=ui.owner(), teacher=ui.is_teacher())
             except (jobs.JobError, RunError, OSError) as e:
-                st.error(f"Not done: {e}")
+                st.error(f"Not done: {ui.plain(e)}")
                 continue
             st.toast(SAID[action].format(unit=unit))
             if action in ("pause", "resume"):
                 st.rerun()  # the buttons and captions follow the new state at once
+    continue_button(panel)
+    download_metrics(panel)
+
+
+def continue_button(panel: Panel) -> None:
+    """"Continue this run" for a stopped or failed run (its worker killed included): jobs.resume queues the same
+    folder again and its trainer resumes from the checkpoint (core/session.py), as `rlhf-lab <stage> --resume`
+    does. Offered to its owner or a teacher only; for anyone else it is drawn disabled, saying why."""
+    if panel.run_dir is None or panel.state not in CONTINUABLE:
+        return
+    try:
+        config = panel.run.config
+    except RunError:
+        return
+    total = planned_total(panel.stage, config, ui.metrics_frame(panel.run_dir))
+    position = checkpoint_position(panel.stage, panel.run_dir)
+    st.caption(continue_note(panel.stage, panel.state, position, total))
+    if nothing_left(position, total):
+        return
+    if st.button("Continue this run", icon=":material/play_circle:", type="primary", key=f"{panel.stage}/continue",
+                 disabled=not may_continue(panel.state, panel.allowed), help=panel.why_not or None):
+        try:
+            jobs.resume(panel.run_dir, actor=ui.owner(), teacher=ui.is_teacher(), runs_root=ui.runs_root())
+        except (jobs.JobError, RunError, OSError) as e:
+            st.error(f"Not continued: {ui.plain(e)}")
+            return
+        st.toast(f"{panel.run_id} is queued again: it continues from its checkpoint")
+        st.rerun()  # the page follows the run live again
+
+
+def download_metrics(panel: Panel) -> None:
+    """The run's metrics as CSV, read from its folder when the button is clicked (a live run's newest rows), so a
+    redraw every second costs nothing; no rerun on click."""
+    if panel.run_dir is None:
+        return
+    run_dir = panel.run_dir
+    st.download_button("Download metrics (CSV)", lambda: charts_view.metrics_csv(ui.metrics_frame(run_dir)),
+                       file_name=f"{panel.run_id}-metrics.csv", mime="text/csv", on_click="ignore",
+                       icon=":material/download:", key=f"{panel.stage}/download_csv",
+                       help="every row of metrics.jsonl, one column per metric (DESIGN.md's names)")
 
 
 def follow(stage: str, run_dir: Path, drawn: tuple) -> tuple[dict | None, pd.DataFrame | None]:
@@ -491,7 +576,14 @@ def follow(stage: str, run_dir: Path, drawn: tuple) -> tuple[dict | None, pd.Dat
     refused = refusals(run_dir) if state in ACTIVE_STATES else []
     if refused:
         st.warning(f"The run refused a live change: {refused[-1]}")
+    show_alerts(stage, df)
     return status, df
+
+
+def show_alerts(stage: str, df: pd.DataFrame | None) -> None:
+    """What the student should notice in the run now (lab/views/alerts.py), above its charts, redrawn with them."""
+    for alert in alerts_view.alerts(stage, df):
+        (st.error if alert.level == "error" else st.warning)(alert.text, icon=":material/warning:")
 
 
 # ----------------------------------------------------------------------------- the link that carries the knobs
@@ -557,6 +649,6 @@ def share_link(panel: Panel, extra: dict | None = None) -> None:
                 try:
                     classroom.publish_preset(root, stage, name, encoded, teacher=ui.is_teacher())
                 except (ValueError, PermissionError, OSError) as e:
-                    st.error(f"Not published: {e}")
+                    st.error(f"Not published: {ui.plain(e)}")
                 else:
                     st.toast(f"Published: every student's {stage.upper()} page shows these settings")

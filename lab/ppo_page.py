@@ -14,6 +14,7 @@ from core.runs import Run, RunError
 from lab import jobs, ui
 from lab.views import charts_ppo as C
 from lab.views import compare
+from lab.views import models as models_view
 from lab.views import ppo as V
 from lab.views import preferences as pref_view
 
@@ -22,15 +23,18 @@ def start_section(root: Path, knobs: dict) -> None:
     """Choose a policy and a reward model (each with the figure that decides the choice) and start a run with the
     panel's knobs."""
     st.subheader("Start a run")
-    policies = dict(V.policy_choices(root))
-    rewards = dict(V.reward_choices(root))
+    policies = ui.model_options(V.policy_choices(root), "base")
+    rewards = ui.model_options(V.reward_choices(root), "reward")
     if not policies:
         st.error("No base model to start from: the shipped one (assets/small) is missing and you have no "
                  "finished pretraining run. Train one on the Pretrain page.")
-    # arriving from a reward model's "next step": the policy is the base model that reward model was trained from
-    came_from = jobs.run_path(root, st.query_params.get("from"))
+    # arriving from a reward model's "next step": the policy is the base model that reward model was trained from,
+    # unless that reward model is one its page warns against: then neither is chosen (lab/views/models.py)
+    reward_index, passed_over = models_view.preferred(rewards, "reward", st.query_params.get("from"))
+    came_from = jobs.run_path(root, st.query_params.get("from")) if rewards and not passed_over else None
     policy_index = next((i for i, spec in enumerate(policies.values())
-                         if spec == pref_view.base_of_preferences(str(came_from))), 0) if came_from else 0
+                         if spec == pref_view.base_of_preferences(str(came_from))), 0) if came_from \
+        else ui.preselect(policies, "base")  # never a tiny-preset model by default
     policy_label = st.selectbox("policy (and frozen reference)", list(policies), key="ppo/policy",
                                 index=policy_index) if policies else None
     if not rewards:
@@ -40,8 +44,9 @@ def start_section(root: Path, knobs: dict) -> None:
     else:
         if not any(spec != "reward" for spec in rewards.values()):
             st.info("You have not trained a reward model of your own yet, so the shipped one is used.")
-        reward_label = st.selectbox("reward model (proxy)", list(rewards), key="ppo/reward",
-                                    index=ui.preselect(rewards))
+        reward_label = st.selectbox("reward model (proxy)", list(rewards), key="ppo/reward", index=reward_index)
+        if passed_over:
+            st.caption(passed_over)
     mismatch = V.tokenizer_mismatch(policies[policy_label], rewards[reward_label]) \
         if policy_label and reward_label else None
     if mismatch:
@@ -61,7 +66,7 @@ def start_section(root: Path, knobs: dict) -> None:
                 batch_size=int(batch), response_length=int(resp_len), sample_every=2, device="auto",
                 threads=V.CPU_THREADS, **knobs)
         except ConfigError as e:
-            st.error(f"Not started: {e}")
+            st.error(f"Not started: {ui.plain(e)}")
         else:
             if ui.start_job("ppo", cfg, parents=parents, control=control) is not None:
                 st.rerun()
@@ -78,7 +83,7 @@ def own_prompt_section(run_dir: Path) -> None:
         try:
             st.session_state["ppo/own_rows"] = (run_dir.name, V.try_prompt(Run(run_dir), own))
         except (ValueError, RunError, OSError) as e:
-            st.error(f"Not generated: {e}")
+            st.error(f"Not generated: {ui.plain(e)}")
     shown_rows = st.session_state.get("ppo/own_rows")
     if shown_rows and shown_rows[0] == run_dir.name:
         st.dataframe(pd.DataFrame(shown_rows[1]), hide_index=True, width="stretch",
@@ -113,7 +118,13 @@ def step_section(run_dir: Path, live: bool, status: dict) -> None:
         if row.get("response") is not None:
             st.markdown(f"Response: **{row['response']}**")
         st.latex(r"r_t = -\lambda\,(\log\pi(a_t|s_t) - \log\pi_{ref}(a_t|s_t)) + [t = T]\, r_\theta(x, y)"
-                 r"\qquad \hat A_t = \sum_l (\gamma\lambda_{GAE})^l \delta_{t+l},\ \ \delta_t = r_t + \gamma V_{t+1} - V_t")
+                 r"\qquad \hat A^{raw}_t = \sum_l (\gamma\lambda_{GAE})^l \delta_{t+l},\ \ "
+                 r"\delta_t = r_t + \gamma V_{t+1} - V_t")
+        st.latex(r"R_t = \hat A^{raw}_t + V_t \qquad \hat A_t = \frac{\hat A^{raw}_t - \mathrm{mean}}{\mathrm{std}}"
+                 r"\ \text{(over the batch's tokens)}")
+        if data.get("gamma") is not None and data.get("lam") is not None:
+            st.caption(f"This iteration: γ = {data['gamma']:g}, λ_GAE = {data['lam']:g}; V after the last token "
+                       "is 0, so the last token's δ is its reward minus its value.")
         try:
             table = C.ppo_step_table(row)
             st.dataframe(table, hide_index=True, width="stretch")
@@ -122,9 +133,9 @@ def step_section(run_dir: Path, live: bool, status: dict) -> None:
                 notes.append("Every ratio is 1 here: the policy had not moved on these tokens yet when they were "
                              "recorded; the histogram above counts every minibatch of the iteration.")
             st.caption(" ".join(notes))
-            ui.chart(C.ppo_step_figure(row), C.CAPTIONS["step_tokens"], key="ppo/chart/step")
+            ui.chart(C.ppo_step_figure(row), C.CAPTIONS["step_tokens"], key="ppo/chart/step", run_id=run_dir.name)
         except ValueError as e:
-            st.error(f"This inspect.json cannot be shown: {e}")
+            st.error(f"This inspect.json cannot be shown: {ui.plain(e)}")
 
 
 def runs_section(root: Path) -> None:

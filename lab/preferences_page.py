@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import preferences
+from core.runs import Run
 from lab import ui
 from lab.views import charts
 from lab.views import preferences as view
@@ -21,7 +22,10 @@ def record(run_dir, pair_id, choice):
 
 @st.fragment
 def labelling(run_dir, show_dataset) -> None:
-    """One pair at a time; each click is written to disk before the next pair shows."""
+    """One pair at a time; each click is written to disk before the next pair shows. The next step is drawn
+    here too: whether the set is worth a reward model changes with every label."""
+    config = Run.open(run_dir).config
+    st.markdown(view.labelling_instructions(config.get("profile", "positive"), config.get("max_new_tokens")))
     progress = preferences.labelling_progress(run_dir)
     done = progress["labelled"] + progress["ties"] + progress["skipped"]
     st.progress(done / max(1, progress["total"]),
@@ -34,19 +38,21 @@ def labelling(run_dir, show_dataset) -> None:
                    "right answer (the chart below counts the same pairs).")
     pair = preferences.next_unlabeled(run_dir)
     if pair is None:
-        st.success("Every pair has a decision. Train a reward model on them on the Reward model page.")
+        st.success("Every pair has a decision." + (" Train a reward model on them on the Reward model page."
+                                                   if progress["labelled"] >= view.MIN_SET_PAIRS else ""))
     else:
         show_pair(run_dir, pair, progress)
     show_dataset(run_dir)
+    ui.next_step("preferences", run_dir, {"state": "done"})
 
 
 def show_pair(run_dir, pair, progress):
     st.markdown(f"**Prompt:** {pair['prompt']}")
     a_col, b_col = st.columns(2)
     a_col.markdown("**A**")
-    a_col.info(pair["prompt"] + " " + pair["a"])
+    a_col.info(pair["prompt"] + " " + view.shown_response(pair["a"]))  # … after a response cut by the limit
     b_col.markdown("**B**")
-    b_col.info(pair["prompt"] + " " + pair["b"])
+    b_col.info(pair["prompt"] + " " + view.shown_response(pair["b"]))
     buttons = st.columns(4)
     for col, (choice, label) in zip(buttons, [("a", "A is better"), ("b", "B is better"), ("tie", "Tie"),
                                               ("skip", "Skip")]):

@@ -20,7 +20,9 @@ import streamlit as st
 from core.config import ConfigError
 from core.runs import DEFAULT_ROOT, Run, RunError, list_runs
 from lab import classroom, glossary, jobs
+from lab.views import models as models_view
 from lab.views import runs as runs_view
+from lab.views import wording
 
 LIVE_EVERY_S = 1.0  # live charts redraw about once a second
 STATE_COLORS = {"queued": "gray", "running": "blue", "paused": "orange", "done": "green", "failed": "red",
@@ -74,7 +76,7 @@ def student_gate() -> bool:
         try:
             name = classroom.check_name(raw)
         except ValueError as e:
-            st.warning(f"The name in the link was not used: {e}")
+            st.warning(f"The name in the link was not used: {plain(e)}")
     if name:
         st.session_state["student"] = name
         if raw != name:
@@ -88,7 +90,7 @@ def student_gate() -> bool:
             try:
                 name = classroom.check_name(typed)
             except ValueError as e:
-                st.error(f"Not accepted: {e}")
+                st.error(f"Not accepted: {plain(e)}")
             else:
                 st.session_state["student"] = name
                 st.query_params["student"] = name
@@ -220,13 +222,35 @@ def run_picker(stage: str, label: str = "Run to show") -> Path | None:
     return path
 
 
-def preselect(options: dict[str, str]) -> int:
-    """Index of the option whose run is ?from=<run id> (a "next step" link from the stage before), else 0."""
+def preselect(options: dict[str, str], kind: str | None = None) -> int:
+    """Index of the option whose run is ?from=<run id> (a "next step" link from the stage before), else 0.
+    With `kind` ("base", "reward", "pairs"), a model the lab warns against is never the one a picker starts on:
+    the first option it does not warn about is (the shipped model comes first), and a link to a model it warns
+    against is said to be passed over (lab/views/models.py)."""
     wanted = st.query_params.get("from")
+    if kind is not None:
+        index, note = models_view.preferred(options, kind, wanted)
+        if note:
+            st.caption(note)
+        return index
     for i, spec in enumerate(options.values()):
         if wanted and Path(str(spec)).name == wanted:
             return i
     return 0
+
+
+def about_reward_model(spec) -> None:
+    """Under a reward-model picker: why not to trust the chosen one, where the Reward model page would say so."""
+    from lab.views import preferences as pref_view
+
+    for warning in pref_view.rm_warnings(spec) if spec else []:
+        st.warning(f"About this reward model: {warning}", icon=":material/warning:")
+
+
+def model_options(options, kind: str) -> dict[str, str]:
+    """A model picker's options (label -> spec) with the figure that decides the choice in each label: gold
+    agreement for a reward model, validation loss for a base model."""
+    return models_view.with_figures(options, kind)
 
 
 def spec_options(stage: str, shipped: tuple[str, ...] = (), states=("done",)) -> dict[str, str]:
@@ -254,12 +278,18 @@ def status_badge(run_dir) -> dict:
         text += f" · {st_['message']}"
     st.badge(text, color=STATE_COLORS.get(state, "gray"))
     if state == "failed":
-        st.error(f"This run failed: {st_.get('error') or st_.get('message') or 'no error recorded'}")
+        st.error(f"This run failed: {plain(st_.get('error') or st_.get('message') or 'no error recorded')}")
         details = jobs.error_details(run_dir)
         if details:
             with st.expander("Technical details (the worker's traceback)"):
                 st.code(details, language="text")
     return st_
+
+
+def plain(error) -> str:
+    """An error as a page shows it: the field as the student sees it and an upload by its own file name
+    (lab/views/wording.py)."""
+    return wording.plain_error(error)
 
 
 def is_active(status: dict) -> bool:
@@ -301,7 +331,7 @@ def start_job(stage: str, cfg, parents: dict | None = None, control: dict | None
     try:
         run = jobs.start(stage, cfg, runs_root(), parents=parents, owner=owner(), control=control)
     except (ConfigError, jobs.JobError, RunError, ValueError, OSError) as e:
-        st.error(f"Not started: {e}")
+        st.error(f"Not started: {plain(e)}")
         return None
     set_current_run(stage, run.path)
     where = jobs.queue_position(runs_root(), run.path)
@@ -315,7 +345,7 @@ def start_job_with(start_fn, stage: str, **kwargs) -> Run | None:
     try:
         run = start_fn(runs_root(), owner=owner(), **kwargs)
     except (ConfigError, jobs.JobError, RunError, ValueError, OSError) as e:
-        st.error(f"Not started: {e}")
+        st.error(f"Not started: {plain(e)}")
         return None
     set_current_run(stage, run.path)
     return run
@@ -338,9 +368,25 @@ def stop_button(run_dir, status: dict, key: str) -> None:
             try:
                 jobs.stop(run_dir, owner(), teacher=is_teacher())
             except (jobs.JobError, RunError) as e:
-                st.error(f"Not stopped: {e}")
+                st.error(f"Not stopped: {plain(e)}")
             else:
                 st.toast("Stop requested: the run ends after its current step")
+
+
+def run_header(run_dir, live: bool, key: str, precision: bool = True) -> tuple[dict, pd.DataFrame | None]:
+    """The top of a run's panel on the pages without live knobs (Pretrain, Preferences, Reward model): its state, Stop,
+    whether the view follows it, how far it is and (`precision`) its matmul precision. Returns (status, metrics);
+    metrics None for a run that ended without one row (the page says so)."""
+    status = status_badge(run_dir)
+    stop_button(run_dir, status, key=key)
+    live_note(live)
+    df = metrics_frame(run_dir)
+    progress_line(run_dir, status, df)
+    if precision:
+        from core import precision as core_precision
+
+        st.caption(core_precision.caption(run_dir))
+    return status, (None if nothing_recorded(status, df) else df)
 
 
 def progress_line(run_dir, status: dict, df: pd.DataFrame) -> None:
@@ -384,7 +430,7 @@ def run_tools(run_dir, stage: str) -> None:
                 try:
                     runs_view.write_meta(run_dir, name, note, actor=owner(), teacher=is_teacher())
                 except (ValueError, PermissionError, RunError, OSError) as e:
-                    st.error(f"Not saved: {e}")
+                    st.error(f"Not saved: {plain(e)}")
                 else:
                     st.rerun()  # the picker above and every listing show the new name at once
         active = is_active(jobs.status(run_dir))
@@ -395,7 +441,7 @@ def run_tools(run_dir, stage: str) -> None:
             try:
                 runs_view.delete_run(run_dir, owner(), teacher=is_teacher())
             except (PermissionError, RunError, OSError) as e:
-                st.error(f"Not deleted: {e}")
+                st.error(f"Not deleted: {plain(e)}")
                 return
             st.session_state.pop(_key(stage), None)
             if st.query_params.get("run") == run_dir.name:
@@ -406,7 +452,9 @@ def run_tools(run_dir, stage: str) -> None:
 
 def next_step(stage: str, run_dir, status: dict) -> None:
     """At the end of a stage page: a link to the stage that uses what this run made, with the run
-    already chosen there (?from=<run id>)."""
+    already chosen there (?from=<run id>), unless the lab warns against using it there (a tiny-preset base
+    model, a reward model not to be trusted, too few labelled pairs): then it says why, and the link
+    chooses nothing (lab/views/models.py next_step_advice)."""
     from lab import stages
 
     nxt = stages.next_of(stage)
@@ -414,13 +462,9 @@ def next_step(stage: str, run_dir, status: dict) -> None:
         return
     st.divider()
     st.subheader("Next step")
-    done = run_dir is not None and status.get("state") in ("done", "stopped")
-    if done:
-        st.markdown(f"Use **{Path(run_dir).name}** on {nxt.label}: it is chosen there already.")
-        query = {"from": Path(run_dir).name}
-    else:
-        st.markdown(f"When a run here has finished, continue with {nxt.label}.")
-        query = None
+    advice = models_view.next_step_advice(stage, run_dir, status.get("state"), nxt.label)
+    (st.info if advice["held"] else st.markdown)(advice["text"])
+    query = {"from": advice["from"]} if advice["from"] else None
     st.page_link(str(nxt.path), label=f"Go to {nxt.label}", icon=nxt.icon, query_params=query)
 
 
@@ -442,11 +486,12 @@ def read_upload(uploaded, what: str = "file", max_mb: float | None = None) -> by
     return data
 
 
-def save_upload(data: bytes, suffix: str) -> Path:
-    """Keep an upload under <runs root>/.uploads/<sha1><suffix> so a worker process can read it."""
-    folder = runs_root() / ".uploads"
+def save_upload(data: bytes, suffix: str, name: str | None = None) -> Path:
+    """Keep an upload under <runs root>/.uploads/<sha1>/<the student's file name> so a worker process can read
+    it, and every message about it names the file as the student knows it (plain() drops the folder)."""
+    folder = runs_root() / wording.UPLOADS / hashlib.sha1(data).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha1(data).hexdigest()[:16]}{suffix}"
+    path = folder / wording.upload_file_name(name, suffix)
     if not path.exists():
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_bytes(data)
@@ -486,8 +531,16 @@ GENERATION_COLUMNS = {
 }
 
 
-def chart(fig, caption: str, key: str | None = None) -> None:
-    st.plotly_chart(fig, key=key, width="stretch")
+def chart(fig, caption: str, key: str | None = None, run_id: str | None = None) -> None:
+    """Every chart of the lab is drawn here, with the one config (lab/views/charts.plotly_config): the modebar's
+    "Download plot as png" names the file after the run (`run_id`, else the page's ?run=) and the chart (`key`)."""
+    from lab.views.charts import plotly_config
+
+    run_id = run_id or st.query_params.get("run")
+    if run_id is not None and not jobs.RUN_ID_RE.match(run_id):
+        run_id = None  # a mangled ?run= names no file
+    name = key or getattr(fig.layout.title, "text", None)
+    st.plotly_chart(fig, key=key, width="stretch", config=plotly_config(run_id, name))
     st.caption(caption)
 
 
@@ -501,8 +554,8 @@ def metrics_frame(run_dir) -> pd.DataFrame:
 
 
 def metric(container, label: str, value, fmt: str = "{:.3f}") -> None:
-    """st.metric with a dash while the value does not exist yet."""
-    container.metric(label, "–" if value is None else fmt.format(value))
+    """st.metric with a dash while the value does not exist yet, and no minus on a value that rounds to 0."""
+    container.metric(label, "–" if value is None else wording.number(value, fmt))
 
 
 def last_value(df: pd.DataFrame, col: str):

@@ -2,7 +2,6 @@
 
 import streamlit as st
 
-from core import precision
 from core.config import PRESET_MODELS, PRESET_PRETRAIN, ConfigError
 from core.corpus import CorpusError
 from core.runs import Run, read_jsonl
@@ -29,9 +28,9 @@ with corpus_col:
             try:
                 docs = view.parse_corpus(data, upload.name)
             except CorpusError as e:
-                st.error(f"This file cannot be a corpus: {e}")
+                st.error(f"This file cannot be a corpus: {ui.plain(e)}")
             else:
-                corpus_file = str(ui.save_upload(data, ".txt"))
+                corpus_file = str(ui.save_upload(data, "", upload.name))  # kept under its own name
                 st.success(f"{len(docs):,} documents in {upload.name}")
                 st.dataframe({"document": docs[:30]}, height=220, width="stretch")
         elif upload is None:
@@ -46,7 +45,7 @@ with token_col:
     try:
         pieces = view.tokens(text)
     except Exception as e:  # a missing shipped checkpoint is a message, not a dead page
-        st.warning(f"The shipped tokenizer is unavailable: {e}")
+        st.warning(f"The shipped tokenizer is unavailable: {ui.plain(e)}")
     else:
         st.markdown(" ".join(f"`{tok}`" for tok, _ in pieces))
         st.caption(f"{len(pieces)} tokens under the shipped small model's tokenizer (byte-pair encoding, "
@@ -57,11 +56,11 @@ with token_col:
 # ----------------------------------------------------------------------------- start a run
 st.subheader("Train")
 c1, c2, c3, c4 = st.columns(4)
-preset = c1.selectbox("Model size (preset)", view.presets(), index=view.presets().index("tiny"),
-                      help="tiny: seconds; weak: about a minute; small: several minutes on a laptop CPU")
+preset = c1.selectbox("Model size (preset)", view.presets(), index=view.presets().index("tiny"), help=view.PRESET_HELP)
 defaults = PRESET_PRETRAIN[preset]
 shape = PRESET_MODELS[preset]
-st.caption(f"Preset {preset}: its own tokenizer of {shape.vocab_size:,} tokens, {shape.n_layer} layers, {shape.n_embd} wide.")
+st.caption(f"Preset {preset}: its own tokenizer of {shape.vocab_size:,} tokens, {shape.n_layer} layers, "
+           f"{shape.n_embd} wide." + view.preset_note(preset))
 steps = c2.number_input("Steps", min_value=1, max_value=100000, value=defaults["steps"], key=f"steps/{preset}")
 batch = c3.number_input("Documents per step", min_value=1, max_value=1024, value=defaults["batch_size"],
                         key=f"batch/{preset}")
@@ -74,7 +73,7 @@ if st.button("Start pretraining", type="primary", icon=":material/play_arrow:"):
         try:
             cfg = view.make_config(preset, steps, batch, lr, corpus_file)
         except ConfigError as e:
-            st.error(f"Not started: {e}")
+            st.error(f"Not started: {ui.plain(e)}")
         else:
             ui.start_job(STAGE, cfg)
 
@@ -91,13 +90,8 @@ live = ui.is_active(status_now)
 
 @st.fragment(run_every=ui.live_every() if live else None)
 def show_run(run_dir):
-    status = ui.status_badge(run_dir)
-    ui.stop_button(run_dir, status, key="stop/pretrain")
-    ui.live_note(live)
-    df = ui.metrics_frame(run_dir)
-    ui.progress_line(run_dir, status, df)
-    st.caption(precision.caption(run_dir))
-    if ui.nothing_recorded(status, df):
+    status, df = ui.run_header(run_dir, live, key="stop/pretrain")
+    if df is None:
         return
     m1, m2, m3 = st.columns(3)
     ui.metric(m1, "train loss (nats/token)", ui.last_value(df, "lm/loss"))

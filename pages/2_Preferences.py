@@ -5,7 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from lab import jobs, preferences_page, stages, ui
-from lab.views import charts
+from lab.views import charts, wording
 from lab.views import preferences as view
 
 STAGE = "preferences"
@@ -22,9 +22,11 @@ if not bases:
     st.warning("No base model: the shipped one is missing and no pretraining run has finished. "
                "Train one on the Pretrain page first.")
     st.stop()
-mode = st.segmented_control("Who labels", view.MODES, default=view.MODES[0], key="pref_mode")
+# a radio, not a segmented control: clicking the chosen option again must not leave no mode at all
+mode = st.radio("Who labels", view.MODES, horizontal=True, key="pref_mode")
 c1, c2, c3 = st.columns(3)
-base_label = c1.selectbox("Base model (writes the responses)", list(bases), index=ui.preselect(bases))
+bases = ui.model_options(bases, "base")
+base_label = c1.selectbox("Base model (writes the responses)", list(bases), index=ui.preselect(bases, "base"))
 preset = c2.selectbox("Size preset", ["tiny", "small"], index=0,
                       help="tiny: 120 pairs, short responses (seconds); small: 2000 pairs (minutes)")
 profile = c3.selectbox("Hidden taste of the gold annotator", list(preferences.PROFILES),
@@ -37,7 +39,9 @@ if mode == "simulated annotator":
     pairs = c5.number_input("Pairs", min_value=10, max_value=20000, key=f"pairs/{preset}",
                             value=preferences.preference_preset(preset).pairs)
 elif mode == "label pairs myself":
-    pairs = st.number_input("Pairs to prepare for you", min_value=4, max_value=2000, value=30)
+    pairs = st.number_input("Pairs to prepare for you", min_value=4, max_value=2000, value=60,
+                            help=f"a reward model needs {view.MIN_SET_PAIRS} labelled pairs before its numbers mean "
+                                 "anything (ties and skips do not count); fewer show the mechanics only")
 elif mode == "import a file":
     upload = st.file_uploader("Pairs as .jsonl or .csv with prompt, chosen, rejected", type=["jsonl", "json", "csv"],
                               max_upload_size=jobs.upload_limit_mb())
@@ -46,9 +50,9 @@ elif mode == "import a file":
         try:
             n = view.check_preference_file(data, upload.name)
         except preferences.PreferenceError as e:
-            st.error(f"This file cannot be used: {e}")
+            st.error(f"This file cannot be used: {ui.plain(e)}")
         else:
-            import_file = str(ui.save_upload(data, Path(upload.name).suffix.lower()))
+            import_file = str(ui.save_upload(data, Path(upload.name).suffix.lower(), upload.name))
             st.success(f"{n} valid pairs in {upload.name}")
 if st.button("Start", type="primary", icon=":material/play_arrow:", key="start_pref"):
     if mode == "import a file" and import_file is None:
@@ -57,7 +61,7 @@ if st.button("Start", type="primary", icon=":material/play_arrow:", key="start_p
         try:
             cfg = view.preference_config(preset, bases[base_label], mode, profile, tau, pairs, import_file)
         except (ValueError, preferences.PreferenceError) as e:
-            st.error(f"Not started: {e}")
+            st.error(f"Not started: {ui.plain(e)}")
         else:
             ui.start_job(STAGE, cfg, parents={"base": bases[base_label]})
 
@@ -82,7 +86,7 @@ def show_dataset(run_dir):
         right = st.container()
     with right:
         ui.chart(charts.gold_gap_chart(table), charts.CAPTIONS["gold_gap"], key="pref_gap")
-    st.dataframe(table, hide_index=True, width="stretch", height=300)
+    st.dataframe(wording.shown_table(table), hide_index=True, width="stretch", height=300)  # no "None" cells
     if not table.empty:
         st.download_button("Download as JSONL (TRL's preference format)", view.download_jsonl(run_dir),
                            file_name=f"{run_dir.name}.jsonl", mime="application/json")
@@ -93,11 +97,9 @@ human = view.is_human_run(run_dir)
 
 @st.fragment(run_every=ui.live_every() if live else None)
 def show_progress(run_dir):
-    status = ui.status_badge(run_dir)
-    ui.stop_button(run_dir, status, key="stop/pref")
-    ui.live_note(live)
-    df = ui.metrics_frame(run_dir)
-    ui.progress_line(run_dir, status, df)
+    status, df = ui.run_header(run_dir, live, key="stop/pref", precision=False)
+    if df is None:
+        return
     m1, m2 = st.columns(2)
     m1.metric("pairs made" if not human else "pairs prepared for you", int(ui.last_value(df, "pref/pairs") or 0))
     if human:  # the labelling fragment below redraws with every click; a number here would go stale
@@ -116,12 +118,14 @@ def show_progress(run_dir):
 show_progress(run_dir)
 
 
+labelling = human and jobs.status(run_dir)["state"] == "done"
 if human:
     st.subheader("Label pairs")
-    if jobs.status(run_dir)["state"] == "done":
+    if labelling:  # its fragment draws the next step, which changes with every label
         preferences_page.labelling(run_dir, show_dataset)
     else:
         st.caption("The pairs appear here when the base model has written them.")
 
 ui.run_tools(run_dir, STAGE)
-ui.next_step(STAGE, run_dir, status_now)
+if not labelling:
+    ui.next_step(STAGE, run_dir, status_now)

@@ -4,9 +4,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import precision
 from lab import jobs, stages, ui
-from lab.views import charts
+from lab.views import charts, wording
 from lab.views import preferences as view
 
 STAGE = "reward"
@@ -19,12 +18,12 @@ preferences, reward = view.lazy_core()
 # ----------------------------------------------------------------------------- start
 st.subheader("Train a reward model")
 prefs = view.preference_choices(ui.runs_root())
-bases = view.base_choices(ui.runs_root())
+bases = ui.model_options(view.base_choices(ui.runs_root()), "base")
 source = st.radio("Preference pairs from", ["a preference run", "a file (.jsonl / .csv)"], horizontal=True)
 pref_spec = None
 if source == "a preference run":
     if prefs:
-        pref_spec = prefs[st.selectbox("Preference run", list(prefs), index=ui.preselect(prefs))]
+        pref_spec = prefs[st.selectbox("Preference run", list(prefs), index=ui.preselect(prefs, "pairs"))]
     else:
         st.info("No finished preference run with labelled pairs yet: make one on the Preferences page, or "
                 "upload a file.")
@@ -36,9 +35,9 @@ else:
         try:
             n = view.check_preference_file(data, upload.name)
         except preferences.PreferenceError as e:
-            st.error(f"This file cannot be used: {e}")
+            st.error(f"This file cannot be used: {ui.plain(e)}")
         else:
-            pref_spec = str(ui.save_upload(data, Path(upload.name).suffix.lower()))
+            pref_spec = str(ui.save_upload(data, Path(upload.name).suffix.lower(), upload.name))
             st.success(f"{n} valid pairs in {upload.name}")
 c1, c2, c3, c4 = st.columns(4)
 base_options = list(bases)
@@ -58,7 +57,7 @@ if st.button("Start training", type="primary", icon=":material/play_arrow:", key
         try:
             cfg = view.reward_config(preset, pref_spec, bases[base_label], epochs, lr)
         except ValueError as e:
-            st.error(f"Not started: {e}")
+            st.error(f"Not started: {ui.plain(e)}")
         else:
             ui.start_job(STAGE, cfg, parents={"preferences": pref_spec, "base": bases[base_label]})
 
@@ -73,13 +72,8 @@ else:
 
     @st.fragment(run_every=ui.live_every() if live else None)
     def show_run(run_dir):
-        status = ui.status_badge(run_dir)
-        ui.stop_button(run_dir, status, key="stop/rm")
-        ui.live_note(live)
-        df = ui.metrics_frame(run_dir)
-        ui.progress_line(run_dir, status, df)
-        st.caption(precision.caption(run_dir))
-        if ui.nothing_recorded(status, df):
+        status, df = ui.run_header(run_dir, live, key="stop/rm")
+        if df is None:
             return
         m = st.columns(4)
         for col, (name, label) in zip(m, [("rm/loss", "loss (nats/pair)"), ("rm/accuracy", "train accuracy"),
@@ -88,7 +82,7 @@ else:
             ui.metric(col, label, ui.last_value(df, name))
         checkpoint = run_dir / "checkpoint"
         for warning in (view.rm_warnings(str(checkpoint)) if (checkpoint / "lab.json").exists()
-                        else view.rm_warnings_live(df)):
+                        else view.rm_warnings_live(df, run_dir)):
             st.warning(f"Do not trust this reward model yet. {warning}", icon=":material/warning:")
         left, right = st.columns(2)
         with left:
@@ -119,7 +113,7 @@ else:
 
 # ----------------------------------------------------------------------------- score your own text
 st.subheader("Score your own text")
-rms = view.reward_choices(ui.runs_root())
+rms = ui.model_options(view.reward_choices(ui.runs_root()), "reward")
 if not rms:
     st.info("No reward model yet (the shipped one is missing and no run has finished).")
 else:
@@ -132,7 +126,7 @@ else:
         try:
             result = view.score_text(rms[rm_label], text, profile)
         except Exception as e:  # a broken checkpoint or empty text is a message, not a crash
-            st.error(f"Could not score: {e}")
+            st.error(f"Could not score: {ui.plain(e)}")
         else:
             a, b = st.columns(2)
             a.metric("reward-model score (normalised)", f"{result['score']:+.3f}")
@@ -143,7 +137,7 @@ with st.expander("How gold agreement depends on the number of pairs and on label
     summary = view.agreement_summary(ui.runs_root())
     ui.chart(charts.agreement_chart(summary), charts.CAPTIONS["agreement"], key="rm_agreement")
     if not summary.empty:
-        st.dataframe(summary, hide_index=True, width="stretch")
+        st.dataframe(wording.shown_table(summary), hide_index=True, width="stretch")
 
 if run_dir is not None:
     ui.next_step(STAGE, run_dir, status_now)

@@ -59,16 +59,16 @@ def live_charts(run_dir: Path, drawn: tuple) -> None:
     target = ui.last_value(df, "params/target_kl") if ui.last_value(df, "params/adaptive_kl") else None
     r1a, r1b = st.columns(2)
     with r1a:
-        ui.chart(C.reward_chart(df), C.CAPTIONS["reward"], key="ppo/chart/reward")
+        ui.chart(C.reward_chart(df), C.CAPTIONS["reward"], key="ppo/chart/reward", run_id=run_dir.name)
     with r1b:
-        ui.chart(C.kl_chart(df, target_kl=target), C.CAPTIONS["kl"], key="ppo/chart/kl")
+        ui.chart(C.kl_chart(df, target_kl=target), C.CAPTIONS["kl"], key="ppo/chart/kl", run_id=run_dir.name)
     r2a, r2b, r2c = st.columns(3)
     with r2a:
-        ui.chart(C.ratio_histogram_from_metrics(df), C.CAPTIONS["ratio"], key="ppo/chart/ratio")
+        ui.chart(C.ratio_histogram_from_metrics(df), C.CAPTIONS["ratio"], key="ppo/chart/ratio", run_id=run_dir.name)
     with r2b:
-        ui.chart(C.value_loss_chart(df), C.CAPTIONS["value_loss"], key="ppo/chart/value")
+        ui.chart(C.value_loss_chart(df), C.CAPTIONS["value_loss"], key="ppo/chart/value", run_id=run_dir.name)
     with r2c:
-        ui.chart(C.entropy_chart(df), C.CAPTIONS["entropy"], key="ppo/chart/entropy")
+        ui.chart(C.entropy_chart(df), C.CAPTIONS["entropy"], key="ppo/chart/entropy", run_id=run_dir.name)
 
 
 live_charts(run_dir, panel.view())
@@ -100,7 +100,7 @@ def generations(run_dir: Path) -> None:
                          format_func=lambda j: with_tokens[j]["prompt"], key="ppo/heatmap_prompt")
         row = with_tokens[i]["policy"]
         ui.chart(C.kl_heatmap(row["tokens"], row["kl"], title=f"Per-token KL, iteration {iteration}"),
-                 C.CAPTIONS["kl_heatmap"], key="ppo/chart/heatmap")
+                 C.CAPTIONS["kl_heatmap"], key="ppo/chart/heatmap", run_id=run_dir.name)
 
 
 with gen_tab:

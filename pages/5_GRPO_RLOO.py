@@ -5,7 +5,6 @@ and redraws from the run folder. Figures and logic: lab/views/grpo.py (and PPO's
 
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 from core.config import ConfigError
@@ -34,15 +33,19 @@ with knob_col:
         st.caption(f"{run_dir.name}: {G.describe({**panel.run.config, **panel.knobs})}")  # β in force
 with start_col:
     st.subheader("Start a run")
-    policies, rewards = dict(PV.policy_choices(root)), dict(PV.reward_choices(root))
+    policies = ui.model_options(PV.policy_choices(root), "base")  # each label with its val loss / gold agreement
+    rewards = ui.model_options(PV.reward_choices(root), "reward")
     if not (policies and rewards):
         st.error("A base model and a reward model are needed: train them on the Pretrain and Reward model pages.")
     advantage = st.radio("method", ["grpo", "rloo"], horizontal=True, key="grpo/advantage",
                          format_func=str.upper)
     kl_in = st.radio("β acts", ["loss", "reward"], horizontal=True, key="grpo/kl_in",
                      format_func=lambda v: {"loss": "in the loss (GRPO)", "reward": "in the reward (PPO)"}[v])
-    policy_label = st.selectbox("policy (and frozen reference)", list(policies), key="grpo/policy")
-    reward_label = st.selectbox("reward model (proxy)", list(rewards), key="grpo/reward")
+    policy_label = st.selectbox("policy (and frozen reference)", list(policies), key="grpo/policy",
+                                index=ui.preselect(policies, "base"))
+    reward_label = st.selectbox("reward model (proxy)", list(rewards), key="grpo/reward",
+                                index=ui.preselect(rewards, "reward"))
+    ui.about_reward_model(rewards.get(reward_label))
     i1, i2, i3 = st.columns(3)
     group = i1.selectbox("group size G", [2, 4, 8, 16], index=2, key="grpo/group")
     prompts = i2.selectbox("prompts / iteration", [2, 4, 8, 16], index=1, key="grpo/prompts")
@@ -55,7 +58,7 @@ with start_col:
                 group_size=int(group), batch_size=int(group) * int(prompts), iterations=int(iterations),
                 response_length=16, sample_every=2, device="auto", threads=G.CPU_THREADS, **knobs)
         except ConfigError as e:
-            st.error(f"Not started: {e}")
+            st.error(f"Not started: {ui.plain(e)}")
         else:
             if ui.start_job("grpo", cfg, parents=parents, control=control) is not None:
                 st.rerun()
@@ -80,18 +83,18 @@ def live_charts(run_dir: Path, drawn: tuple) -> None:
         ui.metric(col, label, ui.last_value(df, key), fmt)
     r1a, r1b = st.columns(2)
     with r1a:
-        ui.chart(G.reward_chart(df), C.CAPTIONS["reward"], key="grpo/chart/reward")
+        ui.chart(G.reward_chart(df), C.CAPTIONS["reward"], key="grpo/chart/reward", run_id=run_dir.name)
     with r1b:
-        ui.chart(G.kl_chart(df), G.CAPTIONS["kl"], key="grpo/chart/kl")
+        ui.chart(G.kl_chart(df), G.CAPTIONS["kl"], key="grpo/chart/kl", run_id=run_dir.name)
     r2a, r2b, r2c = st.columns(3)
     with r2a:
-        ui.chart(G.ratio_histogram(df), C.CAPTIONS["ratio"], key="grpo/chart/ratio")
+        ui.chart(G.ratio_histogram(df), C.CAPTIONS["ratio"], key="grpo/chart/ratio", run_id=run_dir.name)
     with r2b:
-        ui.chart(G.group_stats_chart(df), G.CAPTIONS["group_stats"], key="grpo/chart/groups")
+        ui.chart(G.group_stats_chart(df), G.CAPTIONS["group_stats"], key="grpo/chart/groups", run_id=run_dir.name)
     with r2c:
-        ui.chart(G.entropy_chart(df), C.CAPTIONS["entropy"], key="grpo/chart/entropy")
+        ui.chart(G.entropy_chart(df), C.CAPTIONS["entropy"], key="grpo/chart/entropy", run_id=run_dir.name)
     group = G.newest_group(Run(run_dir).samples())
-    ui.chart(G.group_figure(group), G.CAPTIONS["group"], key="grpo/chart/group")
+    ui.chart(G.group_figure(group), G.CAPTIONS["group"], key="grpo/chart/group", run_id=run_dir.name)
     if group:
         st.dataframe(G.group_table(group), hide_index=True, width="stretch")
 
@@ -101,10 +104,6 @@ live_charts(run_dir, panel.view())
 st.subheader("Generations: base vs policy")
 iteration, pairs = PV.side_by_side(Run(run_dir).samples())
 if pairs:
-    st.dataframe(pd.DataFrame([{"prompt": p["prompt"], "base": (p["base"] or {}).get("response"),
-                                f"policy (iteration {iteration})": (p["policy"] or {}).get("response"),
-                                "base gold": (p["base"] or {}).get("gold"),
-                                "policy gold": (p["policy"] or {}).get("gold")} for p in pairs]),
-                 hide_index=True, width="stretch")
+    st.dataframe(G.generations_table(iteration, pairs), hide_index=True, width="stretch")  # no "None" cells
 else:
     st.caption("The base model's responses to the evaluation prompts appear once the run has started.")

@@ -33,7 +33,8 @@ with start_col:
     pref_spec = None
     if source == "a preference run":
         if prefs:
-            pref_spec = prefs[st.selectbox("Preference run", list(prefs), key="dpo/prefs")]
+            pref_spec = prefs[st.selectbox("Preference run", list(prefs), key="dpo/prefs",
+                                           index=ui.preselect(prefs, "pairs"))]
         else:
             st.info("No preference run with labelled pairs yet: make one on the Preferences page (the simulated "
                     "annotator labels 2000 pairs in a minute), or upload a file.")
@@ -45,14 +46,16 @@ with start_col:
             try:
                 n = P.check_preference_file(data, upload.name)
             except ValueError as e:
-                st.error(f"This file cannot be used: {e}")
+                st.error(f"This file cannot be used: {ui.plain(e)}")
             else:
-                pref_spec = str(ui.save_upload(data, Path(upload.name).suffix.lower()))
+                pref_spec = str(ui.save_upload(data, Path(upload.name).suffix.lower(), upload.name))
                 st.success(f"{n} valid pairs in {upload.name}")
-    bases, rewards = P.base_choices(root), P.reward_choices(root)
+    bases, rewards = ui.model_options(P.base_choices(root), "base"), ui.model_options(P.reward_choices(root), "reward")
     c1, c2 = st.columns(2)
-    base_label = c1.selectbox("Policy (and reference)", list(bases), key="dpo/policy") if bases else None
-    reward_label = c2.selectbox("Reward model (judge only)", list(rewards), key="dpo/reward") if rewards else None
+    base_label = c1.selectbox("Policy (and reference)", list(bases), key="dpo/policy",
+                              index=ui.preselect(bases, "base")) if bases else None
+    reward_label = c2.selectbox("Reward model (judge only)", list(rewards), key="dpo/reward",
+                                index=ui.preselect(rewards, "reward")) if rewards else None
     loss_type = c1.radio("Loss", ["sigmoid", "ipo"], horizontal=True, key="dpo/loss",
                          help="sigmoid: DPO; ipo: IPO's squared loss (Azar et al. 2023), which stops at a margin of "
                               "1/(2β)")
@@ -65,7 +68,7 @@ with start_col:
                 cfg = V.dpo_config(pref_spec, bases[base_label], rewards[reward_label], loss_type=loss_type,
                                    epochs=int(epochs), **knobs)
             except ValueError as e:  # ConfigError or PreferenceError, naming the field
-                st.error(f"Not started: {e}")
+                st.error(f"Not started: {ui.plain(e)}")
             else:
                 if ui.start_job(STAGE, cfg, parents={"preferences": pref_spec, "policy": cfg.policy,
                                                      "reward": cfg.reward}, control=V.initial_control(cfg)):
@@ -90,10 +93,10 @@ def show_run(run_dir: Path, drawn: tuple) -> None:
         ui.metric(col, label, ui.last_value(df, name))
     left, right = st.columns(2)
     with left:
-        ui.chart(V.logps_chart(df), V.CAPTIONS["logps"], key="dpo_logps")
+        ui.chart(V.logps_chart(df), V.CAPTIONS["logps"], key="dpo_logps", run_id=run_dir.name)
     with right:
-        ui.chart(V.margin_chart(df), V.CAPTIONS["margin"], key="dpo_margin")
-    ui.chart(V.eval_chart(df), V.CAPTIONS["eval"], key="dpo_eval")
+        ui.chart(V.margin_chart(df), V.CAPTIONS["margin"], key="dpo_margin", run_id=run_dir.name)
+    ui.chart(V.eval_chart(df), V.CAPTIONS["eval"], key="dpo_eval", run_id=run_dir.name)
     st.dataframe(V.eval_table(df), hide_index=True, width="stretch")
 
 

@@ -11,17 +11,23 @@ from lab.views import preferences as P
 STAGE = "bon"
 st.title(stages.title_of(STAGE))
 st.markdown("The simplest way to use a reward model: sample n responses from the base model and keep the one it "
-            "scores highest. No weights change, yet the kept responses form a new policy, at a distance from the "
-            "base model that needs no measuring:")
-st.latex(r"\mathrm{KL}(\pi_{\text{best-of-}n}\,\|\,\pi_{\text{base}}) = \log n - \frac{n-1}{n}")
+            "scores highest. No weights change, yet the kept responses form a new policy, whose distance from the "
+            "base model has a closed-form upper bound (Beirami et al. 2024):")
+st.latex(r"\mathrm{KL}(\pi_{\text{best-of-}n}\,\|\,\pi_{\text{base}}) \le \log n - \frac{n-1}{n}")
+st.caption("The bound is tight when the base model rarely draws the same response twice, and loose when it often "
+           "does (short or repetitive responses). Each run also estimates the KL itself from its kept responses: "
+           "their probability under the base model and their score's rank among the prompt's samples.")
 root = ui.runs_root()
 
 # ----------------------------------------------------------------------------- start
 st.subheader("Start a run")
-bases, rewards = P.base_choices(root), P.reward_choices(root)
+bases, rewards = ui.model_options(P.base_choices(root), "base"), ui.model_options(P.reward_choices(root), "reward")
 c1, c2, c3, c4 = st.columns(4)
-base_label = c1.selectbox("Base model", list(bases), key="bon/policy") if bases else None
-reward_label = c2.selectbox("Reward model", list(rewards), key="bon/reward") if rewards else None
+base_label = c1.selectbox("Base model", list(bases), key="bon/policy",
+                          index=ui.preselect(bases, "base")) if bases else None
+reward_label = c2.selectbox("Reward model", list(rewards), key="bon/reward",
+                            index=ui.preselect(rewards, "reward")) if rewards else None
+ui.about_reward_model(rewards.get(reward_label))
 n_text = c3.text_input("n (increasing, comma-separated)", "1,2,4,8,16,32", key="bon/n")
 prompts = c4.number_input("Evaluation prompts", min_value=1, max_value=1024, value=64, key="bon/prompts")
 if st.button("Start best-of-n", type="primary", icon=":material/play_arrow:", key="bon/start"):
@@ -31,7 +37,7 @@ if st.button("Start best-of-n", type="primary", icon=":material/play_arrow:", ke
         try:
             cfg = V.bon_config(bases[base_label], rewards[reward_label], n_text, int(prompts))
         except ConfigError as e:
-            st.error(f"Not started: {e}")
+            st.error(f"Not started: {ui.plain(e)}")
         else:
             ui.start_job(STAGE, cfg, parents={"policy": cfg.policy, "reward": cfg.reward})
 

@@ -28,8 +28,8 @@ st.markdown("**The default task**: which of two texts does the gold annotator pr
 
 with st.expander("Configure and start an experiment", expanded=not ui.runs_of("w2s")):
     c1, c2, c3 = st.columns(3)
-    weak_options = dict(V.policy_choices(ui.runs_root(), shipped="weak"))
-    strong_options = dict(V.policy_choices(ui.runs_root(), shipped="small"))
+    weak_options = ui.model_options(V.policy_choices(ui.runs_root(), shipped="weak"), "base")  # with val loss
+    strong_options = ui.model_options(V.policy_choices(ui.runs_root(), shipped="small"), "base")
     with c1:
         tasks = list(W2S_TASKS)
         task = st.radio("task", tasks, index=tasks.index(W2SConfig().task), horizontal=True, key="w2s/task",
@@ -62,7 +62,7 @@ with st.expander("Configure and start an experiment", expanded=not ui.runs_of("w
                                     strong_model=strong_options[strong_label], seeds=int(seeds),
                                     alpha_max=float(alpha), device="auto", threads=V.CPU_THREADS)
         except ConfigError as e:
-            st.error(f"Not started: {e}")
+            st.error(f"Not started: {ui.plain(e)}")
         else:
             if ui.start_job("w2s", cfg, parents={"weak": cfg.weak_model, "strong": cfg.strong_model}) is not None:
                 st.rerun()

@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from lab import jobs, stages, ui
+from lab import jobs, stages, tables, ui
 from lab.views import charts, charts_ppo, runs as runs_view
 from lab.views import compare as view
+from lab.views.tables import file_name
 
 st.title(stages.BY_TITLE["Compare runs"].page_title)
 st.markdown("Pick runs (e.g. PPO with λ = 0 and λ = 0.1) and put them on the same axes. The table of "
@@ -21,6 +22,7 @@ if not picked:
     st.info("Pick at least one run.")
     st.stop()
 run_dirs = [ui.runs_root() / run_id for run_id in picked]
+run_ids = [d.name for d in run_dirs]  # in the download's file name: which runs the table compares
 live = any(ui.is_active(jobs.status(d)) for d in run_dirs if d.is_dir())
 names = {d.name: runs_view.read_meta(d)["name"] for d in run_dirs}
 stages_shown = view.stages(run_dirs)
@@ -34,7 +36,7 @@ def curves(run_dirs):
     if diff.empty:
         st.caption("The chosen runs have the same settings, and none changed one while it trained.")
     else:
-        st.dataframe(diff, hide_index=True, width="stretch")
+        tables.table(diff, "compare/diff", csv=file_name("settings", *run_ids))
     labels = view.legend_labels(run_dirs, names=names)  # what differs (λ = 0 vs λ 0.05→0.3), not run ids
     frames = {labels[name]: df for name, df in view.metrics(run_dirs).items()}
     metrics = charts.common_metrics(frames)
@@ -46,6 +48,8 @@ def curves(run_dirs):
     metric = st.selectbox("Metric", metrics, index=metrics.index(default), key="compare_metric")
     ui.chart(charts.compare_chart(frames, metric, x_title=view.x_title(stages_shown)), charts.CAPTIONS["compare"],
              key="compare_chart")
+    tables.download(view.curves_table(frames, metric), "compare/curves", file_name(metric, *run_ids),
+                    label="Download these curves (CSV)")
     if "ppo" in stages_shown:
         ui.chart(charts_ppo.overoptimization_chart(frames), charts_ppo.CAPTIONS["overoptimization"],
                  key="compare_overopt")
@@ -62,4 +66,5 @@ if table.empty:
 else:
     st.caption("For each prompt: the base model's response, then each run's newest, with the reward model's "
                "(proxy) and the hidden annotator's (gold) score where the run recorded them.")
-    st.dataframe(table, hide_index=True, width="stretch", column_config=ui.GENERATION_COLUMNS)
+    tables.table(view.shown_generations(table), "compare/generations", csv=file_name("generations", *run_ids),
+                 text="response", labels=("model", "prompt"), column_config=ui.GENERATION_COLUMNS)

@@ -11,7 +11,8 @@ from core.config.base import (PROFILE_CHOICES, ConfigError, TrainingConfig, chec
 @dataclass
 class BoNConfig(TrainingConfig):
     """Best-of-n sampling: n responses per prompt from the base model, keep the one the reward model scores
-    highest. No training; the policy it defines sits at KL = log n - (n - 1)/n from the base model."""
+    highest. No training; the policy it defines sits at a KL from the base model of at most log n - (n - 1)/n
+    (Beirami et al. 2024), as much when the base model rarely draws one response twice."""
 
     preset: str = "small"
     """Size preset: tiny (tests), small (the CPU default) or gpu."""

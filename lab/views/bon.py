@@ -13,10 +13,15 @@ from core.runs import read_jsonl
 from lab.views.charts import COLORS, _empty, _has, _layout
 
 N_AXIS = "n (responses sampled per prompt, log scale)"
+KL_BOUND = "KL ≤ log n − (n−1)/n (upper bound)"
+KL_ESTIMATE = "KL estimated from the kept responses"
 CAPTIONS = {
     "bon": "Gold and proxy of the kept response (mean over the evaluation prompts, ± one standard error) against "
-           "n (top), and the price in KL from the base model, log n − (n − 1)/n (bottom; exact, no sampling). The proxy always rises with n; the gold rises as long as the reward model's favourite is "
-           "also the annotator's, and flattens or falls where the proxy is over-optimised.",
+           "n (top), and the price in KL from the base model (bottom): log n − (n − 1)/n is an upper bound "
+           "(Beirami et al. 2024), tight when the base model rarely draws the same response twice; the dashed line "
+           "estimates the KL itself from the kept responses' base-model probabilities, and falls below the bound "
+           "when responses repeat. The proxy always rises with n; the gold rises as long as the reward model's "
+           "favourite is also the annotator's, and flattens or falls where the proxy is over-optimised.",
 }
 
 
@@ -50,8 +55,11 @@ def bon_chart(df: pd.DataFrame) -> go.Figure:
         se = d.get(f"{col}_se")
         fig.add_trace(go.Scatter(x=d["bon/n"], y=d[col], name=name, mode="lines+markers", line=dict(color=color),
                                  error_y=dict(type="data", array=se, visible=se is not None)), row=1, col=1)
-    fig.add_trace(go.Scatter(x=d["bon/n"], y=d["bon/kl_analytic"], name="KL = log n − (n−1)/n",
+    fig.add_trace(go.Scatter(x=d["bon/n"], y=d["bon/kl_analytic"], name=KL_BOUND,
                              mode="lines+markers", line=dict(color=COLORS[7])), row=2, col=1)
+    if _has(d, "bon/kl_estimate"):  # runs from before the estimate was logged have the bound only
+        fig.add_trace(go.Scatter(x=d["bon/n"], y=d["bon/kl_estimate"], name=KL_ESTIMATE, mode="lines+markers",
+                                 line=dict(color=COLORS[3], dash="dash")), row=2, col=1)
     ticks = dict(type="log", tickvals=list(d["bon/n"]), ticktext=[str(int(n)) for n in d["bon/n"]])
     fig.update_xaxes(**ticks, row=1, col=1)
     fig.update_xaxes(**ticks, title_text=N_AXIS, row=2, col=1)
@@ -64,7 +72,8 @@ def bon_chart(df: pd.DataFrame) -> go.Figure:
 
 def bon_table(df: pd.DataFrame) -> pd.DataFrame:
     cols = {"bon/n": "n", "objective/gold": "gold", "objective/gold_se": "gold ± (se)",
-            "objective/scores": "proxy", "objective/scores_se": "proxy ± (se)", "bon/kl_analytic": "KL (nats)",
+            "objective/scores": "proxy", "objective/scores_se": "proxy ± (se)",
+            "bon/kl_analytic": "KL bound log n − (n−1)/n (nats)", "bon/kl_estimate": "KL estimate (nats)",
             "objective/response_length": "length (tokens)"}
     if not _has(df, "bon/n"):
         return pd.DataFrame(columns=list(cols.values()))

@@ -1,5 +1,6 @@
 """Charts for the pretraining, preferences, reward-model and compare pages: pure functions, data in ->
-Plotly figure out. (PPO and weak-to-strong charts live in lab/views/charts_ppo.py, same conventions.)
+Plotly figure out. (PPO and weak-to-strong charts live in lab/views/charts_ppo.py, same conventions.) At the end,
+what every chart and run offers to download: the one Plotly config (a chart as PNG) and a run's metrics as CSV.
 
 Every chart has a title, axis labels with units, and a one-line "what healthy looks like" caption in
 `CAPTIONS` (the page shows it under the chart). Nothing here reads files or touches Streamlit, so each
@@ -9,7 +10,9 @@ column "step" plus the metric names of DESIGN.md; a metric logged only every few
 
 from __future__ import annotations
 
+import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -295,3 +298,38 @@ def _generation(prompt: str, model: str, row: dict, text_key: str) -> dict:
 
     return {"prompt": prompt, "model": model, "response": row.get(text_key, row.get("text")),
             "proxy": num("score"), "gold": num("gold")}
+
+
+# ----------------------------------------------------------------------------- downloads (a chart's PNG, metrics CSV)
+
+def png_filename(run_id: str | None, chart: str | None) -> str:
+    """`<run id>-<chart>` for a chart's PNG: the run it shows and which chart, so a folder of downloads reads by
+    itself. `chart` is the widget key ("ppo/chart/reward" -> "reward"): its words that say nothing ("chart") or
+    repeat the run id ("ppo") are left out. Only letters, digits, '.', '_' and '-' (a file name on every OS)."""
+    run_words = set((run_id or "").split("-"))
+    words = [w for w in re.split(r"[^A-Za-z0-9.]+", chart or "") if w and w != "chart" and w not in run_words]
+    name = "-".join([w for w in [run_id, *words] if w]) or "rlhf-lab-chart"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name)[:150]
+
+
+def plotly_config(run_id: str | None = None, chart: str | None = None) -> dict:
+    """st.plotly_chart's config, the one every chart of the lab is drawn with (lab/ui.py chart()). The modebar
+    stays (never hidden): its camera button, "Download plot as png", renders the PNG in the browser
+    with the plotly.js Streamlit ships, so it works offline; the PNG is named after the run and the chart."""
+    return {"displaylogo": False,
+            "toImageButtonOptions": {"format": "png", "filename": png_filename(run_id, chart), "scale": 2}}
+
+
+def metrics_csv(df: pd.DataFrame | None) -> bytes:
+    """A run's metrics.jsonl as CSV bytes (UTF-8), one row per logged row, `step` first. A cell that holds a list
+    (the ratio histogram's edges and counts) is written as JSON, so `json.loads` gives the list back; a metric a
+    row did not log is an empty cell (NaN when read back)."""
+    if df is None or df.empty:
+        return b""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].map(lambda v: isinstance(v, (list, tuple, dict))).any():
+            out[col] = out[col].map(lambda v: json.dumps(v) if isinstance(v, (list, tuple, dict)) else v)
+    first = [c for c in ("step", "time") if c in out.columns]
+    out = out[first + [c for c in out.columns if c not in first]]
+    return out.to_csv(index=False).encode("utf-8")

@@ -18,13 +18,17 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from lab import glossary
+
 ITERATION = "PPO iteration (count)"
 PROXY_COLOR = "#1f77b4"
 GOLD_COLOR = "#d4a017"
 KL_COLOR = "#9467bd"
 MARK_COLORS = {"params/kl_coef": "#d62728", "params/clip_eps": "#2ca02c"}
 MARK_NAMES = {"params/kl_coef": "λ", "params/clip_eps": "ε"}
-ENTROPY_UNIT = "entropy (nats per response)"  # as TRL: mean over responses of −Σ log π
+# objective/entropy is TRL's −Σ_t log π(y_t) per response (core.ppo_train.response_entropy, ≈ 25 for 24 tokens), not
+# per token: the axis takes the glossary's unit, so the two can never name different ones again
+ENTROPY_UNIT = f"entropy ({glossary.unit('objective/entropy')})"
 MAX_MARKS = 12  # beyond this the chart is a barcode; the newest changes matter most
 
 CAPTIONS = {
@@ -330,7 +334,8 @@ def ratio_histogram_from_metrics(df: pd.DataFrame) -> go.Figure:
     row = _latest_with(df, "hist/ratio_counts")
     if row is None:
         return ratio_histogram(None, None, 0.2)
-    eps = float(row["params/clip_eps"]) if "params/clip_eps" in row and row["params/clip_eps"] == row["params/clip_eps"] else 0.2
+    has_eps = "params/clip_eps" in row and row["params/clip_eps"] == row["params/clip_eps"]  # NaN != NaN
+    eps = float(row["params/clip_eps"]) if has_eps else 0.2
     clipfrac = row.get("policy/clipfrac_avg") if hasattr(row, "get") else None
     return ratio_histogram(row["hist/ratio_edges"], row["hist/ratio_counts"], eps, clipfrac=clipfrac, step=row["step"])
 
@@ -369,24 +374,36 @@ STEP_COLUMNS = ("tokens", "logprobs", "ref_logprobs", "kl", "rewards", "values",
                 "ratio", "clipped")
 
 
+RAW_ADVANTAGE = "advantage Â_raw (GAE)"
+RETURN = "return R = Â_raw + V"
+WHITENED_ADVANTAGE = "advantage Â, whitened (the policy loss's)"
+
+
 def ppo_step_table(row: dict) -> pd.DataFrame:
-    """One row of inspect.json as a per-token table: the quantities of one PPO iteration, in order."""
+    """One row of inspect.json as a per-token table, one token per row, its quantities in the order PPO computes
+    them. The return is built from the RAW GAE advantage (core.ppo.gae: R = Â_raw + V); whitening over the whole
+    batch (mean 0, std 1) comes after and feeds the policy loss only, so it has its own column: a student adding
+    Â_raw and V finds R."""
     missing = [c for c in STEP_COLUMNS if c not in row]
     if missing:
         raise ValueError(f"inspect row lacks {missing}")
     n = len(row["tokens"])
-    bad = [c for c in STEP_COLUMNS if len(row[c]) != n]
+    bad = [c for c in STEP_COLUMNS + ("advantages_raw",) if c in row and len(row[c]) != n]
     if bad:
         raise ValueError(f"inspect row: {bad} do not have one value per token ({n})")
+    values, returns = np.asarray(row["values"], dtype=float), np.asarray(row["returns"], dtype=float)
+    # inspect.json from before "advantages_raw" was recorded: gae() defines R = Â_raw + V, so Â_raw = R − V
+    raw = row["advantages_raw"] if "advantages_raw" in row else list(returns - values)
     return pd.DataFrame({
         "token": row["tokens"],
         "log π (policy)": row["logprobs"],
         "log π_ref (base)": row["ref_logprobs"],
         "KL = log π − log π_ref": row["kl"],
         "reward (shaped)": row["rewards"],
-        "value V(s)": row["values"],
-        "advantage Â": row["advantages"],
-        "return R = Â + V": row["returns"],
+        "value V(s)": values,
+        RAW_ADVANTAGE: raw,
+        RETURN: returns,
+        WHITENED_ADVANTAGE: row["advantages"],
         "ratio π_θ/π_old": row["ratio"],
         "clipped": [bool(c) for c in row["clipped"]],
     })
@@ -394,23 +411,25 @@ def ppo_step_table(row: dict) -> pd.DataFrame:
 
 def ppo_step_figure(row: dict) -> go.Figure:
     """The per-token signals of one response in one iteration: the shaped reward (−λ·KL on every
-    token, plus the RM score at the last), the critic's value, the GAE advantage and the ratio, with
-    clipped tokens marked. Shares the token axis so a student can read a column top to bottom."""
+    token, plus the RM score at the last), the critic's value and the return, the whitened advantage the
+    policy loss used, and the ratio, with clipped tokens marked. The panels share the token axis, so one
+    token's quantities stand one above the other."""
     table = ppo_step_table(row)
     n = len(table)
     x = list(range(n))
     labels = [f"{i}:{t}" for i, t in enumerate(table["token"])]
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
-                        subplot_titles=("shaped reward and value (reward units)", "advantage Â (whitened units)",
+                        subplot_titles=("shaped reward, value and return (reward units)",
+                                        "advantage Â, whitened over the batch (std units)",
                                         "ratio π_θ/π_old"))
     fig.add_trace(go.Bar(x=x, y=table["reward (shaped)"], name="reward", marker_color=GOLD_COLOR), row=1, col=1)
     fig.add_trace(go.Scatter(x=x, y=table["value V(s)"], name="value", mode="lines+markers",
                              line=dict(color="#8c564b")), row=1, col=1)
-    fig.add_trace(go.Scatter(x=x, y=table["return R = Â + V"], name="return", mode="lines",
+    fig.add_trace(go.Scatter(x=x, y=table[RETURN], name=RETURN, mode="lines",
                              line=dict(color="#8c564b", dash="dot")), row=1, col=1)
-    adv = table["advantage Â"]
-    fig.add_trace(go.Bar(x=x, y=adv, name="advantage", marker_color=["#2ca02c" if a >= 0 else "#d62728" for a in adv]),
-                  row=2, col=1)
+    adv = table[WHITENED_ADVANTAGE]
+    fig.add_trace(go.Bar(x=x, y=adv, name="advantage (whitened)",
+                         marker_color=["#2ca02c" if a >= 0 else "#d62728" for a in adv]), row=2, col=1)
     fig.add_trace(go.Scatter(x=x, y=table["ratio π_θ/π_old"], name="ratio", mode="lines+markers",
                              line=dict(color=PROXY_COLOR)), row=3, col=1)
     clipped = table[table["clipped"]]
@@ -430,7 +449,7 @@ def ppo_step_figure(row: dict) -> go.Figure:
     fig.update_xaxes(tickmode="array", tickvals=x, ticktext=labels, tickangle=-60, row=3, col=1)
     fig.update_xaxes(title_text="response token (position:text)", row=3, col=1)
     fig.update_yaxes(title_text="reward units", row=1, col=1)
-    fig.update_yaxes(title_text="Â", row=2, col=1)
+    fig.update_yaxes(title_text="Â (whitened)", row=2, col=1)
     fig.update_yaxes(title_text="ratio", row=3, col=1)
     return fig
 

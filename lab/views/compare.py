@@ -150,3 +150,21 @@ def stages(run_dirs: list[Path]) -> set[str]:
         except RunError:
             pass
     return out
+
+
+def curves_table(frames: dict[str, pd.DataFrame], metric: str) -> pd.DataFrame:
+    """The chosen metric of every run as one long table (run, step, value), what the overlaid chart draws: the
+    comparison's numbers for a CSV download. Rows where a run did not log the metric are left out."""
+    parts = [pd.DataFrame({"run": label, "step": df["step"], metric: df[metric]}).dropna(subset=[metric])
+             for label, df in frames.items() if df is not None and {"step", metric} <= set(df.columns)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["run", "step", metric])
+
+
+SCORE_COLUMNS = ("proxy", "gold")
+
+
+def shown_generations(table: pd.DataFrame) -> pd.DataFrame:
+    """The side-by-side generations without a score column that no run recorded (pretraining runs score nothing):
+    a column of empty cells reads "None" in every row."""
+    empty = [c for c in SCORE_COLUMNS if c in table.columns and table[c].isna().all()]
+    return table.drop(columns=empty)

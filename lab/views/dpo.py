@@ -119,17 +119,26 @@ def eval_chart(df: pd.DataFrame) -> go.Figure:
 
 
 def eval_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per evaluation point: step, gold, proxy, KL, validation accuracy (step 0 = the base model)."""
+    """One row per evaluation point: step, gold, proxy, KL, validation accuracy (step 0 = the base model).
+    At step 0 the policy is the reference, every held-out pair a tie: its accuracy is not a number but that
+    fact, said in the cell (an empty cell would show as "None")."""
     cols = {"step": "step", "objective/gold": "gold", "objective/scores": "proxy", "objective/kl": "KL (nats)",
             "eval/rewards/accuracies": "validation accuracy"}
     if not _has(df, "objective/gold"):
         return pd.DataFrame(columns=list(cols.values()))
     rows = df[df["objective/gold"].notna()]
-    return rows[[c for c in cols if c in rows.columns]].rename(columns=cols).reset_index(drop=True)
+    out = rows[[c for c in cols if c in rows.columns]].rename(columns=cols).reset_index(drop=True)
+    if "validation accuracy" in out.columns:
+        out["validation accuracy"] = [
+            f"{v:.3f}" if pd.notna(v) else ("– (policy = reference: every pair a tie)" if step == 0 else "–")
+            for step, v in zip(out["step"], out["validation accuracy"])]
+    return out
 
 
 def samples_table(samples: list[dict]) -> pd.DataFrame:
-    """The base model's and the latest evaluation's responses to the same prompts, side by side."""
+    """The base model's and the latest evaluation's responses to the same prompts, side by side. Before the
+    first evaluation after step 0 there is no policy sample yet: the table holds the base model's columns only,
+    not columns of "None" under a header "policy (step None)"."""
     base = [s for s in samples if s.get("kind") == "base"]
     later = [s for s in samples if s.get("kind") == "policy"]
     if not base:
@@ -138,10 +147,12 @@ def samples_table(samples: list[dict]) -> pd.DataFrame:
     latest = {s["prompt"]: s for s in later if s["iteration"] == last_step}
     rows = []
     for s in base:
-        p = latest.get(s["prompt"], {})
-        rows.append({"prompt": s["prompt"], "base": s["response"], "base gold": round(s["gold"], 3),
-                     f"policy (step {last_step})": p.get("response"),
-                     "policy gold": None if not p else round(p["gold"], 3)})
+        row = {"prompt": s["prompt"], "base": s["response"], "base gold": round(s["gold"], 3)}
+        if last_step is not None:
+            p = latest.get(s["prompt"])
+            row[f"policy (step {last_step})"] = p["response"] if p else "(not sampled at this step)"
+            row["policy gold"] = round(p["gold"], 3) if p else float("nan")
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -15,6 +15,10 @@ import plotly.graph_objects as go
 from core.frontier import METHODS, form_of, predict, read_frontier
 from core.runs import read_json, read_jsonl
 
+NONE = "—"                     # every empty cell and meaningless number reads this, never None / NaN / −0.00
+FIT_PARAMETERS = 2             # alpha and beta: an R² of that many points (or one more) says nothing
+OWN_SYMBOL = "star"            # a student's own runs on the frontier: a star with a dark rim, a legend entry each
+
 METHOD_COLORS = {"ppo": "#1f77b4", "grpo": "#2ca02c", "rloo": "#9467bd", "dpo": "#d62728", "bon": "#ff7f0e",
                  "base": "#444444"}
 METHOD_NAMES = {"ppo": "PPO", "grpo": "GRPO", "rloo": "RLOO", "dpo": "DPO", "bon": "best-of-n", "base": "base model"}
@@ -59,9 +63,10 @@ def spread(df: pd.DataFrame, target: str) -> pd.DataFrame:
     return agg.reset_index()
 
 
-def frontier_figure(df: pd.DataFrame, fits: dict, target: str = "gold") -> go.Figure:
+def frontier_figure(df: pd.DataFrame, fits: dict, target: str = "gold", own: pd.DataFrame | None = None) -> go.Figure:
     """Gain in `target` (gold or proxy) against √KL: one colour per method, one marker line per setting (its
-    checkpoints in order), error bars over seeds, and the fitted Gao et al. curve per method."""
+    checkpoints in order), error bars over seeds, and the fitted Gao et al. curve per method. `own`
+    (own_points): the student's runs, as stars in their method's colour, one legend entry per run."""
     title = {"gold": "The frontier: gold gained per √KL", "proxy": "The same policies scored by the proxy RM"}[target]
     fig = go.Figure()
     pts = spread(df, target)
@@ -89,30 +94,71 @@ def frontier_figure(df: pd.DataFrame, fits: dict, target: str = "gold") -> go.Fi
             x = np.linspace(0, max(fit["d_max"], 1e-3) * 1.15, 100)
             fig.add_trace(go.Scatter(
                 x=x, y=predict(x, fit["alpha"], fit["beta"], form_of(method)), mode="lines", legendgroup=method,
-                name=f"{METHOD_NAMES[method]} fit (R² {fit['r2']:.2f})", line=dict(color=color, width=2.5),
+                name=f"{METHOD_NAMES[method]} fit (R² {r2_text(fit)})", line=dict(color=color, width=2.5),
                 hoverinfo="skip"))
+    add_own_points(fig, df, own, target)
     fig.add_hline(y=0, line=dict(color="#888", width=1, dash="dash"))
     fig.update_layout(title=title, xaxis_title=X_LABEL, yaxis_title=Y_LABELS[target], height=440,
                       margin=dict(l=60, r=20, t=60, b=50), legend=dict(orientation="h", y=-0.2))
     return fig
 
 
+def r2_text(fit: dict) -> str:
+    """A fit's R² as shown: the number, or — with the reason it means nothing (too few points for two
+    parameters, below 0: worse than a flat line at the mean gain, undefined: every gain equal)."""
+    if "skipped" in fit or "r2" not in fit:
+        return f"{NONE} (no fit)"
+    r2, points = fit.get("r2"), int(fit.get("points") or 0)
+    if points <= FIT_PARAMETERS + 1:
+        return f"{NONE} ({points} points: too few)"
+    if r2 is None or not np.isfinite(r2):
+        return f"{NONE} (every gain equal)"
+    if r2 < 0:
+        return f"{NONE} (below 0: worse than a flat line)"
+    return f"{r2:.2f}"
+
+
+def fit_is_meaningful(fit: dict) -> bool:
+    """Whether a fit's curve can be read (its peak, its shape): enough points and an R² of 0 or more."""
+    return "alpha" in fit and not r2_text(fit).startswith(NONE)
+
+
+def _number(x, fmt: str = "{:+.3f}") -> str:
+    """A number as a cell: — for none or NaN, and never −0.000 (a value that rounds to zero reads 0)."""
+    if x is None or not np.isfinite(x):
+        return NONE
+    if float(fmt.format(abs(x)).lstrip("+")) == 0:
+        x = 0.0
+    return fmt.format(x)
+
+
+def _peak_text(fit: dict) -> str:
+    d_star = fit.get("d_star")
+    if d_star is None:
+        return "no peak (keeps rising)"
+    if not np.isfinite(d_star):
+        return "no peak in sight (astronomically far)"
+    return f"√KL {d_star:.2f}{'' if fit['peak_in_range'] else ' (beyond the measured range)'}"
+
+
 def fits_table(fits: dict) -> pd.DataFrame:
-    """One row per method and target: alpha, beta, the peak (√KL and gain), R², or why the fit was skipped."""
+    """One row per method and target: alpha, beta, the peak (√KL and gain), R², or why the fit was skipped.
+    Every cell is text: a number, or — (with the reason in the fit or R² cell)."""
     rows = []
     for method in [m for m in METHODS if m in fits]:
         for target in ("gold", "proxy"):
             fit = fits[method].get(target) or {}
-            if "skipped" in fit:
-                rows.append({"method": METHOD_NAMES[method], "target": target, "fit": f"skipped: {fit['skipped']}"})
+            row = {"method": METHOD_NAMES[method], "target": target}
+            if "alpha" not in fit:
+                rows.append({**row, "fit": f"skipped: {fit.get('skipped', 'not fitted')}", "α": NONE, "β": NONE,
+                             "peak at": NONE, "gain at peak": NONE, "R²": NONE, "points": NONE})
                 continue
-            form = "d(α − β·d)" if fit.get("form") == "bon" else "d(α − β·log d)"
-            peak = ("no peak (keeps rising)" if fit.get("d_star") is None else
-                    f"√KL {fit['d_star']:.2f}{'' if fit['peak_in_range'] else ' (beyond the measured range)'}")
-            rows.append({"method": METHOD_NAMES[method], "target": target, "fit": form, "α": fit.get("alpha"),
-                         "β": fit.get("beta"), "peak at": peak, "gain at peak": fit.get("peak"), "R²": fit.get("r2"),
-                         "points": fit.get("points")})
-    return pd.DataFrame(rows)
+            peak_gain = fit.get("peak") if fit.get("d_star") is not None and np.isfinite(fit["d_star"]) else None
+            rows.append({**row, "fit": "d(α − β·d)" if fit.get("form") == "bon" else "d(α − β·log d)",
+                         "α": _number(fit["alpha"], "{:.3f}"), "β": _number(fit["beta"], "{:.3f}"),
+                         "peak at": _peak_text(fit), "gain at peak": _number(peak_gain), "R²": r2_text(fit),
+                         "points": str(fit.get("points", NONE))})
+    return pd.DataFrame(rows, columns=["method", "target", "fit", "α", "β", "peak at", "gain at peak", "R²", "points"])
 
 
 def at_kl_table(df: pd.DataFrame, ks: list[float], tolerance: float = 0.35) -> pd.DataFrame:
@@ -127,12 +173,14 @@ def at_kl_table(df: pd.DataFrame, ks: list[float], tolerance: float = 0.35) -> p
             d = pts[pts["method"] == method]
             i = (d["kl"] - k).abs().idxmin()
             near = abs(d.loc[i, "kl"] - k) <= tolerance * k + 0.05
-            row[METHOD_NAMES[method]] = (f"{d.loc[i, 'gold']:+.3f} (KL {d.loc[i, 'kl']:.2f})" if near else "—")
+            row[METHOD_NAMES[method]] = (f"{_number(d.loc[i, 'gold'])} (KL {_number(d.loc[i, 'kl'], '{:.2f}')})"
+                                         if near else NONE)
         rows.append(row)
     base = df[df["method"] == "base"]
     if len(base):
-        rows.insert(0, {"KL ≈": 0.0, "base model": f"{base['gold'].mean():+.3f}"})
-    return pd.DataFrame(rows)
+        rows.insert(0, {"KL ≈": 0.0, "base model": _number(float(base["gold"].mean()))})
+    # a cell with no policy near its KL (the base model's beyond 0, a method's at 0) says so: —, never None
+    return pd.DataFrame(rows).fillna(NONE) if rows else pd.DataFrame()
 
 
 def default_ks(df: pd.DataFrame, count: int = 4) -> list[float]:
@@ -153,8 +201,8 @@ def matched_samples(df: pd.DataFrame, samples: list[dict], k: float, per_method:
     out = []
     base = s[s["method"] == "base"]
     for _, r in base.head(per_method).iterrows():
-        out.append({"method": "base model", "setting": "", "KL": 0.0, "prompt": r["prompt"], "response": r["response"],
-                    "gold": r["gold"], "proxy": r["proxy"]})
+        out.append({"method": "base model", "setting": NONE, "KL": 0.0, "prompt": r["prompt"],
+                    "response": r["response"], "gold": r["gold"], "proxy": r["proxy"]})
     for method in [m for m in METHODS if m in set(s["method"])]:
         d = s[s["method"] == method]
         nearest = d.loc[(d["point_kl"] - k).abs().idxmin()]
@@ -162,7 +210,8 @@ def matched_samples(df: pd.DataFrame, samples: list[dict], k: float, per_method:
                  & (d["iteration"] == nearest["iteration"])]
         for _, r in pick.head(per_method).iterrows():
             out.append({"method": METHOD_NAMES[method], "setting": f"{KNOB_SYMBOLS[method]}={r['setting']:g}",
-                        "KL": round(float(r["point_kl"]), 2), "prompt": r["prompt"], "response": r["response"],
+                        # + 0.0: a KL that rounds to −0.0 reads 0
+                        "KL": round(float(r["point_kl"]), 2) + 0.0, "prompt": r["prompt"], "response": r["response"],
                         "gold": r["gold"], "proxy": r["proxy"]})
     return pd.DataFrame(out)
 
@@ -189,30 +238,133 @@ def penalty_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def reading(df: pd.DataFrame, fits: dict) -> list[str]:
-    """Plain sentences a student can check against the plots: who leads at low KL, where each gold fit peaks."""
+def _kl(x: float) -> str:
+    """A KL in nats for a sentence: 2 significant digits, 0 for what rounds to it (never −0.00)."""
+    return "0" if abs(x) < 0.005 else f"{x:.2g}" if abs(x) < 10 else f"{x:.0f}"
+
+
+def _policy(row) -> str:
+    """Which policy a point is: "n = 16" for best-of-n, "λ = 0.05, iteration 20" for a trained one."""
+    knob = f"{KNOB_SYMBOLS[row['method']]} = {row['setting']:g}"
+    return knob if row["method"] == "bon" else f"{knob}, iteration {int(row['iteration'])}"
+
+
+def points(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per evaluated policy (method, setting, iteration; mean over seeds): kl, gold, gain over the base."""
+    base = df[df["method"] == "base"]
+    gold0 = float(base["gold"].mean()) if len(base) else 0.0
+    pts = df[df["method"] != "base"].groupby(["method", "setting", "iteration"], sort=False).agg(
+        kl=("kl", "mean"), gold=("gold", "mean")).reset_index()
+    pts["gain"] = pts["gold"] - gold0
+    return pts
+
+
+def _best(pts: pd.DataFrame):
+    """The point with the most gold (of equal gains, the one nearer the base model)."""
+    return pts.sort_values(["gain", "kl"], ascending=[False, True]).iloc[0]
+
+
+def _at(row) -> str:
+    return f"{_number(row['gain'])} at KL {_kl(row['kl'])} ({_policy(row)})"
+
+
+def headline(df: pd.DataFrame) -> list[str]:
+    """The page's question — which method buys the most gold for a KL budget — answered for the data shown, or
+    why it cannot be yet. Gold is compared as the gain over the base model: a method below it is never a winner.
+    First each method's best point (the most gold any method reached, and at what KL); then the methods side by
+    side within the KL that every one of them reached (where the least-reaching method stops; best-of-n
+    often, whose KL grows only like log n): each method's best policy at or below that KL."""
+    base = df[df["method"] == "base"]
+    pts = points(df)
+    methods = [m for m in METHODS if m in set(pts["method"])]
+    if base.empty or not methods:
+        return ["Only the base model has been scored so far: no method to compare yet." if len(base)
+                else "No policy has been scored yet: nothing to compare."]
+    gold0 = float(base["gold"].mean())
+    best = {m: _best(pts[pts["method"] == m]) for m in methods}
+    if len(methods) == 1:
+        m = methods[0]
+        beats = (f"its best point beats the base model by {_at(best[m])}" if best[m]["gain"] > 0 else
+                 f"no policy of it beats the base model (its best: {_at(best[m])})")
+        count = f"{len(pts)} polic{'y' if len(pts) == 1 else 'ies'}"
+        return [f"Only {METHOD_NAMES[m]} has been scored so far ({count}): which method buys the most gold for a "
+                f"KL budget needs a second method to compare with; {beats}."]
+    leader = max(methods, key=lambda m: (best[m]["gain"], -best[m]["kl"]))
+    if best[leader]["gain"] <= 0:
+        return [f"No method beats the base model here: no policy scored has more gold than the base model's "
+                f"({_number(gold0)}); the closest is {METHOD_NAMES[leader]}, {_at(best[leader])}. So this sweep "
+                "cannot say yet which method buys gold most cheaply (the proxy plot shows whether they bought "
+                "proxy reward instead)."]
+    behind = [m for m in methods if m != leader and best[m]["gain"] > 0]
+    below = [m for m in methods if best[m]["gain"] <= 0]
+    line = f"The most gold over the base model is bought by **{METHOD_NAMES[leader]}**: {_at(best[leader])}"
+    if behind:
+        line += "; the best of " + ", ".join(f"{METHOD_NAMES[m]}: {_at(best[m])}" for m in behind)
+    line += "."
+    if below:
+        line += (" " + " and ".join(METHOD_NAMES[m] for m in below)
+                 + (" does" if len(below) == 1 else " do") + " not beat the base model at any KL measured (best: "
+                 + "; ".join(f"{METHOD_NAMES[m]} {_at(best[m])}" for m in below) + ").")
+    lines = [line]
+    matched = _matched_budget(pts, methods, best)
+    if matched:
+        lines.append(matched)
+    return lines
+
+
+def _matched_budget(pts: pd.DataFrame, methods: list[str], best: dict) -> str | None:
+    """The methods side by side within one KL budget: the KL up to which every method was measured. None when
+    there is no such budget, or when within it every method's best is its best overall (said already)."""
+    reach = {m: float(pts[pts["method"] == m]["kl"].max()) for m in methods}
+    shortest = min(methods, key=reach.get)
+    budget = reach[shortest]
+    if budget < 0.01:
+        return None  # a method measured only at the base model itself (best-of-1): no budget to compare within
+    within = pts[pts["kl"] <= budget * 1.05 + 0.01]   # a little slack: the policy that sets the budget is in
+    inside = {m: _best(within[within["method"] == m]) for m in methods if m in set(within["method"])}
+    outside = [m for m in methods if m not in inside]
+    head = f"Within a KL budget of {_kl(budget)} nats (as far as {METHOD_NAMES[shortest]} reached)"
+    far = "; ".join(f"{METHOD_NAMES[m]} has no policy this close to the base model (its lowest KL is "
+                    f"{_kl(float(pts[pts['method'] == m]['kl'].min()))})" for m in outside)
+    if len(inside) < 2:
+        return (f"{head} only {METHOD_NAMES[shortest]} was measured: {far}, so the methods cannot be compared at "
+                "matched KL yet (a larger KL penalty or fewer iterations gives policies nearer the base model; a "
+                "larger n takes best-of-n further).")
+    same = lambda a, b: (a["setting"], a["iteration"]) == (b["setting"], b["iteration"])  # noqa: E731
+    if not outside and all(same(inside[m], best[m]) for m in methods):
+        return None
+    first = max(inside, key=lambda m: (inside[m]["gain"], -inside[m]["kl"]))
+    rest = ", ".join(f"{METHOD_NAMES[m]} {_at(inside[m])}" for m in inside if m != first)
+    if inside[first]["gain"] <= 0:
+        line = (f"{head} no method beats the base model: the closest is {METHOD_NAMES[first]}, "
+                f"{_at(inside[first])}; {rest}.")
+    else:
+        line = f"{head} the most gold is bought by **{METHOD_NAMES[first]}**: {_at(inside[first])}; {rest}."
+    return line + (f" {far[0].upper()}{far[1:]}." if far else "")
+
+
+def fit_lines(fits: dict) -> list[str]:
+    """Where each method's gold fit peaks, read only from a fit that means something (enough points, R² >= 0)."""
     lines = []
-    names = [METHOD_NAMES[m] for m in METHODS if m in set(df["method"])]
-    for k in default_ks(df):  # the lowest KL of the table at which two or more methods can be compared
-        row = at_kl_table(df, [k]).iloc[-1]
-        cells = {n: float(row[n].split()[0]) for n in names if isinstance(row.get(n), str) and row[n] != "—"}
-        if len(cells) >= 2:
-            best = max(cells, key=cells.get)
-            lines.append(f"At KL ≈ {k:g} nats the most gold is bought by **{best}** ({cells[best]:+.3f}; "
-                         + ", ".join(f"{n} {v:+.3f}" for n, v in cells.items() if n != best) + ").")
-            break
     for method in [m for m in METHODS if m in fits]:
         fit = fits[method].get("gold") or {}
         name = METHOD_NAMES[method]
-        if "skipped" in fit:
-            lines.append(f"{name}: gold fit skipped ({fit['skipped']}).")
-        elif fit.get("d_star") is None:
-            lines.append(f"{name}: the gold fit does not peak in this sweep (R² {fit['r2']:.2f}).")
+        if "alpha" not in fit:
+            lines.append(f"{name}: gold fit skipped ({fit.get('skipped', 'not fitted')}).")
+        elif not fit_is_meaningful(fit):
+            lines.append(f"{name}: no peak is read from its gold fit (R² {r2_text(fit)}).")
+        elif fit.get("d_star") is None or not np.isfinite(fit["d_star"]):
+            lines.append(f"{name}: the gold fit does not peak in this sweep (R² {r2_text(fit)}).")
         else:
             where = "inside" if fit["peak_in_range"] else "beyond"
-            lines.append(f"{name}: gold peaks at √KL ≈ {fit['d_star']:.2f} (KL ≈ {fit['d_star'] ** 2:.1f} nats, "
-                         f"{where} the measured range), gain {fit['peak']:+.3f}; R² {fit['r2']:.2f}.")
+            lines.append(f"{name}: gold peaks at √KL ≈ {fit['d_star']:.2f} (KL ≈ {_kl(fit['d_star'] ** 2)} nats, "
+                         f"{where} the measured range), gain {_number(fit['peak'])}; R² {r2_text(fit)}.")
     return lines
+
+
+def reading(df: pd.DataFrame, fits: dict) -> list[str]:
+    """Plain sentences a student can check against the plots: the headline, then where each gold fit peaks."""
+    return headline(df) + fit_lines(fits)
 
 
 def bon_kl_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -227,3 +379,93 @@ def bon_kl_table(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index().rename(columns={"setting": "n", "analytic": "KL analytic", "measured": "KL measured",
                                              "measured_min": "measured (lowest seed)",
                                              "measured_max": "measured (highest seed)"})
+
+
+# ----------------------------------------------------------------------------- the student's own runs
+
+def own_points(items: list[dict]) -> pd.DataFrame:
+    """The scored points of the student's runs (lab.frontier_runs.own_runs items): frontier.csv's columns plus
+    run (its id), label (its name) and setting_text (its knob in words)."""
+    rows = [{**{k: v for k, v in row.items() if k != "samples"}, "run": item["run_id"], "label": item["name"]}
+            for item in items for row in item.get("rows") or []]
+    return pd.DataFrame(rows)
+
+
+def own_gains(df: pd.DataFrame, own: pd.DataFrame) -> pd.DataFrame:
+    """The own points' gold and proxy as gains over the sweep's base model (the plots' y)."""
+    base = df[df["method"] == "base"]
+    out = own.copy()
+    out["gold_gain"] = out["gold"] - (float(base["gold"].mean()) if len(base) else 0.0)
+    out["proxy_gain"] = out["proxy"] - (float(base["proxy"].mean()) if len(base) else 0.0)
+    return out
+
+
+def add_own_points(fig: go.Figure, df: pd.DataFrame, own: pd.DataFrame | None, target: str) -> None:
+    """The student's runs as stars in their method's colour, each a legend entry "yours: <name>"."""
+    if own is None or own.empty:
+        return
+    g = own_gains(df, own)
+    for _, d in g.groupby("run", sort=False):
+        method = d["method"].iloc[0]
+        label = f"yours: {d['label'].iloc[0]}"
+        fig.add_trace(go.Scatter(
+            x=d["sqrt_kl"], y=d[f"{target}_gain"], mode="markers", name=label, legendgroup="yours",
+            marker=dict(symbol=OWN_SYMBOL, size=15, color=METHOD_COLORS[method], line=dict(color="#111", width=1.5)),
+            customdata=np.stack([d["setting_text"], d["iteration"]], 1),
+            hovertemplate=f"{label} ({METHOD_NAMES[method]} %{{customdata[0]}})<br>iteration %{{customdata[1]}}"
+                          f"<br>√KL %{{x:.2f}}: %{{y:+.3f}}<extra></extra>"))
+
+
+def own_table(df: pd.DataFrame, items: list[dict]) -> pd.DataFrame:
+    """One row per scored point of the student's runs (gains over the sweep's base model) and one per run that
+    is not on the plot, with the reason. Every cell is text."""
+    rows = []
+    gains_of = own_gains(df, own_points(items)) if any(i.get("rows") for i in items) else pd.DataFrame()
+    for item in items:
+        head = {"your run": item["name"], "method": METHOD_NAMES.get(item["method"], item["method"])}
+        mine = gains_of[gains_of["run"] == item["run_id"]] if len(gains_of) else gains_of
+        if mine.empty:
+            rows.append({**head, "setting": NONE, "KL": NONE, "gold gain": NONE, "proxy gain": NONE,
+                         "on the plot": f"no: {item['status']}" + (f" ({item['reason']})" if item["reason"] else "")})
+            continue
+        for _, r in mine.iterrows():
+            rows.append({**head, "setting": str(r["setting_text"]), "KL": _number(r["kl"], "{:.2f}"),
+                         "gold gain": _number(r["gold_gain"]), "proxy gain": _number(r["proxy_gain"]),
+                         "on the plot": "yes (★)"})
+    return pd.DataFrame(rows, columns=["your run", "method", "setting", "KL", "gold gain", "proxy gain",
+                                       "on the plot"])
+
+
+def own_lines(df: pd.DataFrame, items: list[dict]) -> list[str]:
+    """For each scored run of the student: its best point, and the sweep's best policy within the same KL."""
+    own = own_points(items)
+    if own.empty:
+        return []
+    pts = points(df)
+    lines = []
+    for _, d in own_gains(df, own).groupby("run", sort=False):
+        r = d.sort_values(["gold_gain", "kl"], ascending=[False, True]).iloc[0]
+        name = f"Your run **{r['label']}** ({METHOD_NAMES[r['method']]}, {r['setting_text']})"
+        here = f"{_number(r['gold_gain'])} gold over the base model at KL {_kl(r['kl'])}"
+        if r["gold_gain"] <= 0:
+            here += ", so it does not beat the base model"
+        within = pts[pts["kl"] <= r["kl"] * 1.05 + 0.01]
+        if within.empty:
+            lines.append(f"{name}: {here}; the sweep has no policy this close to the base model to compare with.")
+            continue
+        top = _best(within)
+        sweep = f"{METHOD_NAMES[top['method']]} {_at(top)}"
+        tail = (f"more than any policy of the sweep within that KL (its best: {sweep})" if r["gold_gain"] > top["gain"]
+                else f"the sweep's best within that KL: {sweep}")
+        lines.append(f"{name}: {here}; {tail}.")
+    return lines
+
+
+def own_samples(items: list[dict]) -> pd.DataFrame:
+    """The generations the evaluation kept for each scored run (on the sweep's prompts), for the full-text view:
+    method (the run and its setting), scores (the sample's KL, gold, proxy in words), prompt, response."""
+    rows = [{"method": f"yours: {item['name']} ({row.get('setting_text', NONE)})",
+             "scores": f"KL {_number(s['kl'], '{:.2f}')}, gold {_number(s['gold'])}, proxy {_number(s['proxy'])}",
+             "prompt": s["prompt"], "response": s["response"]}
+            for item in items for row in item.get("rows") or [] for s in row.get("samples") or []]
+    return pd.DataFrame(rows, columns=["method", "scores", "prompt", "response"])

@@ -144,3 +144,22 @@ def group_stats_chart(df: pd.DataFrame) -> go.Figure:
     C._layout(fig, title, ITERATION, "within-group std of scores")
     fig.update_yaxes(rangemode="tozero")
     return fig
+
+
+def generations_table(iteration: int | None, pairs: list[dict]) -> pd.DataFrame:
+    """The page's "base vs policy" table from lab/views/ppo.py side_by_side: before the policy's first sample
+    it holds the base model's columns only (not "policy (iteration None)" of Nones), and a response one side
+    lacks reads "–"."""
+    from lab.views.wording import shown_table
+
+    rows = []
+    for p in pairs:
+        base, policy = p.get("base") or {}, p.get("policy") or {}
+        row = {"prompt": p.get("prompt"), "base": base.get("response")}
+        if iteration is not None:
+            row[f"policy (iteration {iteration})"] = policy.get("response")
+        row["base gold"] = base.get("gold")
+        if iteration is not None:
+            row["policy gold"] = policy.get("gold")
+        rows.append(row)
+    return shown_table(pd.DataFrame(rows))

@@ -80,11 +80,14 @@ def make_w2s_config(preset: str = "default", **values):
 # rollout quantities of the iteration, and the ratio and clipping of the *last* epoch's first minibatch,
 # when the policy has moved (in the first epoch's first minibatch every ratio would be exactly 1).
 STEP_TEXT = ("One real iteration of this run, on a couple of its rollout samples, frozen so you can read it. "
-             "Read a column top to bottom: the token sampled, how likely the policy and the frozen base model "
-             "found it, their difference (the per-token KL), the shaped reward (−λ·KL on every token, plus "
-             "the reward model's score at the last one), the critic's value, the GAE advantage and return, "
-             "and the ratio π_θ/π_old in the iteration's last epoch of updates (its first minibatch), by when "
-             "the policy has moved — clipped (×) when it left [1−ε, 1+ε] in the direction the advantage pushes.")
+             "Each row of the table is one token of the response, in order; read a row left to right: the token "
+             "sampled, how likely the policy and the frozen base model found it, their difference (the per-token "
+             "KL), the shaped reward (−λ·KL on every token, plus the reward model's score at the last one), the "
+             "critic's value V, the GAE advantage Â_raw, and the return R = Â_raw + V (the critic's target: add "
+             "the two columns and you get it). The policy loss uses Â after whitening over the whole batch (mean 0, "
+             "std 1), shown in its own column, and the ratio π_θ/π_old in the iteration's last epoch of updates "
+             "(its first minibatch), by when the policy has moved — clipped (×) when it left [1−ε, 1+ε] in the "
+             "direction the advantage pushes. The chart below draws the same rows with the tokens along its axis.")
 
 def read_inspect(run: Run) -> dict | None:
     """inspect.json ("one PPO step, slowly"), or None before the first iteration wrote it."""

@@ -3,16 +3,21 @@ uploads, the dataset as a table, and a cached scorer. No Streamlit here (tested 
 
 from __future__ import annotations
 
+import math
 import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 
+from core.config import RewardConfig
 from core.model import SHIPPED
 from core.runs import Run, RunError, list_runs, read_json, read_jsonl
 
 MODES = ("simulated annotator", "label pairs myself", "import a file")
+MIN_TRAIN_PAIRS = 50  # below this a reward model's accuracies say little (a handful of held-out pairs)
+# the labelled pairs that give a reward model MIN_TRAIN_PAIRS to train on after it holds out its validation share
+MIN_SET_PAIRS = math.ceil(MIN_TRAIN_PAIRS / (1 - RewardConfig().val_fraction))
 
 
 def _named(entry: dict) -> str:
@@ -31,13 +36,23 @@ def lazy_core():
 
 # ----------------------------------------------------------------------------- parents
 
+def _usable(entry: dict, stage: str) -> bool:
+    """A finished run of `stage`, or a stopped one that saved its model (the PPO page offers both, and a
+    "next step" from a stopped run says it is chosen on the next page: it must be offered there)."""
+    if entry["stage"] != stage:
+        return False
+    return entry["state"] == "done" or (entry["state"] == "stopped"
+                                        and (Path(entry["path"]) / "checkpoint" / "config.json").exists())
+
+
 def base_choices(runs_root) -> dict[str, str]:
-    """label -> spec of the base models a student can use: the shipped one, then finished pretraining runs."""
+    """label -> spec of the base models a student can use: the shipped one, then finished pretraining runs.
+    (lab/views/models.py adds the figure that decides the choice to each label.)"""
     out = {}
     if (SHIPPED["small"] / "model.safetensors").exists():
         out["shipped: small"] = "small"
     for r in list_runs(runs_root):
-        if r["stage"] == "pretrain" and r["state"] == "done":
+        if _usable(r, "pretrain"):
             out[f"run: {_named(r)}"] = r["path"]
     return out
 
@@ -49,8 +64,8 @@ def preference_choices(runs_root) -> dict[str, str]:
         if r["stage"] != "preferences" or r["state"] not in ("done", "stopped"):
             continue
         n = len(read_jsonl(Path(r["path"]) / "preferences.jsonl"))
-        if n:
-            out[f"run: {_named(r)} ({n} pairs)"] = r["path"]
+        if n:  # the count decides the choice; a set too small to trust says so in its label
+            out[f"run: {_named(r)} ({n} pairs{', too few to trust' if n < MIN_SET_PAIRS else ''})"] = r["path"]
     return out
 
 
@@ -59,7 +74,7 @@ def reward_choices(runs_root) -> dict[str, str]:
     if (SHIPPED["reward"] / "model.safetensors").exists():
         out["shipped: reward"] = "reward"
     for r in list_runs(runs_root):
-        if r["stage"] == "reward" and r["state"] == "done":
+        if _usable(r, "reward"):
             out[f"run: {_named(r)}"] = r["path"]
     return out
 
@@ -112,7 +127,10 @@ def check_preference_file(data: bytes, name: str) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(data)
-        rows = preferences.import_preferences(path)
+        try:
+            rows = preferences.import_preferences(path)
+        except preferences.PreferenceError as e:  # the student's file name, not the temporary copy's path
+            raise preferences.PreferenceError(str(e).replace(str(path), name)) from None
     return len(rows)
 
 
@@ -155,6 +173,40 @@ def is_human_run(run_dir) -> bool:
         return False
 
 
+# ----------------------------------------------------------------------------- labelling by hand
+
+# What "better" means to the hidden annotator of each taste (core/annotators.py: u = sentiment - fluency penalty,
+# the penalty being the share of word pairs never seen in the corpus plus the share of repeated pairs)
+BETTER = {
+    "positive": "the more **positive** review, as long as it reads as **fluent English**: praise wins, but words "
+                "that never follow each other in real reviews (word salad) or repeats (\"great great great\") "
+                "cost as much as the praise earns",
+    "negative": "the more **negative** review, as long as it reads as **fluent English**: complaints win, but "
+                "word salad or repeats (\"bad bad bad\") cost as much as the complaint earns",
+    "concise": "the **shorter** review that **finishes its sentence** (ends with . ! or ?) and reads as fluent "
+               "English, whatever its sentiment",
+}
+CUT = "…"
+
+
+def labelling_instructions(profile: str, max_new_tokens: int | None = None) -> str:
+    """What to pick when labelling by hand: the taste of the hidden annotator your labels are compared with."""
+    better = BETTER.get(profile, f"what its taste {profile!r} describes")
+    limit = f" of {max_new_tokens} tokens" if max_new_tokens else ""
+    return (f"**Which is better?** Label as the hidden annotator (taste *{profile}*) would: it prefers {better}. "
+            "A reward model learns whatever your labels say, so labels against this taste teach it the opposite; "
+            "the agreement below counts how often you and the annotator pick the same response. "
+            f"{CUT} marks a response that reached the length limit{limit} mid-sentence: the model had not finished "
+            "it, and you see all of what it wrote.")
+
+
+def shown_response(text: str) -> str:
+    """A response as a labelling card shows it: in full, with … after one the length limit cut mid-sentence
+    (core/annotators.py's `complete`: a finished text ends with . ! or ?)."""
+    text = (text or "").rstrip()
+    return text if text.endswith((".", "!", "?")) else f"{text} {CUT}"
+
+
 # ----------------------------------------------------------------------------- the reward model
 
 @lru_cache(maxsize=4)
@@ -192,7 +244,17 @@ def disagreements(scores: dict | None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["A", "B", "RM prefers", "gold prefers", "RM score gap"])
 
 
-MIN_TRAIN_PAIRS = 50  # below this a reward model's accuracies say little (a handful of held-out pairs)
+def agreement_words(agreement: float, pairs: int | None = None) -> str:
+    """What a gold agreement at or below 50% means. Near 50% the model ranks fresh pairs no better than a coin;
+    clearly below (more than two standard errors of a coin on `pairs` pairs, else 10 points) it ranks them the
+    wrong way round: it prefers the response the annotator rejects, so it learned the opposite of its taste."""
+    margin = 2 * math.sqrt(0.25 / pairs) if isinstance(pairs, int) and pairs > 0 else 0.1
+    if agreement < 0.5 - margin:
+        return (f"{agreement:.1%} of fresh pairs — worse than a coin flip (50%): on most pairs it prefers the "
+                "response the annotator rejects, so it has learned the opposite of the annotator's taste (labels "
+                "given the wrong way round, or pairs labelled for another taste).")
+    return (f"{agreement:.1%} of fresh pairs — no better than a coin flip (50%): it learned something other than "
+            "what the annotator prefers (label noise, too few pairs, or careless labels).")
 
 
 def rm_warnings(spec) -> list[str]:
@@ -210,25 +272,28 @@ def rm_warnings(spec) -> list[str]:
     train, val = info.get("train_pairs"), info.get("val_pairs")
     if isinstance(train, int) and train < MIN_TRAIN_PAIRS:
         out.append(f"Trained on only {train} pair(s) and validated on {val}: with so few, an accuracy of 1.0 can be "
-                   f"luck and says little about new responses. Label or simulate at least {MIN_TRAIN_PAIRS} pairs "
-                   "before trusting it.")
+                   f"luck and says little about new responses. Train on at least {MIN_TRAIN_PAIRS} pairs (label or "
+                   f"simulate {MIN_SET_PAIRS} or more: a tenth is held out to validate) before trusting it.")
     agreement = info.get("gold_agreement")
     if isinstance(agreement, (int, float)) and agreement <= 0.5:
-        out.append(f"It agrees with the hidden gold on {agreement:.1%} of fresh pairs — no better than a coin flip "
-                   "(50%): it learned something other than what the annotator prefers (label noise, too few "
-                   "pairs, or careless labels). PPO against it would optimise the wrong thing.")
+        out.append(f"It agrees with the hidden gold on {agreement_words(agreement, info.get('gold_pairs'))} "
+                   "PPO against it would optimise the wrong thing.")
     return out
 
 
-def rm_warnings_live(df: pd.DataFrame) -> list[str]:
-    """While a reward run trains (no checkpoint yet): a gold agreement at or below chance, from its metrics."""
+def rm_warnings_live(df: pd.DataFrame, run_dir=None) -> list[str]:
+    """While a reward run trains (no checkpoint yet): a gold agreement at or below chance, from its metrics
+    (judged on the run's own number of gold pairs, as its checkpoint will be)."""
     if df is None or df.empty or "rm/gold_agreement" not in df.columns:
         return []
     s = df["rm/gold_agreement"].dropna()
     if s.empty or float(s.iloc[-1]) > 0.5:
         return []
-    return [f"So far it agrees with the hidden gold on {float(s.iloc[-1]):.1%} of fresh pairs — no better than a "
-            "coin flip (50%)."]
+    try:
+        gold_pairs = Run.open(run_dir).config.get("gold_pairs") if run_dir is not None else None
+    except RunError:
+        gold_pairs = None
+    return [f"So far it agrees with the hidden gold on {agreement_words(float(s.iloc[-1]), gold_pairs)}"]
 
 
 def agreement_summary(runs_root) -> pd.DataFrame:

@@ -57,6 +57,22 @@ def loss_caption(vocab: int | None) -> str:
             "training loss falls is overfitting.")
 
 
+PRESET_HELP = ("tiny: seconds, for a quick look (its text stays mostly gibberish); weak: about a minute, broken "
+               "English; small: readable reviews, but tens of minutes on a 2-core CPU (the shipped small model is "
+               "this preset, trained already)")
+
+
+def preset_note(preset: str) -> str:
+    """What the page says under a preset whose model will not write usable text (the default tiny one is for
+    a quick look: the next stages would learn little from its gibberish). Empty for the others."""
+    from lab.views.models import QUICK_LOOK
+
+    if preset not in QUICK_LOOK:
+        return ""
+    return (f" Note: {QUICK_LOOK[preset]}, so the next stages learn little from it. It shows pretraining at work "
+            "in seconds; for preferences and RL start from the shipped small model, or train the small preset.")
+
+
 def presets() -> list[str]:
     """Presets a student may pick here: gpu only with a CUDA device."""
     import torch

@@ -83,14 +83,83 @@ def seconds_left(df: pd.DataFrame, done: int, total: int | None, stage: str = ""
     return max(0.0, (total - done) * spent / units)
 
 
-def duration(seconds: float | None) -> str:
+def duration(seconds: float | None, at_least: bool = False) -> str:
+    """"about 4 min left"; with at_least, "at least 4 min left" (a lower bound: part of the work has no pace yet)."""
     if seconds is None or not math.isfinite(seconds):
         return "time left: estimating…"
     if seconds < 60:
-        return f"about {max(1, round(seconds))} s left"
-    if seconds < 3600:
-        return f"about {round(seconds / 60)} min left"
-    return f"about {seconds / 3600:.1f} h left"
+        amount = f"{max(1, round(seconds))} s"
+    elif seconds < 3600:
+        amount = f"{round(seconds / 60)} min"
+    else:
+        amount = f"{seconds / 3600:.1f} h"
+    return f"{'at least' if at_least else 'about'} {amount} left"
+
+
+# ----------------------------------------------------------------------------- weak-to-strong: time by model
+# A weak-to-strong run trains two models of very different cost per step in turn: per seed the weak supervisor
+# (by default 75 steps of `weak`, 25k parameters), then three runs of the strong model (225 steps of `small`, 941k
+# parameters; a step took 0.76 s against the weak model's 0.058 s on one CPU thread, measured). The pace of the rows
+# so far, taken over the whole run, is the weak model's pace at first: at step 98 of 916 it said "about 4 min left"
+# and the run took 12 more minutes. So time left is counted per model: the rows left of each model (from the
+# schedule core/w2s.py follows) times the seconds per row measured on that model's own rows. Model sizes do not
+# give the ratio (38x the parameters cost 13x the time: at this size overheads dominate); only measuring tells.
+
+W2S_STRONG = ("ceiling", "xent", "confidence")  # the strong model's three runs, in order (core/w2s.py)
+
+
+def w2s_schedule(config: dict) -> list[str]:
+    """The model behind each metrics row of a weak-to-strong run, in order: "weak" or "strong" for a training step
+    or that model's evaluation, "" for a row no model works for (a seed's summary, the final row). The order of
+    core/w2s.py's _experiment; its length is planned_steps (a test holds the two together)."""
+    from core.config import W2SConfig, from_dict
+    from core.w2s import steps_per_run
+
+    cfg = from_dict(W2SConfig, config)
+    half = cfg.n_train // 2
+    weak = ["weak"] * (steps_per_run(half, cfg.weak_epochs, cfg.batch_size) + 1)      # + its evaluation row
+    strong = ["strong"] * (steps_per_run(half, cfg.epochs, cfg.batch_size) + 1)
+    return (weak + strong * len(W2S_STRONG) + [""]) * cfg.seeds + [""]
+
+
+def w2s_row_models(df: pd.DataFrame) -> pd.Series:
+    """Which model each metrics row belongs to, read from its metrics ("weak", "strong" or "")."""
+    models = pd.Series("", index=df.index, dtype=object)
+    for model, names in (("weak", ("weak",)), ("strong", W2S_STRONG)):
+        cols = [c for name in names for c in (f"w2s/{name}_loss", f"w2s/{name}_acc") if c in df.columns]
+        if cols:
+            models[df[cols].notna().any(axis=1)] = model
+    return models
+
+
+def w2s_seconds_left(df: pd.DataFrame, config: dict) -> tuple[float | None, bool]:
+    """(seconds left, is it only a lower bound) of a weak-to-strong run: for each model, its rows still to come
+    times its seconds per row, measured between consecutive rows of that model's (its evaluations included, so
+    their share is counted too). Before the first strong rows the strong model's pace is unknown: the weak one's
+    stands in for it, and since the strong model is at least as large (core.w2s.check_models) the figure is a
+    lower bound. (None, False) before any pace exists or when the config does not say the schedule."""
+    if df is None or len(df) < 2 or not {"time", "step"} <= set(df.columns):
+        return None, False
+    try:
+        schedule = w2s_schedule(config)
+    except Exception:  # an old or hand-written config: no schedule, no made-up time
+        return None, False
+    d = df.dropna(subset=["time", "step"]).sort_values("step")
+    models = w2s_row_models(d)
+    after = (d["step"].diff() == 1).to_numpy()          # the time since the row before is this row's cost
+    seconds = d["time"].diff().to_numpy()
+    pace = {}
+    for model in ("weak", "strong"):
+        own = after & (models == model).to_numpy()
+        if own.any():
+            pace[model] = float(seconds[own].mean())
+    done = int(d["step"].iloc[-1])
+    left = {model: schedule[done:].count(model) for model in ("weak", "strong")}
+    if not pace:
+        return None, False
+    lower_bound = left["strong"] > 0 and "strong" not in pace
+    per_row = {"weak": pace.get("weak", pace.get("strong")), "strong": pace.get("strong", pace.get("weak"))}
+    return max(0.0, sum(left[m] * per_row[m] for m in left)), lower_bound
 
 
 W2S_PHASES = {"weak": "training the weak supervisor", "ceiling": "training the strong ceiling (gold labels)",
@@ -122,7 +191,9 @@ def progress(stage: str, config: dict, df: pd.DataFrame) -> dict:
     parts = [phase(stage, df, config)]
     if total:
         parts.append(f"{min(done, total):,} of {total:,} {unit}")
-        parts.append(duration(seconds_left(df, done, total, stage)))
+        # one pace for the whole run, except weak-to-strong, whose two models differ ~13x in cost per step
+        parts.append(duration(*w2s_seconds_left(df, config)) if stage == "w2s"
+                     else duration(seconds_left(df, done, total, stage)))
     else:
         parts.append(f"{done:,} {unit}")
     return {"fraction": None if not total else min(1.0, done / total), "text": " · ".join(parts)}

@@ -94,7 +94,7 @@ def test_human_labels_are_saved_per_click_and_counted_at_once(server, browser):
     page = open_page(browser, server["url"], "preferences")
     page.get_by_role("button", name="Start").wait_for(timeout=60000)
     page.get_by_text("label pairs myself").click()
-    pairs = page.get_by_label("Pairs to prepare for you")
+    pairs = page.get_by_label("Pairs to prepare for you", exact=True)  # not its help button's "Help for ..."
     pairs.wait_for(timeout=30000)
     pairs.fill("4")
     pairs.press("Enter")

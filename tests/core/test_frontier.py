@@ -219,7 +219,9 @@ def test_frontier_page_renders_a_sweep(tiny_sweep, tmp_path, monkeypatch):
     at.switch_page("../pages/10_Frontier.py").run()
     assert not at.exception, [e.value for e in at.exception]
     shown = texts(at)
-    assert "PPO" in shown and "best-of-n" in shown and ("peaks at" in shown or "does not peak" in shown)
+    # a fit too poor to read a peak from says so (issue 23) rather than naming one
+    assert "PPO" in shown and "best-of-n" in shown and any(w in shown for w in ("peaks at", "does not peak",
+                                                                                 "no peak is read"))
     tables = [t.value for t in at.dataframe]
     fits, bon_kl, at_kl, *_, samples = tables
     assert bon_kl["n"].tolist() == frontier_preset("tiny").bon                # analytic beside measured KL
@@ -273,7 +275,7 @@ def test_view_tables_from_a_known_frontier():
     gains = penalty["gold gain there"].to_numpy()
     assert abs(gains[0] - gains[1]) < 0.02
     assert any("peaks at" in line for line in V.reading(df, fits))
-    assert any("most gold is bought by **best-of-n**" in line for line in V.reading(df, fits))
+    assert V.reading(df, fits)[0].startswith("The most gold over the base model is bought by **best-of-n**")
     small = df[(df["method"] != "ppo") | (df["kl"] <= 0.5)]   # a method that barely left the base: k stays > 0
     assert all(k > 0 for k in V.default_ks(small)) and V.default_ks(small)
     bon_kl = V.bon_kl_table(df)

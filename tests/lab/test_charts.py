@@ -161,3 +161,49 @@ def test_compare_legends_name_the_knob_that_differs(tmp_path):
     assert sorted(labels.values()) == ["λ = 0.0", "λ = 0.05"]  # λ before checkpoint_every
     assert compare_view.x_title({"ppo"}) == "PPO iteration (count)"
     assert "optimizer step for pretrain" in compare_view.x_title({"ppo", "pretrain"})
+
+
+# ----------------------------------------------------------------------------- downloads: charts as PNG, metrics as CSV
+
+def test_every_chart_is_drawn_in_one_place_with_the_png_download_config():
+    """st.plotly_chart is called once in the whole app, by lab/ui.chart, with charts.plotly_config: every chart then
+    keeps the modebar (its "Download plot as png" works offline) and names its PNG after the run and the chart."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    calls = {}
+    for path in [*root.glob("lab/**/*.py"), *root.glob("pages/*.py")]:
+        text = path.read_text(encoding="utf-8")
+        for hides in ("displayModeBar", "modeBarButtonsToRemove"):  # the modebar holds the PNG button
+            assert hides not in text, (path, hides)
+        for _ in re.finditer(r"\bplotly_chart\(", text):
+            calls.setdefault(path.relative_to(root).as_posix(), []).append(text)
+    assert list(calls) == ["lab/ui.py"] and len(calls["lab/ui.py"]) == 1, list(calls)
+    assert re.search(r"st\.plotly_chart\([^)]*config=plotly_config\(", calls["lab/ui.py"][0])
+    config = charts.plotly_config("20261204-210758-ppo", "ppo/chart/reward")
+    assert config == {"displaylogo": False, "toImageButtonOptions": {
+        "format": "png", "filename": "20261204-210758-ppo-reward", "scale": 2}}
+    assert charts.png_filename(None, "dpo_logps") == "dpo-logps"
+    assert charts.png_filename("r1", "../gold / KL?") == "r1-..-gold-KL"  # a file name, never a path
+    assert charts.png_filename(None, None) == "rlhf-lab-chart"
+
+
+def test_metrics_csv_parses_back_into_the_run_s_metrics(tmp_path):
+    import io
+    import json
+
+    from core.runs import Run
+
+    run = Run.create("ppo", {}, out=tmp_path / "r")
+    run.log_metrics({"step": 1, "objective/kl": 0.5, "hist/ratio_counts": [1, 2, 3], "params/adaptive_kl": False})
+    run.log_metrics({"step": 2, "objective/kl": float("nan"), "objective/gold": 0.25})  # NaN: logged as None
+    run.release()
+    df = run.metrics()
+    back = pd.read_csv(io.BytesIO(charts.metrics_csv(df)))
+    assert list(back.columns[:2]) == ["step", "time"] and set(back.columns) == set(df.columns)
+    assert back["step"].tolist() == [1, 2] and back["time"].tolist() == pytest.approx(df["time"].tolist())
+    assert back["objective/kl"].iloc[0] == 0.5 and math.isnan(back["objective/kl"].iloc[1])
+    assert back["objective/gold"].iloc[1] == 0.25 and math.isnan(back["objective/gold"].iloc[0])
+    assert json.loads(back["hist/ratio_counts"].iloc[0]) == [1, 2, 3]
+    assert charts.metrics_csv(pd.DataFrame()) == b""

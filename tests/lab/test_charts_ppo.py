@@ -202,6 +202,60 @@ def test_ppo_step_table_and_figure():
         C.ppo_step_table(bad)
 
 
+def recorded_step(gamma=1.0, lam=0.95):
+    """inspect.json as the trainer writes it (core.ppo_train.inspect_payload) for a hand-made rollout of two
+    responses, through the trainer's own shaping, GAE and batch whitening: no model, no training."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from core.ppo_train import advantages_and_returns, inspect_payload
+
+    mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]])
+    ro = SimpleNamespace(responses=torch.tensor([[5, 6, 7, 2], [8, 2, 0, 0]]), mask=mask,
+                         scores=torch.tensor([1.5, -0.5]),
+                         logprobs=torch.tensor([[-1.0, -2.0, -0.5, -0.1], [-3.0, -0.2, 0.0, 0.0]]),
+                         ref_logprobs=torch.tensor([[-1.2, -1.5, -0.7, -0.1], [-2.0, -0.3, 0.0, 0.0]]),
+                         values=torch.tensor([[0.2, 0.4, 0.9, 1.1], [-0.3, -0.4, 0.0, 0.0]]))
+    rewards, kl, advantages, returns = advantages_and_returns(ro, 0.1, "k1", gamma, lam, False)
+    models = SimpleNamespace(tokenizer=SimpleNamespace(convert_ids_to_tokens=lambda ids: [f"t{i}" for i in ids]))
+    upd = {"inspect": {"rows": [0, 1], "ratio": [[1.0, 1.1, 0.9, 1.0], [1.3, 1.0]],
+                       "clipped": [[False] * 4, [True, False]]}}
+    return inspect_payload(models, ro, ["p0", "p1"], ["r0", "r1"], rewards, kl, advantages, returns, upd, 3, 0.1, 0.2,
+                           gamma, lam)
+
+
+def test_ppo_step_table_arithmetic_checks_by_hand():
+    """Issue 23: "return R = Â + V" held the WHITENED Â, so the row "the" read Â 1.323, V 0.0095, R 0.5413. The
+    return is built from GAE's raw advantage; the whitened one, which the policy loss uses, has its own column."""
+    from lab.views import ppo as V
+
+    data = recorded_step(gamma=0.9, lam=0.8)
+    for row in V.inspect_rows(data):
+        table = C.ppo_step_table(row)
+        raw, value, ret = table[C.RAW_ADVANTAGE], table["value V(s)"], table[C.RETURN]
+        assert ret.tolist() == pytest.approx((raw + value).tolist(), abs=1e-6)       # R = Â_raw + V, token by token
+        # ... and Â_raw is GAE of the columns beside it: δ_t = r_t + γ V_{t+1} − V_t (0 after the last), Â_t = δ_t +
+        # γλ Â_{t+1}, with the γ and λ the payload records, as a student would check it
+        by_hand, following = [], 0.0
+        r, v = table["reward (shaped)"].tolist(), value.tolist()
+        for t in reversed(range(len(table))):
+            following = r[t] + data["gamma"] * (v[t + 1] if t + 1 < len(v) else 0.0) - v[t] \
+                + data["gamma"] * data["lam"] * following
+            by_hand.insert(0, following)
+        assert raw.tolist() == pytest.approx(by_hand, abs=1e-6)
+        assert "whitened" in C.WHITENED_ADVANTAGE and "Â_raw" in C.RETURN
+        assert table[C.WHITENED_ADVANTAGE].tolist() == pytest.approx(row["advantages"])
+    whitened = [a for row in V.inspect_rows(data) for a in row["advantages"]]
+    assert np.mean(whitened) == pytest.approx(0.0, abs=1e-6)  # whitened over the batch: why it cannot add up to R
+    first = V.inspect_rows(data)[0]
+    old = {k: v for k, v in first.items() if k != "advantages_raw"}  # inspect.json from before the raw column
+    assert C.ppo_step_table(old)[C.RAW_ADVANTAGE].tolist() == pytest.approx(first["advantages_raw"], abs=1e-6)
+    assert "column top to bottom" not in V.STEP_TEXT and "row" in V.STEP_TEXT and "whiten" in V.STEP_TEXT
+    fig = C.ppo_step_figure(V.inspect_rows(data)[0])
+    assert "whitened" in fig.layout.annotations[1].text
+
+
 def test_overoptimization_chart_across_runs():
     a = ppo_df()
     b = ppo_df()

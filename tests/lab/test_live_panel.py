@@ -4,10 +4,13 @@ process holds their lock, as a worker would. Nothing trains here.
 
 Each page test is parametrised over the live stages: a new live method is covered by adding it to STAGES."""
 
+import io
+import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core.config import ConfigError, dpo_preset, grpo_preset, to_dict
@@ -215,3 +218,78 @@ def test_every_live_knob_has_a_widget_and_the_link_carries_it():
         for knob in P.knobs_of(stage):
             assert knob in P.LOOKS or knob in P.STAGE_LOOKS.get(stage, {}), f"{stage}.{knob} has no look"
             assert (P.look(stage, knob).url or knob) in schema
+
+
+# ----------------------------------------------------------------------------- continue, alerts, downloads
+
+def collapsed_rows(run: Run, n: int = 30) -> None:
+    """Rows of a policy that collapsed after iteration 15: empty responses, no entropy left, gold 0."""
+    for i in range(1, n + 1):
+        late = i > 15
+        run.log_metrics({"step": i, "time": 1000.0 + 10 * i, "data/train_pairs": 64, "objective/gold": 0.0 if late
+                         else 0.2, "objective/scores": 0.5, "objective/kl": 1.0, "objective/entropy": 1.1 if late
+                         else 25.0, "objective/response_length": 0.3 if late else 15.0})
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_a_stopped_run_continues_from_its_page_with_an_alert_and_downloads(root, stage, monkeypatch):
+    """A stopped run shows what it recorded with the alert it raised (the policy collapsed), a CSV of its metrics,
+    charts whose PNG is named after it, and "Continue this run", which queues the same folder again (the
+    dispatcher is held off here: tests/lab/test_resume_job.py trains a continued run)."""
+    offered, download = {}, st.download_button
+    monkeypatch.setattr(jobs, "dispatch", lambda runs_root, limit=None: [])  # queued, never started here
+    monkeypatch.setattr(st, "download_button", lambda label, data, **kw: offered.__setitem__(label, (data, kw))
+                        or download(label, data, **kw))  # AppTest keeps no file: see what the page offers
+    run = fake_run(root, stage, state="running")
+    collapsed_rows(run)
+    run.write_control(stop=True)
+    run.set_status("stopped", iteration=30, message="stopped after iteration 30")
+    run.release()  # as a worker that ended
+    try:
+        at = open_page(stage, run)
+        assert any("The policy collapsed" in e.value and "0.3 tokens" in e.value for e in at.error), texts(at)
+        data, kw = offered["Download metrics (CSV)"]
+        assert kw["file_name"] == f"{run.run_id}-metrics.csv" and kw["on_click"] == "ignore"
+        back = pd.read_csv(io.BytesIO(data()))  # read when clicked: the newest rows of a live run
+        assert back["step"].tolist() == list(range(1, 31))
+        assert back["objective/entropy"].tolist() == run.metrics()["objective/entropy"].tolist()
+        configs = [json.loads(e.proto.config) for e in at.get("plotly_chart")]
+        assert configs and all(c["toImageButtonOptions"]["filename"].startswith(run.run_id) for c in configs)
+        assert all(c["toImageButtonOptions"]["format"] == "png" and not c["displaylogo"] for c in configs)
+        assert "trains the iterations left" in texts(at) or "trains the steps left" in texts(at)
+        go = next(b for b in at.button if b.label == "Continue this run")
+        assert not go.disabled
+        go.click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        status = jobs.status(run.path)
+        assert status["state"] == "queued" and jobs.is_waiting(status), status
+        assert run.read_control()["stop"] is False  # the stop that ended it does not end it again
+        assert not any(b.label == "Continue this run" for b in at.button)  # it is queued: live again
+    finally:
+        jobs.stop(run.path)  # out of the queue before the real dispatcher could start it
+
+
+def test_continue_is_offered_for_an_unfinished_run_only_and_to_its_owner():
+    assert P.may_continue("stopped") and P.may_continue("failed")  # a killed worker's run reads as failed
+    for state in ("done", "running", "paused", "queued", None):
+        assert not P.may_continue(state)
+    assert not P.may_continue("stopped", allowed=False)  # another student's run
+    note = P.continue_note("ppo", "failed", 37, 100)
+    assert "failed before it finished" in note and "iteration 37 of 100" in note
+    assert "before its first checkpoint" in P.continue_note("dpo", "stopped", None, None)
+    assert P.nothing_left(60, 60) and "nothing left to continue" in P.continue_note("ppo", "stopped", 60, 60)
+    assert not P.nothing_left(None, 60) and not P.nothing_left(37, None)
+
+
+def test_only_the_owner_or_a_teacher_may_continue_a_run(root):
+    run = fake_run(root, "grpo", state="stopped")
+    run.release()
+    run.write_json(jobs.JOB_FILE, {"owner": "alice", "pid": None})
+    run.write_control(stop=True)
+    with pytest.raises(jobs.JobError, match="belongs to another student, alice"):
+        jobs.resume(run.path, actor="bob")
+    assert jobs.status(run.path)["state"] == "stopped" and run.read_control()["stop"] is True  # nothing written
+    done = fake_run(root, "ppo", state="done")
+    done.release()
+    with pytest.raises(jobs.JobError, match="only a stopped or failed run can be continued"):
+        jobs.resume(done.path, actor="alice", teacher=True)

@@ -32,6 +32,56 @@ def test_weak_to_strong_progress_names_the_seed_and_the_model_in_training():
     assert f"2 of {planned_steps(cfg)} steps" in text and "left" in text
 
 
+def w2s_metrics(cfg, weak_s: float, strong_s: float, weak_eval_s: float, strong_eval_s: float) -> pd.DataFrame:
+    """A whole weak-to-strong run's metrics rows, in core/w2s.py's order, each taking the given seconds."""
+    from core.w2s import steps_per_run
+
+    half = cfg.n_train // 2
+    rows, t = [], 0.0
+
+    def add(seconds, **metrics):
+        nonlocal t
+        t += seconds
+        rows.append({"step": len(rows) + 1, "time": t, **metrics})
+
+    for seed in range(cfg.seed, cfg.seed + cfg.seeds):
+        for _ in range(steps_per_run(half, cfg.weak_epochs, cfg.batch_size)):
+            add(weak_s, **{"w2s/seed": seed, "w2s/weak_loss": 0.6})
+        add(weak_eval_s, **{"w2s/seed": seed, "w2s/weak_acc": 0.7, "w2s/weak_label_acc": 0.7})
+        for name in ("ceiling", "xent", "confidence"):
+            for _ in range(steps_per_run(half, cfg.epochs, cfg.batch_size)):
+                add(strong_s, **{"w2s/seed": seed, f"w2s/{name}_loss": 0.5})
+            add(strong_eval_s, **{"w2s/seed": seed, f"w2s/{name}_acc": 0.8})
+        add(0.01, **{"w2s/seed": seed, "w2s/gap": 0.1, "w2s/pgr_xent": 0.5})
+    add(0.01, **{"w2s/pgr": 0.5, "final": True})
+    return pd.DataFrame(rows)
+
+
+def test_weak_to_strong_time_left_counts_each_models_work_left():
+    """Issue 23: at step 98 of 916 the page said "about 4 min left" and the run took 12 more minutes: the cheap
+    weak supervisor trains first, so the run's pace so far was the weak model's. Each model's rows left at its
+    own measured pace get it right; before any strong row the figure is only a lower bound, and says so."""
+    from core.config import to_dict, w2s_preset
+    from core.w2s import planned_steps
+
+    cfg = w2s_preset("default")
+    config = to_dict(cfg)
+    whole = w2s_metrics(cfg, weak_s=0.06, strong_s=0.76, weak_eval_s=0.9, strong_eval_s=0.4)  # one CPU thread
+    assert len(whole) == len(runs_view.w2s_schedule(config)) == planned_steps(cfg) == 916
+    assert runs_view.w2s_row_models(whole).tolist() == runs_view.w2s_schedule(config)
+    seen = whole.head(98)
+    truth = whole["time"].iloc[-1] - seen["time"].iloc[-1]
+    old = runs_view.seconds_left(seen, 98, 916, "w2s")
+    assert old < 0.4 * truth                                 # the old, whole-run pace: a third of it, as in the issue
+    estimate, lower_bound = runs_view.w2s_seconds_left(seen, config)
+    assert not lower_bound and estimate == pytest.approx(truth, rel=0.05)
+    text = runs_view.progress("w2s", config, seen)["text"]
+    assert f"98 of 916 steps · about {round(truth / 60)} min left" in text
+    early, lower_bound = runs_view.w2s_seconds_left(whole.head(40), config)  # the weak model's pace only
+    assert lower_bound and early < whole["time"].iloc[-1] - whole["time"].iloc[39]
+    assert "at least" in runs_view.progress("w2s", config, whole.head(40))["text"]
+
+
 def test_name_and_note_live_in_the_run_folder_and_show_on_home(tmp_path):
     run = Run.create("pretrain", {}, root=tmp_path)
     runs_view.write_meta(run.path, "  baseline  ", "lr 1e-3; loss flat after 200 steps")

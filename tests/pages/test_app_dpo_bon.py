@@ -53,6 +53,22 @@ def test_pages_render_on_a_fresh_runs_folder(tmp_path, monkeypatch, page):
     assert any("start one above" in i.value for i in at.info)
 
 
+def test_bon_pickers_show_their_figures_and_a_refusal_names_the_field_as_shown(tmp_path, monkeypatch):
+    from core.model import SHIPPED
+
+    if not all((SHIPPED[n] / "model.safetensors").exists() for n in ("small", "reward")):
+        pytest.skip("the shipped models are not in assets/")
+    monkeypatch.setenv("RLHF_LAB_RUNS", str(tmp_path / "runs"))
+    at = open_page("7_Best_of_n")
+    assert "val loss" in at.selectbox(key="bon/policy").value
+    assert "gold agreement" in at.selectbox(key="bon/reward").value
+    at.text_input(key="bon/n").set_value("1,two").run()
+    next(b for b in at.button if b.label == "Start best-of-n").click().run()
+    said = [e.value for e in at.error]
+    assert any(e.startswith("Not started: n must be comma-separated integers") for e in said), said
+    assert not any("BoNConfig" in e for e in said), said
+
+
 def test_pages_show_finished_runs(finished_runs, monkeypatch):
     root, dpo_dir, bon_dir = finished_runs
     monkeypatch.setenv("RLHF_LAB_RUNS", str(root))
@@ -62,6 +78,8 @@ def test_pages_show_finished_runs(finished_runs, monkeypatch):
     assert len(at.get("plotly_chart")) == 3
     table = at.dataframe[0].value
     assert list(table["step"]) == [0, 2, 4] and table["gold"].notna().all()
+    # step 0's validation accuracy is no number (every pair a tie): the cell says so instead of "None"
+    assert table["validation accuracy"].iloc[0].startswith("– (policy = reference")
     at = open_page("7_Best_of_n")
     assert not at.error, [e.value for e in at.error]
     assert list(at.dataframe[0].value["n"]) == [1, 2, 4]
@@ -90,8 +108,14 @@ def test_dpo_figures_and_knobs(finished_runs):
 
 def test_bon_figure_and_config(finished_runs):
     _, _, bon_dir = finished_runs
-    fig = bon_view.bon_chart(read_metrics(bon_dir))
-    assert [t.name for t in fig.data] == ["gold (hidden annotator)", "proxy (reward model)", "KL = log n − (n−1)/n"]
+    df = read_metrics(bon_dir)
+    fig = bon_view.bon_chart(df)
+    assert [t.name for t in fig.data] == ["gold (hidden annotator)", "proxy (reward model)", bon_view.KL_BOUND,
+                                          bon_view.KL_ESTIMATE]
+    # issue 23: log n − (n−1)/n is an upper bound, not exact; the run's estimate of the KL itself stands beside it
+    assert "upper bound" in bon_view.KL_BOUND and "exact" not in bon_view.CAPTIONS["bon"]
+    assert ((0 <= df["bon/kl_estimate"]) & (df["bon/kl_estimate"] <= df["bon/kl_analytic"] + 1e-12)).all()
+    assert {"KL bound log n − (n−1)/n (nats)", "KL estimate (nats)"} <= set(bon_view.bon_table(df).columns)
     assert fig.layout.xaxis.type == "log"
     with pytest.raises(ValueError, match="BoNConfig.n"):
         bon_view.bon_config(n="4,2")

@@ -106,9 +106,14 @@ def test_pretrain_page_starts_a_tiny_run_and_shows_it_live(runs):
     assert at.query_params.get("run") == run_dir.name  # a refresh finds this run again
     # numbers from this run: the tiny preset's own vocabulary of 256, not the shipped model's 1024
     assert "ln 256 ≈ 5.55" in texts(at) and "ln 1024" not in texts(at)
-    # the next step: Preferences, with this run chosen as its base model
+    # the next step: Preferences, but not with this tiny-preset model chosen: its text is gibberish, and the
+    # page says so instead of "it is chosen there already" (the shipped small model is chosen there)
     link = next(p.proto for p in at.get("page_link") if "Preferences" in p.proto.label)
-    assert link.label == "Go to 2 · Preferences" and link.query_string == f"from={run_dir.name}"
+    assert link.label == "Go to 2 · Preferences" and "from=" not in link.query_string
+    said = " ".join(i.value for i in at.info)
+    assert f"{run_dir.name}** is not recommended" in said and "quick look" in said and "shipped small" in said
+    assert "chosen there already" not in texts(at)
+    assert "quick look" in " ".join(c.value for c in at.caption)  # under the preset, before any run
 
 
 def test_a_second_click_on_start_while_running_is_refused(runs):
@@ -224,13 +229,25 @@ def test_preferences_then_reward_model_from_the_pages(runs):
 
 def test_human_labelling_saves_every_click_at_once(runs):
     at = open_page("2_Preferences")
-    at.segmented_control(key="pref_mode").set_value("label pairs myself").run()
+    # who labels is a radio: clicking the chosen option again cannot leave no mode at all (issue 23)
+    assert at.radio(key="pref_mode").value == "simulated annotator" and not at.get("button_group")
+    at.radio(key="pref_mode").set_value("label pairs myself").run()
     [n for n in at.number_input if n.label == "Pairs to prepare for you"][0].set_value(4)
     button(at, "Start").click().run()
     pref_dir = only_run(runs, "preferences")
     assert jobs.wait(pref_dir, timeout=120)["state"] == "done"
     at.run()
     assert "0 of 4 decided" in at.get("progress")[0].proto.text if at.get("progress") else False
+    # what "better" means, the pair in full (… where the length limit cut it), and no next step onto 0 labels
+    assert any("**fluent English**" in m.value for m in at.markdown)
+    from core.runs import read_jsonl as pairs_of
+    from lab.views.preferences import shown_response
+
+    first = pairs_of(pref_dir / "pairs.jsonl")[0]
+    cards = [i.value for i in at.info]
+    assert f"{first['prompt']} {shown_response(first['a'])}" in cards
+    assert any(f"**{pref_dir.name}** is not recommended" in c and "0 labelled" in c for c in cards)
+    assert "from=" not in next(p.proto for p in at.get("page_link") if "Reward" in p.proto.label).query_string
     button(at, "A is better").click().run()
     assert len(read_jsonl(pref_dir / "preferences.jsonl")) == 1  # on disk before the next pair shows
     button(at, "Skip").click().run()
@@ -263,10 +280,12 @@ def test_human_labelling_saves_every_click_at_once(runs):
 ])
 def test_a_bad_preference_upload_gives_a_clear_message(runs, name, content, message):
     at = open_page("2_Preferences")
-    at.segmented_control(key="pref_mode").set_value("import a file").run()
+    at.radio(key="pref_mode").set_value("import a file").run()
     at.file_uploader[0].set_value((name, content, "application/json")).run()
     assert not at.exception
     assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    # named as the student named it, never as the app's temporary copy (issue 23)
+    assert all(name in e.value and "upload." not in e.value for e in at.error), [e.value for e in at.error]
     assert list_runs(runs) == []
 
 
@@ -288,8 +307,14 @@ def test_compare_runs_overlays_two_runs_and_shows_what_differs(runs):
     assert len(at.get("plotly_chart")) == 1
     assert at.selectbox(key="compare_metric").value == "lm/val_loss"
     side = at.dataframe[1].value  # one row per prompt and run, named by the setting that differs
-    assert list(side.columns) == ["prompt", "model", "response", "proxy", "gold"] and len(side) > 0
+    # pretraining runs score nothing: no proxy and gold columns that read None in every row (issue 23)
+    assert list(side.columns) == ["prompt", "model", "response"] and len(side) > 0
     assert {m.split(" (")[0] for m in side["model"]} == {"lr = 0.005", "lr = 0.001"}
+    # each table downloads as CSV, so do the curves; every response can be read in full (issue 23)
+    downloads = [d.proto.label for d in at.get("download_button")]
+    assert downloads == ["Download this table (CSV)", "Download these curves (CSV)", "Download this table (CSV)"]
+    assert f"Full responses ({len(side)})" in [e.label for e in at.expander]
+    assert [t.value for t in at.text] == list(side["response"])
     assert at.get("plotly_chart")[0].proto.spec and "lr = 0.005" in at.get("plotly_chart")[0].proto.spec
     assert "optimizer step (count)" in at.get("plotly_chart")[0].proto.spec
 
@@ -377,7 +402,7 @@ def test_next_step_link_opens_the_next_stage_with_the_run_chosen(runs):
     at.run()
     at.query_params["from"] = base.run_id  # what "Go to 2 · Preferences" on the Pretrain page opens
     at.switch_page("../pages/2_Preferences.py").run()
-    assert at.selectbox[0].label.startswith("Base model") and at.selectbox[0].value == f"run: {base.run_id}"
+    assert at.selectbox[0].label.startswith("Base model") and at.selectbox[0].value.startswith(f"run: {base.run_id} ·")
 
 
 def test_name_note_and_delete_a_run_from_its_page(runs):
@@ -406,3 +431,35 @@ def test_reward_page_warns_about_a_model_trained_on_few_pairs(runs):
     at = open_page("3_Reward_model")
     said = " ".join(w.value for w in at.warning)
     assert "Do not trust this reward model" in said and "only 3 pair(s)" in said and "42.5%" in said
+    # and the same page does not send the student on with it: no "chosen there already", no ?from= (issue 23)
+    assert "chosen there already" not in texts(at)
+    assert f"**{run.run_id}** is not recommended for 4 · PPO" in " ".join(i.value for i in at.info)
+    link = next(p.proto for p in at.get("page_link") if "PPO" in p.proto.label)
+    assert "from=" not in link.query_string
+    # its picker says why, beside the shipped model's figure
+    options = at.selectbox(key="score_rm").options
+    assert f"run: {run.run_id} · gold agreement 42.5% · do not trust" in options
+    assert any(o.startswith("shipped: reward · gold agreement") and "do not trust" not in o for o in options)
+
+
+def test_ppo_never_starts_on_a_reward_model_its_page_warns_against(runs):
+    from core.model import SHIPPED
+
+    if not (SHIPPED["reward"] / "model.safetensors").exists():
+        pytest.skip("the shipped reward model is not in assets/")
+    run = done_run(runs, "reward", "20260101-000004-reward")
+    run.checkpoint_dir.mkdir()
+    for name, content in (("config.json", "{}"), ("model.safetensors", ""),
+                          ("lab.json", json.dumps({"train_pairs": 900, "val_pairs": 100, "gold_agreement": 0.45}))):
+        (run.checkpoint_dir / name).write_text(content)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    at.query_params["from"] = run.run_id  # an old "next step" link to it
+    at.switch_page("../pages/4_PPO.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    picker = at.selectbox(key="ppo/reward")
+    assert picker.value.startswith("shipped reward model") and "gold agreement 85.5%" in picker.value
+    assert any(run.run_id in o and "gold agreement 45.0% · do not trust" in o for o in picker.options)
+    assert any("(from the link) is not chosen" in c.value for c in at.caption)
+    policy = at.selectbox(key="ppo/policy")
+    assert "val loss" in policy.value and all("val loss" in o for o in policy.options)

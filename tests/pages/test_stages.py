@@ -36,3 +36,16 @@ def test_the_readme_says_the_ppo_iterations_the_code_uses():
     assert f"--iterations {PPOConfig().iterations}" in line and f"{PPOConfig().iterations} is the CLI default" in line
     assert f"PPO page starts {ppo_view.PAGE_ITERATIONS}" in line
     assert f"quick start {ppo_view.QUICK_START['iterations']}" in line
+
+
+def test_every_page_error_names_fields_as_the_student_sees_them():
+    """A refusal on a page went out as str(e): "Not applied: PPOConfig.lr must be…", "Not started: FrontierConfig…"
+    (issue 23: errors that leak internals). Every message a page builds from an exception goes through ui.plain."""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    raw = re.compile(r"""(st\.(error|warning|info|toast)\(|\.append\(\(.*)f["'][^"']*\{e\}""")
+    found = [f"{path.relative_to(root)}:{n}" for folder in ("pages", "lab")
+             for path in sorted((root / folder).rglob("*.py"))
+             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if raw.search(line)]
+    assert not found, found
