@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import concurrent.futures
 import random
+from pathlib import Path
 
 from core.annotators import gold_utility
 from core.config import ppo_preset
 from core.corpus import FILM_ASPECTS, NEGATIVE, POSITIVE
+
+APP = Path(__file__).resolve().parents[1] / "lab" / "app.py"  # the entry script AppTest drives
+TIMEOUT = 60  # seconds per AppTest script run: the first one imports torch and transformers
+
+
+def texts(at) -> str:
+    """Everything an AppTest page says in words (markdown, info, warning, error, success, caption)."""
+    parts = [e.value for kind in ("markdown", "info", "warning", "error", "success", "caption")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
 
 
 def tiny_cfg(tiny_base, tiny_rm, **kw):

@@ -208,7 +208,7 @@ def test_frontier_page_renders_a_sweep(tiny_sweep, tmp_path, monkeypatch):
 
     from streamlit.testing.v1 import AppTest
 
-    from tests.pages.test_app_pages import APP, TIMEOUT, texts
+    from tests.support import APP, TIMEOUT, texts
 
     out, _, _ = tiny_sweep
     root = tmp_path / "runs"

@@ -15,10 +15,10 @@ from streamlit.testing.v1 import AppTest
 from core.runs import Run, list_runs, read_jsonl
 from lab import jobs
 
+from tests.support import APP, TIMEOUT, texts
+
 ROOT = Path(__file__).resolve().parents[2]
-APP = ROOT / "lab" / "app.py"
 MY_PAGES = ["0_Home", "1_Pretrain", "2_Preferences", "3_Reward_model", "9_Compare_runs"]
-TIMEOUT = 60  # seconds per script run: the first one imports torch and transformers
 
 
 @pytest.fixture
@@ -41,12 +41,6 @@ def open_page(page: str) -> AppTest:
     at.switch_page(f"../pages/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
-
-
-def texts(at) -> str:
-    parts = [e.value for kind in ("markdown", "info", "warning", "error", "success", "caption")
-             for e in getattr(at, kind)]
-    return "\n".join(str(p) for p in parts)
 
 
 def badges(at) -> str:
