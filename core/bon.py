@@ -143,7 +143,7 @@ def best_of_n(cfg: BoNConfig, run: Run | None = None):
     """Yield progress rows while sampling ({"_status": "running", "progress": done, "total": P}), then one metrics
     row per n in cfg.n (see the module docstring). The last row has "final": True. Pause, step and stop act between
     rows (core/session.py)."""
-    yield from Session(run, "bon", cfg, counter="step").flow(_best_of_n(cfg, run), cfg)
+    yield from Session(run, "bon", cfg).flow(_best_of_n(cfg, run), cfg)
 
 
 def _best_of_n(cfg: BoNConfig, run: Run | None):

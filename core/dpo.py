@@ -332,7 +332,7 @@ def train_dpo(cfg: DPOConfig, run: Run | None = None):
     A run that holds a DPO checkpoint resumes from it: its weights, Adam's moments, live knobs, and the same seeded
     order of batches from the next step on (the reference log-probs are recomputed: the reference never moves)."""
     cfg.validate()
-    session = Session(run, "dpo", cfg, counter="step")
+    session = Session(run, "dpo", cfg)
     cfg, checkpoint, start = session.resume(cfg)
     device = resolve_device(cfg.device)
     used = precision.setup(cfg, device, run)  # fp32 | bf16: the policy/reference forwards' matmuls

@@ -467,7 +467,7 @@ def run_frontier(cfg, run):
     stop act between rows (core/session.py)."""
     from core.session import Session
 
-    yield from Session(run, "frontier", cfg, counter="step").flow(_sweep(cfg, run), cfg)
+    yield from Session(run, "frontier", cfg).flow(_sweep(cfg, run), cfg)
 
 
 def _sweep(cfg, run):

@@ -336,7 +336,7 @@ def collect_preferences(cfg: PreferenceConfig, run: Run):
     target = run.path / (PAIRS_FILE if cfg.annotator == "human" else PREFERENCES_FILE)
     made, step, agree, distinct, gap_sum, cursor, attempts = 0, 0, 0, 0, 0.0, 0, 0
     prompts_per_batch = max(1, cfg.batch_size // K)
-    session = Session(run, "preferences", cfg, counter="step")  # pause/step/stop: the pairs made so far stay
+    session = Session(run, "preferences", cfg)  # pause/step/stop: the pairs made so far stay
     while made < cfg.pairs:
         _, action = yield from session.gate(cfg, step)
         if action == "stop":

@@ -113,7 +113,7 @@ def pretrain(cfg: PretrainConfig, run: Run | None = None, docs: list[str] | None
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
     rng = random.Random(cfg.seed)
     val_loss = None
-    session = Session(run, "pretrain", cfg, counter="step", dd=dd)  # pause/step/stop; rank 0 decides
+    session = Session(run, "pretrain", cfg, dd=dd)  # pause/step/stop; rank 0 decides
 
     def checkpoint(steps_done: int):
         if not steps_done:  # stopped before its first step: nothing learnt, no checkpoint

@@ -280,7 +280,7 @@ def train_reward(cfg: RewardConfig, run: Run | None = None):
     rng = random.Random(cfg.seed)
     step = 0
     last_eval = {}
-    session = Session(run, "reward", cfg, counter="step", dd=dd)  # pause/step/stop; rank 0 decides
+    session = Session(run, "reward", cfg, dd=dd)  # pause/step/stop; rank 0 decides
     for epoch in range(cfg.epochs):
         order = list(range(len(train_rows)))
         rng.shuffle(order)

@@ -2,7 +2,7 @@
 
 PPO, GRPO/RLOO and DPO use all of it (live knobs, resume); pretrain, reward and preferences call `gate()` before
 each step and weak-to-strong, best-of-n and the frontier sweep pass their rows through `flow()`, so pause, step and
-stop (from the app, `rlhf-lab set` or `rlhf-lab stop`) mean the same for every stage.
+stop (from the app or `rlhf-lab set`) mean the same for every stage.
 
 A stage's loop is its algorithm: `for iteration in ...:` sample, score, update, `yield metrics`. What is the same
 for every live stage lives here, never in a loop:
@@ -41,7 +41,9 @@ from core.config import ConfigError, live_knobs
 from core.runs import FINAL_STATES, Run, append_jsonl
 
 FLOW_CONTROLS = ("paused", "step", "stop")
-RESUMABLE = ("ppo", "grpo", "dpo")  # the stages whose runs continue from their checkpoint (Session.resume)
+# the stages whose runs continue from their checkpoint (Session.resume), and what their position counts (lab.json,
+# status rows); every other stage counts steps
+RESUMABLE = {"ppo": "iteration", "grpo": "iteration", "dpo": "step"}
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -99,6 +101,12 @@ def read_flow(control: dict, last: dict) -> tuple[dict, list[str]]:
     return last, messages
 
 
+def log_control(run, iteration: int, key: str, value, **fields) -> None:
+    """One row of control_log.jsonl (core/settings.py reads it): a live value for `iteration` on, accepted or not."""
+    append_jsonl(run.path / "control_log.jsonl", {"iteration": iteration, "time": time.time(), "key": key,
+                                                  "value": value, **fields})
+
+
 def apply_controls(cfg, control: dict, seen: dict, position: int, run) -> tuple[object, list[str]]:
     """Apply the live knobs of control.json that changed since `seen` (all of them on the first read).
 
@@ -115,14 +123,10 @@ def apply_controls(cfg, control: dict, seen: dict, position: int, run) -> tuple[
             message = f"refused {key}={value!r}: {e}"
             messages.append(message)
             if run is not None:
-                append_jsonl(run.path / "control_log.jsonl", {"iteration": position, "time": time.time(),
-                                                              "key": key, "value": value, "accepted": False,
-                                                              "control/rejected": message})
+                log_control(run, position, key, value, accepted=False, **{"control/rejected": message})
             continue
         if getattr(cfg, key) != value and run is not None:
-            append_jsonl(run.path / "control_log.jsonl", {"iteration": position, "time": time.time(), "key": key,
-                                                          "value": value, "accepted": True,
-                                                          "previous": getattr(cfg, key)})
+            log_control(run, position, key, value, accepted=True, previous=getattr(cfg, key))
         cfg = dataclasses.replace(cfg, **{key: value})
     return cfg, messages
 
@@ -174,7 +178,7 @@ def check_checkpoint(ckpt, stage: str, counter: str = "iteration") -> dict:
     return info
 
 
-def resume_point(run, stage: str, counter: str = "iteration"):
+def resume_point(run, stage: str, counter: str | None = None):
     """(checkpoint folder, position, lab.json) of a `stage` run that already has a checkpoint, else None.
 
     Never a silent fresh start over a broken checkpoint: a save killed half-way is first repaired (the
@@ -183,6 +187,7 @@ def resume_point(run, stage: str, counter: str = "iteration"):
     starts from 0."""
     if run is None:
         return None
+    counter = counter or RESUMABLE.get(stage, "step")
     run.recover_checkpoint()
     if not run.checkpoint_dir.exists():
         return None
@@ -212,8 +217,8 @@ class Session:
     rank holds a session; only rank 0's has the run, and it decides (resume, knobs, pause/stop) for all.
     """
 
-    def __init__(self, run, stage: str, cfg, counter: str = "iteration", dd: distributed.Dist | None = None):
-        self.run, self.stage, self.counter = run, stage, counter
+    def __init__(self, run, stage: str, cfg, dd: distributed.Dist | None = None):
+        self.run, self.stage, self.counter = run, stage, RESUMABLE.get(stage, "step")
         self.dd = dd or distributed.Dist()
         self.knobs = live_knobs(cfg)
         self.resumed = False
@@ -265,9 +270,7 @@ class Session:
             # what a run really used (core/settings.py): from here on the knobs are the checkpoint's, whatever an
             # attempt thrown away by this resume had changed (a NaN's reset writes no change row of its own)
             for key, value in self.saved["live"].items():
-                append_jsonl(run.path / "control_log.jsonl", {"iteration": self.start + 1, "time": time.time(),
-                                                              "key": key, "value": value, "accepted": True,
-                                                              "resume": True})
+                log_control(run, self.start + 1, key, value, accepted=True, resume=True)
             if first["stop"]:
                 run.write_control(stop=False)  # the stop that ended the last session must not end this one
             yield {"_status": "running", "step": self.start,

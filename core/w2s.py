@@ -451,7 +451,7 @@ def run_w2s(cfg: W2SConfig, run: Run | None = None, texts: list[str] | None = No
     `texts` and `scorer` replace the held-out reviews and the gold annotator (tests, own data).
     Pause, step and stop act between rows (core/session.py); a stopped experiment writes no results.
     """
-    yield from Session(run, "w2s", cfg, counter="step").flow(_experiment(cfg, run, texts, scorer), cfg)
+    yield from Session(run, "w2s", cfg).flow(_experiment(cfg, run, texts, scorer), cfg)
 
 
 def _experiment(cfg: W2SConfig, run: Run | None, texts: list[str] | None, scorer):

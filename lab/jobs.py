@@ -294,7 +294,7 @@ def resume(run_dir, actor: str | None = None, teacher: bool = False, runs_root=N
         except RunError as e:
             raise JobError(str(e)) from None
         try:
-            counter = "step" if stage == "dpo" else "iteration"
+            counter = RESUMABLE[stage]
             try:
                 point = resume_point(run, stage, counter)
             except (ValueError, OSError, RunError) as e:  # CheckpointError (a ValueError) names the bad file

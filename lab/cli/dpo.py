@@ -78,7 +78,7 @@ def cmd_dpo(args) -> int:
     first: dict = {}
     if args.resume:
         run, cfg, live = resume_config(args, resume_rules())
-        done = claim(run, cfg, live, "dpo", counter="step")
+        done = claim(run, cfg, live, "dpo")
         check_inputs(cfg)  # the pairs file may have moved or changed since
         first.update(next((r for r in read_jsonl(run.path / "metrics.jsonl") if r.get("step") == 0), {}))
     else:

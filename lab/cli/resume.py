@@ -56,11 +56,14 @@ def resume_config(args, rules: ResumeRules):
     return run, cfg, live
 
 
-def claim(run: Run, cfg, live: dict, stage: str, counter: str = "iteration") -> int:
+def claim(run: Run, cfg, live: dict, stage: str) -> int:
     """Own the run, check its checkpoint (resume_point raises CheckpointError naming the file), then write the
     changed config and the live knobs. Returns the iteration/step the checkpoint holds (0: none yet)."""
     from core.session import resume_point
 
+    from core.session import RESUMABLE
+
+    counter = RESUMABLE[stage]
     run.acquire()  # RunBusy when another live process owns it
     point = resume_point(run, stage, counter)
     total = getattr(cfg, "iterations", None) if counter == "iteration" else None

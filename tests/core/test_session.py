@@ -363,7 +363,7 @@ def test_a_nested_stage_pauses_steps_and_stops_between_its_rows(tmp_path):
     errors = []
     thread = threading.Thread(target=lambda: errors.append(None) if steer() is None else None)
     thread.start()
-    drive(run, Session(run, "w2s", cfg, counter="step").flow(work(), cfg))
+    drive(run, Session(run, "w2s", cfg).flow(work(), cfg))
     thread.join(30)
     assert errors == [None] and closed == [True]
     assert run.status()["state"] == "stopped" and read_metrics(run.path)["step"].tolist() == [1, 2, 3]
