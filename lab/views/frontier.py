@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 
 from core.frontier import METHODS, form_of, predict, read_frontier
 from core.runs import read_json, read_jsonl
+from lab.views import wording
 
 NONE = "—"                     # every empty cell and meaningless number reads this, never None / NaN / −0.00
 FIT_PARAMETERS = 2             # alpha and beta: an R² of that many points (or one more) says nothing
@@ -127,9 +128,7 @@ def _number(x, fmt: str = "{:+.3f}") -> str:
     """A number as a cell: — for none or NaN, and never −0.000 (a value that rounds to zero reads 0)."""
     if x is None or not np.isfinite(x):
         return NONE
-    if float(fmt.format(abs(x)).lstrip("+")) == 0:
-        x = 0.0
-    return fmt.format(x)
+    return wording.number(x, fmt)
 
 
 def _peak_text(fit: dict) -> str:

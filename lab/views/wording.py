@@ -18,7 +18,7 @@ def number(value, fmt: str = "{:.3f}") -> str:
     -0.0004 nats is zero to the digits shown, and a minus there reads as a negative KL)."""
     text = fmt.format(value)
     if text.startswith("-") and not re.search(r"[1-9]", text):
-        return text[1:]
+        return fmt.format(0.0)  # "0.00" ("+0.000" with a sign in the format)
     return text
 
 
