@@ -14,6 +14,14 @@ APP = Path(__file__).resolve().parents[1] / "lab" / "app.py"  # the entry script
 TIMEOUT = 60  # seconds per AppTest script run: the first one imports torch and transformers
 
 
+def by_label(elements, label):
+    """The AppTest widget of `elements` (e.g. at.slider) labelled `label`."""
+    for e in elements:
+        if e.label == label:
+            return e
+    raise AssertionError(f"no widget {label!r} in {[e.label for e in elements]}")
+
+
 def texts(at) -> str:
     """Everything an AppTest page says in words (markdown, info, warning, error, success, caption)."""
     parts = [e.value for kind in ("markdown", "info", "warning", "error", "success", "caption")

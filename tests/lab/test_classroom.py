@@ -13,6 +13,7 @@ from lab import classroom, jobs, live_panel, url_settings as U
 from lab.views import ppo as V
 from lab.cli import build_parser, server_settings
 from lab.cli.common import CLIError
+from tests.support import by_label
 
 ROOT = Path(__file__).resolve().parents[2]
 PPO_PAGE = "4_PPO.py"
@@ -38,13 +39,6 @@ def app(query: dict | None = None, page: str | None = None) -> AppTest:
         at.switch_page(str(Path("..") / "pages" / page)).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
-
-
-def by_label(elements, label):
-    for e in elements:
-        if e.label == label:
-            return e
-    raise AssertionError(f"no widget {label!r} in {[e.label for e in elements]}")
 
 
 def live_ppo_run(root, owner: str) -> Run:

@@ -12,6 +12,7 @@ from core.model import SHIPPED
 from core.runs import Run, read_json, read_metrics
 from lab import jobs, live_panel
 from lab.views import ppo as V
+from tests.support import by_label
 
 ROOT = Path(__file__).resolve().parents[2]
 PPO_PAGE = str(ROOT / "pages" / "4_PPO.py")
@@ -56,13 +57,6 @@ def page(path, timeout=60):
     at.switch_page(str(Path("..") / "pages" / Path(path).name)).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
-
-
-def by_label(elements, label):
-    for e in elements:
-        if e.label == label:
-            return e
-    raise AssertionError(f"no widget {label!r} in {[e.label for e in elements]}")
 
 
 def choose_own_models(at):
